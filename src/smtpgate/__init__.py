@@ -1,0 +1,24 @@
+"""smtpgate: SMTP and LMTP servers for asyncio, with a handler per phase of the session."""
+
+from .errors import SMTPError
+from .protocol.core import ProtocolConfig, ServerProtocol
+from .server import SMTPServer
+from .session import Address, Envelope, Session, TLSInfo
+from .stream import DataStream, DataStreamError
+from .thread import ServerThread
+
+__all__ = [
+    "SMTPServer",
+    "SMTPError",
+    "ServerThread",
+    "Session",
+    "Envelope",
+    "Address",
+    "TLSInfo",
+    "DataStream",
+    "DataStreamError",
+    "ServerProtocol",
+    "ProtocolConfig",
+]
+
+__version__ = "0.1.0"

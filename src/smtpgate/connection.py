@@ -1,0 +1,580 @@
+"""One client connection: the asyncio shell around the protocol core.
+
+It moves bytes between the socket and the core, calls the user's handlers for the events
+that need a decision, feeds the ``on_data`` stream with backpressure, runs the idle timer
+and the TLS handshakes, and guarantees exactly one ``on_close`` per session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+import ipaddress
+import logging
+import re
+import secrets
+import socket
+import ssl
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .errors import SMTPError
+from .protocol.core import ServerProtocol
+from .protocol.events import CloseConnection, DataChunk, DataEnd, DataStart, MailFrom, RcptTo, StartTLS
+from .session import Session
+from .stream import DataStream, DataStreamError
+from .tls import tls_info
+
+if TYPE_CHECKING:
+    from .server import SMTPServer
+
+__all__ = ["SMTPConnection", "new_session_id"]
+
+logger = logging.getLogger("smtpgate")
+
+MAX_PENDING_INPUT = 64 * 1024  # unprocessed bytes before the socket stops being read
+_HOSTNAME = re.compile(r"(?=.{1,253}$)(?:(?!-)[a-z0-9_-]{1,63}(?<!-)\.)*(?!-)[a-z0-9_-]{1,63}(?<!-)")
+_INTERNAL_ERROR = SMTPError(451, "Error: internal server error", enhanced="4.3.0")
+_HANDLER_TIMEOUT = SMTPError(451, "Error: timeout while processing, try again later", enhanced="4.3.0")
+
+
+def new_session_id() -> str:
+    """16 characters of base32: 80 random bits."""
+    return base64.b32encode(secrets.token_bytes(10)).decode("ascii").lower()
+
+
+class _ConnectionLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = self.extra or {}
+        kwargs.setdefault("extra", {}).update(extra)
+        return f"[{extra.get('connection_id')}] {msg}", kwargs
+
+
+def _plain_address(address: str) -> str:
+    """Drop IPv4-mapped IPv6 prefixes and scope ids; normalise IPv6."""
+    try:
+        parsed = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(parsed)
+
+
+class SMTPConnection(asyncio.Protocol):
+    """The asyncio protocol for one client."""
+
+    def __init__(self, server: SMTPServer) -> None:
+        self.server = server
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.core: ServerProtocol | None = None
+        self.session: Session | None = None
+        self.log: logging.LoggerAdapter[logging.Logger] | Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self._write_ready: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+        self._lost = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_activity = 0.0
+        self._seen_progress = 0
+        self._busy = False  # waiting on a handler: the idle timer does not fire
+        self._stream: DataStream | None = None
+        self._data_task: asyncio.Future[Any] | None = None
+        self._stream_blocked = False
+        self._shutting_down = False
+        self._tls_active = False
+
+    # ----------------------------------------------------------------- asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        server = self.server
+        options = server.options
+        peer = transport.get_extra_info("peername") or ("", 0)
+        local = transport.get_extra_info("sockname") or ("", 0)
+        session = Session(
+            id=new_session_id(),
+            local_address=_plain_address(str(local[0])) if isinstance(local, tuple) else str(local),
+            local_port=int(local[1]) if isinstance(local, tuple) else 0,
+            remote_address=_plain_address(str(peer[0])) if isinstance(peer, tuple) else str(peer),
+            remote_port=int(peer[1]) if isinstance(peer, tuple) else 0,
+        )
+        session.client_hostname = f"[{session.remote_address}]"
+        self.session = session
+        self.log = _ConnectionLogger(logger, {"connection_id": session.id})
+        self.core = ServerProtocol(server.protocol_config, session)
+        refusal = None
+        if server.closing:
+            refusal = f"{options.name} Server shutting down"
+        elif options.max_clients and len(server.connections) >= options.max_clients:
+            self.log.info("refused %s: too many clients (%d)", session.remote_address, options.max_clients)
+            refusal = f"{options.name} Too many connected clients, try again in a moment"
+        if refusal is not None:
+            self.core.close(421, refusal, "4.7.0" if server.closing is False else "4.3.2")
+            transport.write(self.core.data_to_send())
+            transport.close()
+            self._lost = True
+            return
+        server.connections.add(self)
+        server.connection_started(self)
+        if options.secure:
+            transport.pause_reading()  # the ClientHello waits in the kernel for start_tls
+        self._last_activity = self.loop.time()
+        self._timer = self.loop.call_at(self._last_activity + options.socket_timeout, self._on_timer)
+        self._task = self.loop.create_task(self._run())
+
+    def data_received(self, data: bytes) -> None:
+        core = self.core
+        if core is None or self._lost:
+            return
+        if core.in_data:
+            self._last_activity = self.loop.time()
+        core.receive_data(data)
+        if not self._reading_paused and core.buffered > MAX_PENDING_INPUT and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        if self.core is not None:
+            self.core.receive_eof()
+        self._wake()
+        return not self._tls_active  # keep the write side open to answer (not possible over TLS)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if self._stream is not None:
+            self._stream.abort(DataStreamError("connection closed before the message was received in full"))
+        self._wake()
+        writer = self._write_ready
+        if writer is not None and not writer.done():
+            writer.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        writer = self._write_ready
+        if writer is not None and not writer.done():
+            writer.set_result(None)
+
+    # ----------------------------------------------------------------- plumbing
+
+    def _wake(self) -> None:
+        waiter = self._wakeup
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait_input(self) -> None:
+        self._flush()
+        if self._reading_paused and self.core is not None and self.core.buffered <= MAX_PENDING_INPUT // 2:
+            self._reading_paused = False
+            if self.transport is not None and not self._lost:
+                self.transport.resume_reading()
+        if self._lost:
+            return
+        self._wakeup = self.loop.create_future()
+        try:
+            await self._wakeup
+        finally:
+            self._wakeup = None
+
+    def _flush(self) -> None:
+        core = self.core
+        transport = self.transport
+        if core is None or transport is None:
+            return
+        data = core.data_to_send()
+        if data and not self._lost:
+            transport.write(data)
+
+    async def _wait_writable(self) -> None:
+        while self._writing_paused and not self._lost:
+            self._write_ready = self.loop.create_future()
+            await self._write_ready
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._lost or self.core is None:
+            return
+        timeout = self.server.options.socket_timeout
+        now = self.loop.time()
+        if self._busy or self._stream_blocked:
+            self._last_activity = now
+        elif now - self._last_activity >= timeout:
+            self.log.info("idle for %.0f s: closing", timeout)
+            self.core.close(421, f"{self.server.options.name} Error: timeout exceeded", "4.4.2")
+            self._flush()
+            self._close_transport()
+            self._wake()
+            return
+        self._timer = self.loop.call_at(self._last_activity + timeout, self._on_timer)
+
+    def _close_transport(self) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
+    # ----------------------------------------------------------------- session
+
+    async def _run(self) -> None:
+        core = self.core
+        session = self.session
+        assert core is not None and session is not None
+        connected = False
+        try:
+            connected = await self._start()
+            if connected:
+                await self._serve()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a bug of ours: log it, end this session only
+            self.log.exception("session failed: %s", error)
+            self.server.emit("error", error, session)
+        finally:
+            await self._finish(connected)
+
+    async def _start(self) -> bool:
+        """Reverse DNS, implicit TLS, on_connect, then the greeting."""
+        server = self.server
+        options = server.options
+        core = self.core
+        session = self.session
+        assert core is not None and session is not None
+        self.log.debug("connection from %s:%s", session.remote_address, session.remote_port)
+        if not options.disable_reverse_lookup:
+            session.client_hostname = await self._reverse_lookup(session.remote_address)
+        if options.secure:
+            if not await self._handshake():
+                return False
+        handler = server.handlers.on_connect
+        if handler is not None:
+            error = await self._call_for_verdict(handler, session)
+            if error is not None:
+                if error.code == 451 and error is _INTERNAL_ERROR:
+                    error = SMTPError(421, f"{options.name} Error: internal server error", enhanced="4.3.0")
+                self.log.info("on_connect refused: %s", error)
+                core.refuse_connection(error)
+                return True
+        if options.secure and server.handlers.on_secure is not None:
+            if not await self._on_secure():
+                return True
+        if self._lost:
+            return False
+        server.emit("connect", session)
+        core.start()
+        return True
+
+    async def _reverse_lookup(self, address: str) -> str:
+        resolver = self.server.options.resolver
+        try:
+            if resolver is not None:
+                result = resolver(address)
+                if inspect.isawaitable(result):
+                    result = await asyncio.wait_for(result, self.server.options.reverse_lookup_timeout)
+                name = str(result or "")
+            else:
+                info = await asyncio.wait_for(
+                    self.loop.getnameinfo((address, 0), socket.NI_NAMEREQD),
+                    self.server.options.reverse_lookup_timeout,
+                )
+                name = info[0]
+        except (OSError, asyncio.TimeoutError, UnicodeError, ValueError):
+            return f"[{address}]"
+        except Exception as error:  # a custom resolver failing must not end the session
+            self.log.warning("reverse lookup failed: %r", error)
+            return f"[{address}]"
+        name = name.rstrip(".").lower()
+        return name if _HOSTNAME.fullmatch(name) else f"[{address}]"
+
+    async def _serve(self) -> None:
+        core = self.core
+        session = self.session
+        handlers = self.server.handlers
+        assert core is not None and session is not None
+        while True:
+            if self._writing_paused:
+                self._flush()
+                await self._wait_writable()
+            if self._lost:
+                return
+            event = core.next_event()
+            if event is None:
+                if core.progress != self._seen_progress:
+                    self._seen_progress = core.progress
+                    self._last_activity = self.loop.time()
+                if self._shutting_down and core.idle:
+                    core.close(421, f"{self.server.options.name} Server shutting down", "4.3.2")
+                    continue
+                await self._wait_input()
+                continue
+            kind = type(event)
+            if kind is DataChunk:
+                stream = self._stream
+                if stream is not None and not stream.feed(event.data):  # type: ignore[attr-defined]
+                    self._flush()
+                    self._stream_blocked = True
+                    try:
+                        await stream.wait_for_space()
+                    finally:
+                        self._stream_blocked = False
+            elif kind is MailFrom:
+                await self._decide(handlers.on_mail_from, event.address, session)  # type: ignore[attr-defined]
+            elif kind is RcptTo:
+                await self._decide(handlers.on_rcpt_to, event.address, session)  # type: ignore[attr-defined]
+            elif kind is DataStart:
+                self._begin_data()
+                core.accept()
+            elif kind is DataEnd:
+                await self._end_data(event)  # type: ignore[arg-type]
+            elif kind is StartTLS:
+                await self._starttls()
+            elif kind is CloseConnection:
+                self.log.debug("closing: %s", event.reason)  # type: ignore[attr-defined]
+                return
+
+    async def _finish(self, connected: bool) -> None:
+        server = self.server
+        session = self.session
+        assert session is not None
+        self._flush()
+        self._close_transport()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._stream is not None:
+            self._stream.abort(DataStreamError("connection closed before the message was received in full"))
+        if self._data_task is not None and not self._data_task.done():
+            self._data_task.cancel()
+            try:
+                await self._data_task
+            except BaseException:
+                pass
+        server.connections.discard(self)
+        try:
+            if connected and server.handlers.on_close is not None:
+                await self._call(server.handlers.on_close, session)
+        except Exception as error:
+            self.log.exception("on_close failed: %s", error)
+            server.emit("error", error, session)
+        finally:
+            server.connection_closed(self)
+
+    # ----------------------------------------------------------------- handlers
+
+    async def _call(self, handler: Callable[..., Any], *args: Any) -> Any:
+        result = handler(*args)
+        if inspect.isawaitable(result):
+            self._flush()
+            self._busy = True
+            try:
+                timeout = self.server.options.handler_timeout
+                if timeout is None:
+                    result = await result
+                else:
+                    result = await asyncio.wait_for(result, timeout)
+            finally:
+                self._busy = False
+        return result
+
+    async def _call_for_verdict(self, handler: Callable[..., Any], *args: Any) -> SMTPError | None:
+        """Run a handler; None if it accepted, else the error to answer with."""
+        try:
+            await self._call(handler, *args)
+        except SMTPError as error:
+            return error
+        except asyncio.TimeoutError:
+            self.log.error("%s timed out", getattr(handler, "__name__", "handler"))
+            return _HANDLER_TIMEOUT
+        except Exception as error:
+            self._handler_failed(handler, error)
+            return _INTERNAL_ERROR
+        return None
+
+    def _handler_failed(self, handler: Callable[..., Any], error: BaseException) -> None:
+        name = getattr(handler, "__name__", "handler")
+        self.log.error("%s raised %r", name, error, exc_info=error)
+        self.server.emit("error", error, self.session)
+
+    async def _decide(self, handler: Callable[..., Any] | None, *args: Any) -> None:
+        core = self.core
+        assert core is not None
+        if handler is None:
+            core.accept()
+            return
+        try:
+            result = await self._call(handler, *args)
+        except SMTPError as error:
+            core.reject(error)
+        except asyncio.TimeoutError:
+            self.log.error("%s timed out", getattr(handler, "__name__", "handler"))
+            core.reject(_HANDLER_TIMEOUT)
+        except Exception as error:
+            self._handler_failed(handler, error)
+            core.reject(_INTERNAL_ERROR)
+        else:
+            core.accept(result if isinstance(result, str) else None)
+
+    # ----------------------------------------------------------------- DATA
+
+    def _begin_data(self) -> None:
+        handler = self.server.handlers.on_data
+        if handler is None:
+            self._stream = None
+            return
+        options = self.server.options
+        is_async = self.server.handlers.on_data_is_async
+        stream = DataStream(options.size, unbounded=not is_async)
+        self._stream = stream
+        if is_async:
+            self._data_task = asyncio.ensure_future(self._run_on_data(handler, stream))
+        else:
+            self._data_task = None
+
+    async def _run_on_data(self, handler: Callable[..., Any], stream: DataStream) -> Any:
+        try:
+            result = handler(stream, self.session)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        finally:
+            stream.discard()  # whatever the handler left unread is drained
+
+    async def _end_data(self, event: DataEnd) -> None:
+        core = self.core
+        assert core is not None
+        stream = self._stream
+        handler = self.server.handlers.on_data
+        self._stream = None
+        if handler is None or stream is None:
+            core.accept()
+            return
+        if event.bare_lf and self.server.options.bare_lf == "reject":
+            stream.abort(DataStreamError("message refused: bare LF in the body"))
+        else:
+            stream.finish()
+        task = self._data_task
+        self._data_task = None
+        self._flush()
+        self._busy = True
+        try:
+            if task is None:
+                result = handler(stream, self.session)
+                if inspect.isawaitable(result):
+                    result = await self._bounded(result)
+            else:
+                result = await self._bounded(task)
+        except SMTPError as error:
+            core.reject(error)
+        except DataStreamError as error:
+            self.log.info("message refused while being received: %s", error)
+            core.accept()  # the core turns a refused body into its 5xx reply
+        except asyncio.TimeoutError:
+            self.log.error("on_data timed out")
+            if task is not None:
+                task.cancel()
+            core.reject(_HANDLER_TIMEOUT)
+        except Exception as error:
+            self._handler_failed(handler, error)
+            core.reject(_INTERNAL_ERROR)
+        else:
+            if isinstance(result, str):
+                core.accept(result)
+            else:
+                core.accept()
+        finally:
+            self._busy = False
+
+    async def _bounded(self, awaitable: Any) -> Any:
+        timeout = self.server.options.handler_timeout
+        if timeout is None:
+            return await awaitable
+        return await asyncio.wait_for(awaitable, timeout)
+
+    # ----------------------------------------------------------------- TLS
+
+    async def _starttls(self) -> None:
+        core = self.core
+        assert core is not None
+        core.accept()  # 220 Ready to start TLS; pipelined plaintext is dropped
+        self._flush()
+        if not await self._handshake():
+            core.close(421, "TLS handshake failed", "4.7.0")
+            return
+        core.tls_established()
+        if self.server.handlers.on_secure is not None:
+            await self._on_secure()
+
+    async def _handshake(self) -> bool:
+        transport = self.transport
+        session = self.session
+        assert transport is not None and session is not None
+        context = self.server.tls.context
+        try:
+            new_transport = await self.loop.start_tls(
+                transport,
+                self,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=self.server.options.socket_timeout,
+            )
+        except (ssl.SSLError, OSError, ConnectionError, asyncio.TimeoutError, RuntimeError) as error:
+            reason = getattr(error, "reason", None) or type(error).__name__
+            self.log.info("TLS handshake with %s failed: %s", session.remote_address, reason)
+            self.server.emit("error", error, session)
+            self._lost = True
+            if not transport.is_closing():
+                transport.abort()
+            return False
+        if new_transport is None:
+            self._lost = True
+            return False
+        self.transport = new_transport
+        self._tls_active = True
+        self._reading_paused = False
+        ssl_object = new_transport.get_extra_info("ssl_object")
+        session.secure = True
+        session.servername = getattr(ssl_object, "smtpgate_servername", None)
+        if ssl_object is not None:
+            session.tls_options = tls_info(ssl_object)
+        self._last_activity = self.loop.time()
+        self.log.debug("TLS established: %s", session.tls_options)
+        return True
+
+    async def _on_secure(self) -> bool:
+        """Run on_secure; False (and the connection answered and closing) if it refused."""
+        core = self.core
+        handler = self.server.handlers.on_secure
+        assert core is not None and handler is not None
+        ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
+        error = await self._call_for_verdict(handler, ssl_object, self.session)
+        if error is None:
+            return True
+        if error.code not in (421, 554) and error.code // 100 == 5:
+            error = SMTPError(554, error.message, enhanced=error.enhanced)
+        self.log.info("on_secure refused: %s", error)
+        core.refuse_connection(error)
+        return False
+
+    # ----------------------------------------------------------------- shutdown
+
+    def shutdown(self) -> None:
+        """Server closing: end the session as soon as no transaction is in progress."""
+        self._shutting_down = True
+        self._wake()
+
+    def force_close(self) -> None:
+        """close_timeout passed: answer 421 and close, whatever the session is doing."""
+        core = self.core
+        if core is None or self._lost:
+            return
+        core.close(421, f"{self.server.options.name} Server shutting down", "4.3.2")
+        self._flush()
+        self._close_transport()
+        self._wake()

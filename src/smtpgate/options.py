@@ -1,0 +1,156 @@
+"""Server options: names, defaults and validation at construction time."""
+
+from __future__ import annotations
+
+import difflib
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+__all__ = ["ServerOptions", "build_options", "HANDLER_NAMES"]
+
+HANDLER_NAMES = ("on_connect", "on_mail_from", "on_rcpt_to", "on_data", "on_close", "on_secure")
+
+
+def _fqdn() -> str:
+    try:
+        return socket.getfqdn() or "localhost"
+    except OSError:  # pragma: no cover - depends on the host
+        return "localhost"
+
+
+@dataclass
+class ServerOptions:
+    """Every option of :class:`smtpgate.SMTPServer`, with its default.
+
+    ``docs/configuration.md`` describes each one.
+    """
+
+    # identity
+    name: str = field(default_factory=_fqdn)
+    banner: str = ""
+    helo_response: str = "%s Nice to meet you, %s"
+    lmtp: bool = False
+    # limits
+    size: int = 0
+    max_clients: int = 0
+    max_recipients: int = 0
+    max_command_length: int = 16384
+    max_unrecognized_commands: int = 10
+    socket_timeout: float = 60.0
+    close_timeout: float = 30.0
+    handler_timeout: float | None = None
+    reverse_lookup_timeout: float = 1.5
+    # behaviour
+    bare_lf: str = "normalize"
+    reject_oversized: bool = True
+    accept_unknown_params: bool = False
+    disabled_commands: frozenset[str] = frozenset()
+    auth_optional: bool = False
+    disable_reverse_lookup: bool = False
+    resolver: Callable[[str], Any] | None = None
+    # EHLO advertising
+    hide_size: bool = False
+    hide_pipelining: bool = False
+    hide_8bitmime: bool = False
+    hide_smtputf8: bool = False
+    hide_enhancedstatuscodes: bool = False
+    hide_starttls: bool = False
+    # TLS
+    secure: bool = False
+    needs_upgrade: bool = False
+    key: Any = None
+    cert: Any = None
+    ca: Any = None
+    request_cert: bool = False
+    reject_unauthorized: bool = True
+    min_version: str = "TLSv1.2"
+    max_version: str | None = None
+    sni_options: Any = None
+    # handlers
+    on_connect: Callable[..., Any] | None = None
+    on_secure: Callable[..., Any] | None = None
+    on_mail_from: Callable[..., Any] | None = None
+    on_rcpt_to: Callable[..., Any] | None = None
+    on_data: Callable[..., Any] | None = None
+    on_close: Callable[..., Any] | None = None
+
+
+_BOOL = {
+    "lmtp", "reject_oversized", "accept_unknown_params", "auth_optional",
+    "disable_reverse_lookup", "hide_size", "hide_pipelining", "hide_8bitmime",
+    "hide_smtputf8", "hide_enhancedstatuscodes", "hide_starttls", "secure",
+    "needs_upgrade", "request_cert", "reject_unauthorized",
+}  # fmt: skip
+_COUNTS = {"size", "max_clients", "max_recipients"}
+_POSITIVE_INTS = {"max_command_length", "max_unrecognized_commands"}
+_SECONDS = {"socket_timeout", "close_timeout", "reverse_lookup_timeout"}
+_TEXT = {"name", "banner", "helo_response"}
+_TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
+
+
+def _check_number(name: str, value: Any, *, integer: bool, minimum: float, strict: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and isinstance(value, float)):
+        kind = "an int" if integer else "a number of seconds"
+        raise TypeError(f"option {name!r} must be {kind}, got {type(value).__name__}")
+    number = float(value)
+    if number < minimum or (strict and number == minimum):
+        relation = "greater than" if strict else "at least"
+        raise ValueError(f"option {name!r} must be {relation} {minimum}, got {value!r}")
+
+
+def _command_set(value: Any) -> frozenset[str]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise TypeError("option 'disabled_commands' must be a list of command names")
+    names = []
+    for item in value:
+        if not isinstance(item, str):
+            raise TypeError("option 'disabled_commands' must contain strings")
+        names.append(item.strip().upper())
+    return frozenset(names)
+
+
+def build_options(kwargs: dict[str, Any]) -> ServerOptions:
+    """Check ``kwargs`` and return the options; unknown or ill-typed ones raise at once."""
+    known = {f.name for f in fields(ServerOptions)}
+    for name in kwargs:
+        if name not in known:
+            hint = difflib.get_close_matches(name, known, n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise TypeError(f"unknown SMTPServer option {name!r}{extra}")
+    values = dict(kwargs)
+    for name, value in kwargs.items():
+        if name in _BOOL and not isinstance(value, bool):
+            raise TypeError(f"option {name!r} must be True or False, got {value!r}")
+        if name in _COUNTS:
+            _check_number(name, value, integer=True, minimum=0, strict=False)
+        elif name in _POSITIVE_INTS:
+            _check_number(name, value, integer=True, minimum=0, strict=True)
+        elif name in _SECONDS:
+            _check_number(name, value, integer=False, minimum=0, strict=True)
+        elif name == "handler_timeout" and value is not None:
+            _check_number(name, value, integer=False, minimum=0, strict=True)
+        elif name in _TEXT:
+            if not isinstance(value, str):
+                raise TypeError(f"option {name!r} must be a str, got {type(value).__name__}")
+            if any(ch in value for ch in "\r\n\0"):
+                raise ValueError(f"option {name!r} must not contain line breaks or NUL")
+        elif name == "bare_lf":
+            if value not in ("normalize", "reject", "allow"):
+                raise ValueError(f"option 'bare_lf' must be 'normalize', 'reject' or 'allow', got {value!r}")
+        elif name == "disabled_commands":
+            values[name] = _command_set(value)
+        elif name in ("min_version", "max_version"):
+            if value is None and name == "max_version":
+                continue
+            if value not in _TLS_VERSIONS:
+                raise ValueError(f"option {name!r} must be one of {_TLS_VERSIONS}, got {value!r}")
+        elif (name in HANDLER_NAMES or name == "resolver") and value is not None and not callable(value):
+            raise TypeError(f"option {name!r} must be callable, got {type(value).__name__}")
+    options = ServerOptions(**values)
+    if options.name == "":
+        raise ValueError("option 'name' must not be empty")
+    if options.max_command_length < 512:
+        raise ValueError("option 'max_command_length' must be at least 512 (RFC 5321 section 4.5.3.1.4)")
+    return options

@@ -1,0 +1,150 @@
+"""Parsing the arguments of MAIL and RCPT: the reverse/forward path and ESMTP parameters.
+
+Follows RFC 5321 section 4.1.2 with RFC 6531 (UTF-8) extensions. Everything here is pure
+and raises :class:`SyntaxProblem` with a reason that can go into a 501 reply.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+__all__ = [
+    "SyntaxProblem",
+    "split_path_argument",
+    "parse_mailbox",
+    "parse_params",
+    "xtext_decode",
+]
+
+MAX_ADDRESS_LENGTH = 254  # a path is at most 256 octets including the angle brackets
+
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]"
+_DOT_ATOM = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
+_QUOTED = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])*"')
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9\-\u0080-\U0010ffff]{1,63}(?<!-)")
+_PARAM_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*")
+_XTEXT = re.compile(r"\+([0-9A-F]{2})")
+# Characters that never belong in an address: controls, C1 controls, invisible spacing.
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u200b\u2060\ufeff]")
+
+
+class SyntaxProblem(ValueError):
+    """A malformed path or parameter; ``str()`` is the reason for the reply."""
+
+
+def split_path_argument(argument: str, keyword: str) -> tuple[str, str]:
+    """Split ``FROM:<path> params`` into the text inside the brackets and the parameters.
+
+    Spaces around the colon are tolerated, the angle brackets are required. Quoted local
+    parts may contain ``>`` and spaces.
+    """
+    head = re.match(rf"\s*{keyword}\s*:\s*", argument, re.IGNORECASE)
+    if head is None:
+        raise SyntaxProblem(f"syntax: {keyword}:<address>")
+    rest = argument[head.end() :]
+    if not rest.startswith("<"):
+        raise SyntaxProblem("address must be enclosed in <>")
+    in_quote = False
+    i = 1
+    end = -1
+    while i < len(rest):
+        ch = rest[i]
+        if in_quote and ch == "\\":
+            i += 2
+            continue
+        if ch == '"':
+            in_quote = not in_quote
+        elif ch == ">" and not in_quote:
+            end = i
+            break
+        elif ch == "<" and not in_quote:
+            break
+        i += 1
+    if end < 0:
+        raise SyntaxProblem("address must be enclosed in <>")
+    params = rest[end + 1 :]
+    if params and not params[0].isspace():
+        raise SyntaxProblem("expected a space after the address")
+    return rest[1:end], params.strip()
+
+
+def parse_mailbox(path: str, *, allow_null: bool, allow_postmaster: bool) -> str:
+    """Validate the text inside ``<>`` and return the mailbox (source routes dropped)."""
+    if path.startswith("@"):
+        # A source route (RFC 5321 appendix C): "@a,@b:user@domain". Obsolete; ignored.
+        route, sep, path = path.partition(":")
+        if not sep or not all(part.startswith("@") and _is_domain(part[1:]) for part in route.split(",")):
+            raise SyntaxProblem("bad source route")
+    if path == "":
+        if allow_null:
+            return ""
+        raise SyntaxProblem("the null address is not allowed here")
+    if _FORBIDDEN.search(path):
+        raise SyntaxProblem("control or invisible characters in address")
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_ADDRESS_LENGTH:
+        raise SyntaxProblem("address too long")
+    if allow_postmaster and path.lower() == "postmaster":
+        return path
+    if path.startswith('"'):
+        match = _QUOTED.match(path)
+    else:
+        match = _DOT_ATOM.match(path)
+    if match is None or path[match.end() : match.end() + 1] != "@":
+        raise SyntaxProblem("bad local part")
+    domain = path[match.end() + 1 :]
+    if not _is_domain(domain) and not _is_address_literal(domain):
+        raise SyntaxProblem("bad domain")
+    return path
+
+
+def _is_domain(domain: str) -> bool:
+    if not domain or len(domain) > 253:
+        return False
+    return all(_LABEL.fullmatch(label) for label in domain.split("."))
+
+
+def _is_address_literal(domain: str) -> bool:
+    if len(domain) < 3 or domain[0] != "[" or domain[-1] != "]":
+        return False
+    inner = domain[1:-1]
+    try:
+        if inner[:5].lower() == "ipv6:":
+            ipaddress.IPv6Address(inner[5:])
+        else:
+            ipaddress.IPv4Address(inner)
+    except ValueError:
+        return False
+    return True
+
+
+def xtext_decode(value: str) -> str:
+    """Decode RFC 3461 xtext (``+HH`` hex escapes, upper-case hex)."""
+    if "+" not in value:
+        return value
+    return _XTEXT.sub(lambda m: chr(int(m.group(1), 16)), value)
+
+
+def parse_params(text: str) -> dict[str, str | bool]:
+    """Parse ``KEY=value KEY2`` into a dict; keys upper-cased, values xtext-decoded.
+
+    Raises on a malformed key, a duplicate key, or a control character in a value.
+    """
+    params: dict[str, str | bool] = {}
+    if not text:
+        return params
+    for token in text.split():
+        key, eq, value = token.partition("=")
+        if not _PARAM_KEY.fullmatch(key):
+            raise SyntaxProblem(f"bad parameter syntax {token[:40]!r}")
+        key = key.upper()
+        if key in params:
+            raise SyntaxProblem(f"duplicate {key} parameter")
+        if not eq:
+            params[key] = True
+            continue
+        decoded = xtext_decode(value)
+        if _FORBIDDEN.search(decoded):
+            raise SyntaxProblem(f"control characters in {key} parameter")
+        params[key] = decoded
+    return params

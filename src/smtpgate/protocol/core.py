@@ -1,0 +1,655 @@
+"""The sans-I/O SMTP server state machine.
+
+Feed it bytes with :meth:`ServerProtocol.receive_data`, pull events with
+:meth:`ServerProtocol.next_event`, answer the events that need a decision with
+:meth:`ServerProtocol.accept` or :meth:`ServerProtocol.reject`, and write whatever
+:meth:`ServerProtocol.data_to_send` returns. No sockets, no clock, no asyncio: everything
+that does not need the application (syntax, sequencing, limits, EHLO, NOOP, RSET...) is
+answered here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import SMTPError, default_enhanced_code
+from ..session import Address, Envelope, Session
+from .addresses import SyntaxProblem, parse_mailbox, parse_params, split_path_argument
+from .data import DataDecoder
+from .events import (
+    CloseConnection,
+    DataChunk,
+    DataEnd,
+    DataStart,
+    Event,
+    MailFrom,
+    RcptTo,
+    StartTLS,
+)
+from .replies import format_reply
+
+__all__ = ["ProtocolConfig", "ServerProtocol"]
+
+_HTTP_REQUEST = re.compile(r"^(?:OPTIONS|GET|HEAD|POST|PUT|DELETE|TRACE|CONNECT|PATCH) \S* HTTP/\d(?:\.\d)?$", re.I)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_SIZE_VALUE = re.compile(r"\d{1,20}")
+
+# Phases of a connection.
+_GREETING, _COMMAND, _AWAITING, _DATA, _TLS, _CLOSED = range(6)
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """What the core needs to know of the server options (see ``docs/configuration.md``)."""
+
+    name: str = "localhost"
+    banner: str = ""
+    lmtp: bool = False
+    size: int = 0
+    hide_size: bool = False
+    hide_pipelining: bool = False
+    hide_8bitmime: bool = False
+    hide_smtputf8: bool = False
+    hide_enhancedstatuscodes: bool = False
+    starttls: bool = False
+    hide_starttls: bool = False
+    needs_upgrade: bool = False
+    disabled_commands: frozenset[str] = frozenset()
+    helo_response: str = "%s Nice to meet you, %s"
+    max_recipients: int = 0
+    max_command_length: int = 16384
+    max_unrecognized_commands: int = 10
+    bare_lf: str = "normalize"
+    reject_oversized: bool = True
+    accept_unknown_params: bool = False
+
+
+class ServerProtocol:
+    """One SMTP server-side connection, as a pure state machine."""
+
+    def __init__(self, config: ProtocolConfig, session: Session) -> None:
+        self.config = config
+        self.session = session
+        self._phase = _GREETING
+        self._buf = bytearray()
+        self._rpos = 0
+        self._out: list[bytes] = []
+        self._eof = False
+        self._discarding = False  # inside an over-long line, dropping bytes up to its LF
+        self._bad_commands = 0
+        self._awaiting: Event | None = None
+        self._decoder: DataDecoder | None = None
+        self._close_reason = ""
+        self.progress = 0  # lines handled so far: the driver's idle timer watches it
+        self._use_enhanced = not config.hide_enhancedstatuscodes
+        self._commands: dict[str, Callable[[str, str], Event | None]] = {
+            "HELO": self._cmd_helo,
+            "EHLO": self._cmd_helo,
+            "LHLO": self._cmd_helo,
+            "MAIL": self._cmd_mail,
+            "RCPT": self._cmd_rcpt,
+            "DATA": self._cmd_data,
+            "RSET": self._cmd_rset,
+            "NOOP": self._cmd_noop,
+            "QUIT": self._cmd_quit,
+            "VRFY": self._cmd_vrfy,
+            "HELP": self._cmd_help,
+            "EXPN": self._cmd_expn,
+            "STARTTLS": self._cmd_starttls,
+        }
+
+    # ----------------------------------------------------------------- state
+
+    @property
+    def closed(self) -> bool:
+        """True once the core has nothing more to say: flush and close the connection."""
+        return self._phase == _CLOSED
+
+    @property
+    def awaiting(self) -> Event | None:
+        """The event waiting for ``accept()``/``reject()``, if any."""
+        return self._awaiting
+
+    @property
+    def in_data(self) -> bool:
+        """True while a DATA body is being received."""
+        return self._phase == _DATA
+
+    @property
+    def in_handshake(self) -> bool:
+        """True between the STARTTLS 220 reply and :meth:`tls_established`."""
+        return self._phase == _TLS
+
+    @property
+    def idle(self) -> bool:
+        """True between transactions, waiting for a command (safe to close for shutdown)."""
+        return self._phase == _COMMAND and self.session.envelope.mail_from is None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not processed yet (the driver pauses reading above a bound)."""
+        return len(self._buf) - self._rpos
+
+    # ----------------------------------------------------------------- input/output
+
+    def receive_data(self, data: bytes) -> None:
+        """Add bytes from the client."""
+        if self._phase == _CLOSED or self._phase == _TLS:
+            return  # plaintext after STARTTLS is dropped (CVE-2011-0411)
+        if self._phase == _GREETING:
+            self._close_with(421, f"{self.config.name} You talk too soon", "4.7.0", "early talker")
+            return
+        if self._discarding:
+            idx = data.find(b"\n")
+            if idx < 0:
+                return
+            data = data[idx + 1 :]
+            self._discarding = False
+            self._line_too_long()
+            if self._phase == _CLOSED:
+                return
+        if self._rpos and self._rpos == len(self._buf):
+            self._buf.clear()
+            self._rpos = 0
+        self._buf += data
+        if self._phase == _COMMAND or self._phase == _AWAITING:
+            self._check_line_length()
+
+    def receive_eof(self) -> None:
+        """The client will send nothing more (it may still read our replies)."""
+        self._eof = True
+
+    def data_to_send(self) -> bytes:
+        """Replies written since the last call, ready for the socket."""
+        if not self._out:
+            return b""
+        out = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+        self._out.clear()
+        return out
+
+    # ----------------------------------------------------------------- driving
+
+    def start(self) -> None:
+        """Send the greeting: call once the connection is accepted (after on_connect)."""
+        if self._phase != _GREETING:
+            return
+        kind = "LMTP" if self.config.lmtp else "ESMTP"
+        text = f"{self.config.name} {kind}"
+        if self.config.banner:
+            text += f" {self.config.banner}"
+        self._out.append(format_reply(220, [text], None))
+        self._phase = _COMMAND
+        self._check_line_length()
+
+    def refuse_connection(self, error: SMTPError) -> None:
+        """Answer the connection with ``error`` instead of a greeting, then close."""
+        self._close_with(error.code, error.message, self._enhanced(error.code, error.enhanced), "refused")
+
+    def close(self, code: int, text: str, enhanced: str | None = None) -> None:
+        """Say a final word (timeouts, shutdown, too many clients) and close."""
+        if self._phase == _CLOSED:
+            return
+        if self._phase == _TLS:
+            self._phase = _CLOSED  # nothing can be written mid-handshake
+            self._close_reason = text
+            return
+        self._close_with(code, text, enhanced, text)
+
+    def tls_established(self) -> None:
+        """The TLS handshake finished: forget everything learnt in plaintext (RFC 3207)."""
+        session = self.session
+        session.secure = True
+        session.host_name_appears_as = None
+        session.envelope = Envelope()
+        session.opening_command = None
+        self._buf.clear()
+        self._rpos = 0
+        if self._phase != _CLOSED:
+            self._phase = _COMMAND
+
+    def next_event(self) -> Event | None:
+        """The next event, or None when more input (or a decision) is needed first."""
+        while True:
+            phase = self._phase
+            if phase == _COMMAND:
+                line = self._next_line()
+                if line is None:
+                    if self._eof:
+                        self._phase = _CLOSED
+                        self._close_reason = "client closed the connection"
+                        continue
+                    return None
+                event = self._handle_line(line)
+                if event is not None:
+                    if event.needs_decision:
+                        self._awaiting = event
+                        self._phase = _AWAITING
+                    return event
+            elif phase == _DATA:
+                return self._next_data_event()
+            elif phase == _CLOSED:
+                return CloseConnection(self._close_reason)
+            else:
+                return None
+
+    def accept(self, message: str | None = None) -> None:
+        """Accept the awaited event; ``message`` replaces the default 250 text."""
+        event = self._take_awaiting()
+        session = self.session
+        if isinstance(event, MailFrom):
+            session.envelope.mail_from = event.address
+            self._reply(250, message or "Accepted", "2.1.0")
+        elif isinstance(event, RcptTo):
+            rcpts = session.envelope.rcpt_to
+            key = event.address.address.lower()
+            for i, existing in enumerate(rcpts):
+                if existing.address.lower() == key:
+                    rcpts[i] = event.address
+                    break
+            else:
+                rcpts.append(event.address)
+            self._reply(250, message or "Accepted", "2.1.5")
+        elif isinstance(event, DataStart):
+            self._out.append(format_reply(354, ["End data with <CR><LF>.<CR><LF>"], None))
+            self._decoder = DataDecoder(self.config.bare_lf)
+            self._phase = _DATA
+            return
+        elif isinstance(event, DataEnd):
+            if event.bare_lf and self.config.bare_lf == "reject":
+                self._reply(550, "Error: bare <LF> received in message, use CRLF line endings", "5.6.0")
+            elif event.size_exceeded and self.config.reject_oversized:
+                self._reply(552, f"Error: message exceeds fixed maximum message size {self.config.size}", "5.3.4")
+            else:
+                self._reply(250, message or "OK: message queued", "2.6.0")
+            self._end_transaction()
+        elif isinstance(event, StartTLS):
+            self._out.append(format_reply(220, [self._enhanced_text("2.0.0", "Ready to start TLS")], None))
+            self._buf.clear()  # anything pipelined behind STARTTLS is discarded
+            self._rpos = 0
+            self._phase = _TLS
+            return
+        self._phase = _COMMAND
+
+    def reject(self, error: SMTPError) -> None:
+        """Refuse the awaited event with ``error``'s reply."""
+        event = self._take_awaiting()
+        code = error.code
+        self._reply(code, error.message, error.enhanced or self._context_code(event, code))
+        if isinstance(event, MailFrom):
+            self.session.envelope = Envelope()
+        elif isinstance(event, DataEnd):
+            self._end_transaction()
+        self._phase = _COMMAND
+        if code == 421:
+            self._phase = _CLOSED
+            self._close_reason = "handler answered 421"
+
+    # ----------------------------------------------------------------- internals
+
+    def _take_awaiting(self) -> Event:
+        event = self._awaiting
+        if event is None or self._phase != _AWAITING:
+            raise RuntimeError("no event is waiting for a decision")
+        self._awaiting = None
+        return event
+
+    def _enhanced(self, code: int, enhanced: str | None) -> str | None:
+        if not self._use_enhanced:
+            return None
+        return enhanced or default_enhanced_code(code)
+
+    def _enhanced_text(self, enhanced: str, text: str) -> str:
+        return f"{enhanced} {text}" if self._use_enhanced else text
+
+    def _reply(self, code: int, text: str, enhanced: str | None = None) -> None:
+        self._out.append(format_reply(code, [text], self._enhanced(code, enhanced)))
+
+    def _close_with(self, code: int, text: str, enhanced: str | None, reason: str) -> None:
+        self._reply(code, text, enhanced)
+        self._phase = _CLOSED
+        self._close_reason = reason
+        self._awaiting = None
+
+    @staticmethod
+    def _context_code(event: Event, code: int) -> str | None:
+        if code // 100 != 5:
+            return None
+        if isinstance(event, MailFrom) and code in (550, 553):
+            return "5.1.8" if code == 553 else "5.7.1"
+        if isinstance(event, RcptTo) and code == 553:
+            return "5.1.3"
+        if isinstance(event, DataEnd) and code == 552:
+            return "5.3.4"
+        return None
+
+    def _end_transaction(self) -> None:
+        self.session.envelope = Envelope()
+        self.session.transaction += 1
+        self._bad_commands = 0
+        self._decoder = None
+
+    def _update_transmission_type(self, command: str) -> None:
+        session = self.session
+        if command == "LHLO":
+            base = "LMTP"
+        elif command == "HELO":
+            base = "SMTP"
+        else:
+            base = "ESMTP"
+        if base != "SMTP":
+            base += "S" if session.secure else ""
+            base += "A" if session.user is not None else ""
+        session.transmission_type = base
+
+    def _check_line_length(self) -> None:
+        """Drop an unterminated line that is already too long, without buffering it."""
+        limit = self.config.max_command_length
+        pending = len(self._buf) - self._rpos
+        if pending <= limit or self._phase not in (_COMMAND, _AWAITING):
+            return
+        if self._buf.find(b"\n", self._rpos) >= 0:
+            return  # a complete line is waiting; it is checked when it is read
+        if self._phase == _AWAITING:
+            return  # checked again once the decision is made
+        del self._buf[self._rpos :]
+        self._discarding = True
+
+    def _line_too_long(self) -> None:
+        self._reply(500, "Error: line too long", "5.5.6")
+        self._count_bad()
+
+    def _count_bad(self) -> None:
+        self._bad_commands += 1
+        if self._bad_commands >= self.config.max_unrecognized_commands:
+            self._close_with(
+                421, f"{self.config.name} Error: too many unrecognized commands", "4.7.0", "too many bad commands"
+            )
+
+    def _next_line(self) -> bytes | None:
+        buf = self._buf
+        idx = buf.find(b"\n", self._rpos)
+        if idx < 0:
+            if self._rpos:
+                del buf[: self._rpos]
+                self._rpos = 0
+            self._check_line_length()
+            return None
+        line = bytes(buf[self._rpos : idx + 1])
+        self._rpos = idx + 1
+        if self._rpos == len(buf):
+            buf.clear()
+            self._rpos = 0
+        return line
+
+    def _handle_line(self, raw: bytes) -> Event | None:
+        self.progress += 1
+        if raw.endswith(b"\r\n"):
+            raw = raw[:-2]
+        else:
+            raw = raw[:-1]
+            if self.config.bare_lf == "reject":
+                self._reply(500, "Error: bare <LF> received, commands must end with CRLF", "5.5.2")
+                self._count_bad()
+                return None
+        if len(raw) > self.config.max_command_length:
+            self._line_too_long()
+            return None
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self._reply(500, "Error: command is not valid UTF-8", "5.5.2")
+            self._count_bad()
+            return None
+        if _CONTROL.search(line):
+            self._reply(500, "Error: control characters are not allowed in commands", "5.5.2")
+            self._count_bad()
+            return None
+        verb, _, argument = line.partition(" ")
+        verb = verb.upper()
+        handler = self._commands.get(verb)
+        if handler is None or verb in self.config.disabled_commands:
+            if _HTTP_REQUEST.match(line):
+                self._close_with(421, f"{self.config.name} HTTP requests not allowed", "4.7.0", "HTTP request")
+                return None
+            self._reply(500, "Error: command not recognized", "5.5.2")
+            self._count_bad()
+            return None
+        return handler(verb, argument.strip())
+
+    # ----------------------------------------------------------------- commands
+
+    def _cmd_helo(self, verb: str, argument: str) -> Event | None:
+        args = argument.split()
+        session = self.session
+        command = verb
+        if self.config.lmtp and command != "LHLO":
+            self._reply(500, f"Error: {command} not allowed in LMTP server", "5.5.1")
+            return None
+        if not self.config.lmtp and command == "LHLO":
+            self._reply(500, "Error: command not recognized", "5.5.2")
+            self._count_bad()
+            return None
+        if len(args) != 1:
+            self._reply(501, f"Error: syntax: {command} hostname", "5.5.4")
+            return None
+        hostname = args[0]
+        if len(hostname) > 255:
+            self._reply(501, "Error: bad hostname syntax", "5.5.4")
+            return None
+        session.host_name_appears_as = hostname.lower()
+        session.opening_command = command
+        session.envelope = Envelope()
+        self._update_transmission_type(command)
+        greeting = self._helo_text()
+        if command == "HELO":
+            self._out.append(format_reply(250, [greeting], None))
+        else:
+            self._out.append(format_reply(250, [greeting, *self._extensions()], None))
+        return None
+
+    def _helo_text(self) -> str:
+        template = self.config.helo_response
+        values = [self.config.name, self.session.client_hostname or "[unknown]"]
+        if "%s" in template:
+            parts = template.split("%s")
+            out = [parts[0]]
+            for i, part in enumerate(parts[1:]):
+                out.append(values[i] if i < len(values) else "")
+                out.append(part)
+            return "".join(out)
+        return template.format(name=values[0], client_hostname=values[1])
+
+    def _extensions(self) -> list[str]:
+        config = self.config
+        session = self.session
+        ext = []
+        if not config.hide_pipelining:
+            ext.append("PIPELINING")
+        if not config.hide_8bitmime:
+            ext.append("8BITMIME")
+        if not config.hide_smtputf8:
+            ext.append("SMTPUTF8")
+        if not config.hide_enhancedstatuscodes:
+            ext.append("ENHANCEDSTATUSCODES")
+        if (
+            config.starttls
+            and not session.secure
+            and not config.hide_starttls
+            and "STARTTLS" not in config.disabled_commands
+        ):
+            ext.append("STARTTLS")
+        if config.size:
+            ext.append("SIZE" if config.hide_size else f"SIZE {config.size}")
+        return ext
+
+    def _require_helo(self) -> bool:
+        if self.session.host_name_appears_as is None:
+            self._reply(503, f"Error: send {'LHLO' if self.config.lmtp else 'HELO/EHLO'} first", "5.5.1")
+            return False
+        return True
+
+    def _cmd_mail(self, verb: str, argument: str) -> Event | None:
+        if not self._require_helo():
+            return None
+        config = self.config
+        envelope = self.session.envelope
+        if config.needs_upgrade and not self.session.secure:
+            self._reply(530, "Must issue a STARTTLS command first", "5.7.0")
+            return None
+        if envelope.mail_from is not None:
+            self._reply(503, "Error: nested MAIL command", "5.5.1")
+            return None
+        try:
+            path, rest = split_path_argument(argument, "FROM")
+            address = parse_mailbox(path, allow_null=True, allow_postmaster=False)
+            params = parse_params(rest)
+        except SyntaxProblem as problem:
+            self._reply(501, f"Error: bad sender address syntax ({problem})", "5.1.7")
+            return None
+        body_type = "7bit"
+        smtp_utf8 = False
+        for key, value in params.items():
+            if key == "SIZE":
+                if value is True or not _SIZE_VALUE.fullmatch(str(value)):
+                    self._reply(501, "Error: bad message size syntax", "5.5.4")
+                    return None
+                if config.size and not config.hide_size and int(str(value)) > config.size:
+                    self._reply(552, f"Error: message exceeds fixed maximum message size {config.size}", "5.3.4")
+                    return None
+            elif key == "BODY":
+                body = str(value).upper() if value is not True else ""
+                if body not in ("7BIT", "8BITMIME"):
+                    self._reply(501, "Error: BODY parameter must be 7BIT or 8BITMIME", "5.5.4")
+                    return None
+                body_type = body.lower()
+            elif key == "SMTPUTF8":
+                if value is not True:
+                    self._reply(501, "Error: SMTPUTF8 parameter does not take a value", "5.5.4")
+                    return None
+                smtp_utf8 = True
+            elif not config.accept_unknown_params:
+                self._reply(555, f"Error: unsupported parameter {key}", "5.5.4")
+                return None
+        if not smtp_utf8 and not address.isascii():
+            self._reply(553, "Error: non-ASCII address needs the SMTPUTF8 parameter", "5.6.7")
+            return None
+        envelope.body_type = body_type
+        envelope.smtp_utf8 = smtp_utf8
+        return MailFrom(Address(address, params))
+
+    def _cmd_rcpt(self, verb: str, argument: str) -> Event | None:
+        if not self._require_helo():
+            return None
+        envelope = self.session.envelope
+        if envelope.mail_from is None:
+            self._reply(503, "Error: need MAIL command", "5.5.1")
+            return None
+        try:
+            path, rest = split_path_argument(argument, "TO")
+            address = parse_mailbox(path, allow_null=False, allow_postmaster=True)
+            params = parse_params(rest)
+        except SyntaxProblem as problem:
+            self._reply(501, f"Error: bad recipient address syntax ({problem})", "5.1.3")
+            return None
+        if params and not self.config.accept_unknown_params:
+            key = next(iter(params))
+            self._reply(555, f"Error: unsupported parameter {key}", "5.5.4")
+            return None
+        if not envelope.smtp_utf8 and not address.isascii():
+            self._reply(553, "Error: non-ASCII address needs the SMTPUTF8 parameter on MAIL", "5.6.7")
+            return None
+        limit = self.config.max_recipients
+        if limit and len(envelope.rcpt_to) >= limit:
+            key = address.lower()
+            if not any(r.address.lower() == key for r in envelope.rcpt_to):
+                self._reply(452, "Error: too many recipients", "4.5.3")
+                return None
+        return RcptTo(Address(address, params))
+
+    def _cmd_data(self, verb: str, argument: str) -> Event | None:
+        if argument:
+            self._reply(501, "Error: syntax: DATA", "5.5.4")
+            return None
+        if not self._require_helo():
+            return None
+        envelope = self.session.envelope
+        if envelope.mail_from is None:
+            self._reply(503, "Error: need MAIL command", "5.5.1")
+            return None
+        if not envelope.rcpt_to:
+            self._reply(503, "Error: need RCPT command", "5.5.1")
+            return None
+        return DataStart()
+
+    def _next_data_event(self) -> Event | None:
+        decoder = self._decoder
+        assert decoder is not None
+        if not decoder.ended:
+            if self._rpos:
+                del self._buf[: self._rpos]
+                self._rpos = 0
+            chunk, used = decoder.decode(self._buf)
+            if used:
+                if used == len(self._buf):
+                    self._buf.clear()
+                else:
+                    del self._buf[:used]
+            if chunk and not (decoder.bare_lf_seen and self.config.bare_lf == "reject"):
+                return DataChunk(chunk)
+        if decoder.ended:
+            size = self.config.size
+            event = DataEnd(decoder.byte_length, bool(size) and decoder.byte_length > size, decoder.bare_lf_seen)
+            self._awaiting = event
+            self._phase = _AWAITING
+            return event
+        if self._eof:
+            self._phase = _CLOSED
+            self._close_reason = "client closed the connection during DATA"
+            return CloseConnection(self._close_reason)
+        return None
+
+    def _cmd_rset(self, verb: str, argument: str) -> Event | None:
+        if argument:
+            self._reply(501, "Error: syntax: RSET", "5.5.4")
+            return None
+        self.session.envelope = Envelope()
+        self._reply(250, "Flushed", "2.0.0")
+        return None
+
+    def _cmd_noop(self, verb: str, argument: str) -> Event | None:
+        self._reply(250, "OK", "2.0.0")
+        return None
+
+    def _cmd_quit(self, verb: str, argument: str) -> Event | None:
+        self._close_with(221, "Bye", "2.0.0", "client sent QUIT")
+        return None
+
+    def _cmd_vrfy(self, verb: str, argument: str) -> Event | None:
+        if not argument:
+            self._reply(501, "Error: syntax: VRFY address", "5.5.4")
+            return None
+        self._reply(252, "Cannot VRFY user, but will accept message and attempt delivery", "2.1.5")
+        return None
+
+    def _cmd_help(self, verb: str, argument: str) -> Event | None:
+        self._reply(214, "See https://www.rfc-editor.org/rfc/rfc5321 for details", "2.0.0")
+        return None
+
+    def _cmd_expn(self, verb: str, argument: str) -> Event | None:
+        self._reply(502, "Error: EXPN not implemented", "5.5.1")
+        return None
+
+    def _cmd_starttls(self, verb: str, argument: str) -> Event | None:
+        if not self.config.starttls:
+            self._reply(500, "Error: command not recognized", "5.5.2")
+            self._count_bad()
+            return None
+        if argument:
+            self._reply(501, "Error: syntax: STARTTLS", "5.5.4")
+            return None
+        if self.session.secure:
+            self._reply(503, "Error: TLS already active", "5.5.1")
+            return None
+        return StartTLS()

@@ -1,0 +1,91 @@
+"""The DATA body decoder: end-of-data detection, dot-unstuffing and the bare-LF policy.
+
+End of data is ``CRLF . CRLF`` and nothing else (``LF . LF``, ``CR . CR``, ``LF . CRLF``
+and friends are content: no SMTP smuggling). A line that starts with a dot loses that dot
+(RFC 5321 section 4.5.2). Only CRLF starts a line, so unstuffing never depends on a bare
+LF. The decoder works on whole buffers with ``bytes.find`` and keeps at most three bytes
+back between calls, so its cost does not depend on the number of lines.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["DataDecoder", "BARE_LF_MODES"]
+
+BARE_LF_MODES = ("normalize", "reject", "allow")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+class DataDecoder:
+    """Decodes one DATA body. Feed it the receive buffer; it says how much it used."""
+
+    __slots__ = ("_at_start", "bare_lf_mode", "bare_lf_seen", "byte_length", "ended")
+
+    def __init__(self, bare_lf_mode: str = "normalize") -> None:
+        self._at_start = True
+        self.bare_lf_mode = bare_lf_mode
+        self.bare_lf_seen = False
+        self.byte_length = 0
+        self.ended = False
+
+    def decode(self, buf: bytes | bytearray) -> tuple[bytes, int]:
+        """Decode as much of ``buf`` as possible.
+
+        Returns the unstuffed content and the number of bytes of ``buf`` consumed; the
+        caller removes those and calls again with more input. After the terminator,
+        ``ended`` is true and the bytes after it are left unconsumed (pipelined commands).
+        """
+        n = len(buf)
+        pos = 0
+        parts: list[bytes | bytearray] = []
+        if self._at_start:
+            # The start of DATA counts as the start of a line.
+            if n == 0 or (buf[0] == 0x2E and n < 3 and (n == 1 or buf[1] == 0x0D)):
+                return b"", 0
+            self._at_start = False
+            if buf[0] == 0x2E:
+                if buf[1] == 0x0D and buf[2] == 0x0A:
+                    self.ended = True
+                    return b"", 3
+                pos = 1
+        consumed = n
+        while True:
+            idx = buf.find(b"\r\n.", pos)
+            if idx < 0:
+                end = n
+                # Hold back a trailing CR or CRLF: it may begin "CRLF." in the next buffer.
+                if n - pos >= 2 and buf[n - 2] == 0x0D and buf[n - 1] == 0x0A:
+                    end = n - 2
+                elif n - pos >= 1 and buf[n - 1] == 0x0D:
+                    end = n - 1
+                parts.append(buf[pos:end])
+                consumed = end
+                break
+            dot = idx + 2
+            if n - dot < 3 and (n - dot == 1 or buf[dot + 1] == 0x0D):
+                # "CRLF." or "CRLF.CR" at the very end: cannot decide yet.
+                parts.append(buf[pos:idx])
+                consumed = idx
+                break
+            parts.append(buf[pos:dot])
+            if buf[dot + 1] == 0x0D and buf[dot + 2] == 0x0A:
+                self.ended = True
+                consumed = dot + 3
+                break
+            pos = dot + 1  # drop the leading dot
+        out = parts[0] if len(parts) == 1 else b"".join(parts)
+        if out:
+            out = self._bare_lf(out)
+            self.byte_length += len(out)
+        return bytes(out), consumed
+
+    def _bare_lf(self, chunk: bytes | bytearray) -> bytes | bytearray:
+        lf = chunk.count(b"\n")
+        if not lf or lf == chunk.count(b"\r\n"):
+            return chunk
+        # CRLF is never split between two outputs, so a lone LF here is a bare LF.
+        self.bare_lf_seen = True
+        if self.bare_lf_mode == "normalize":
+            return _BARE_LF.sub(b"\r\n", chunk)
+        return chunk

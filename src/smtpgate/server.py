@@ -1,0 +1,274 @@
+"""SMTPServer: options, listening sockets, the connection registry, events, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from .connection import SMTPConnection
+from .options import HANDLER_NAMES, ServerOptions, build_options
+from .protocol.core import ProtocolConfig
+from .tls import TLS_OPTION_NAMES, TLSContexts, TLSOptions
+
+__all__ = ["SMTPServer"]
+
+logger = logging.getLogger("smtpgate")
+
+EVENTS = ("listening", "connect", "close", "error")
+
+
+class Handlers:
+    """The handlers in use: given as options, or methods of a subclass, or None."""
+
+    def __init__(self, server: SMTPServer, options: ServerOptions) -> None:
+        for name in HANDLER_NAMES:
+            handler = getattr(options, name)
+            if handler is None and getattr(type(server), name, None) is not None:
+                handler = getattr(server, name)
+            setattr(self, name, handler)
+        self.on_connect: Callable[..., Any] | None
+        self.on_secure: Callable[..., Any] | None
+        self.on_mail_from: Callable[..., Any] | None
+        self.on_rcpt_to: Callable[..., Any] | None
+        self.on_data: Callable[..., Any] | None
+        self.on_close: Callable[..., Any] | None
+        on_data = self.on_data
+        self.on_data_is_async = on_data is not None and (
+            inspect.iscoroutinefunction(on_data) or inspect.iscoroutinefunction(getattr(on_data, "__call__", None))  # noqa: B004
+        )
+
+
+class SMTPServer:
+    """An SMTP (or LMTP) server.
+
+    Options are keyword arguments (see ``docs/configuration.md``); handlers are options
+    too, or methods of a subclass::
+
+        server = SMTPServer(on_data=on_data, size=10 * 1024 * 1024)
+        await server.listen(2525, host="127.0.0.1")
+        ...
+        await server.close()
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self.options: ServerOptions = build_options(options)
+        self.handlers = Handlers(self, self.options)
+        opts = self.options
+        starttls = "STARTTLS" not in opts.disabled_commands and not opts.secure
+        self.protocol_config = ProtocolConfig(
+            name=opts.name,
+            banner=opts.banner,
+            lmtp=opts.lmtp,
+            size=opts.size,
+            hide_size=opts.hide_size,
+            hide_pipelining=opts.hide_pipelining,
+            hide_8bitmime=opts.hide_8bitmime,
+            hide_smtputf8=opts.hide_smtputf8,
+            hide_enhancedstatuscodes=opts.hide_enhancedstatuscodes,
+            starttls=starttls,
+            hide_starttls=opts.hide_starttls,
+            needs_upgrade=opts.needs_upgrade and not opts.secure,
+            disabled_commands=opts.disabled_commands,
+            helo_response=opts.helo_response,
+            max_recipients=opts.max_recipients,
+            max_command_length=opts.max_command_length,
+            max_unrecognized_commands=opts.max_unrecognized_commands,
+            bare_lf=opts.bare_lf,
+            reject_oversized=opts.reject_oversized,
+            accept_unknown_params=opts.accept_unknown_params,
+        )
+        self.tls = TLSContexts(
+            TLSOptions(**{name: getattr(opts, name) for name in TLS_OPTION_NAMES}),
+            opts.sni_options,
+            opts.name,
+        )
+        self.connections: set[SMTPConnection] = set()
+        self._tasks: set[SMTPConnection] = set()
+        self._servers: list[asyncio.base_events.Server] = []
+        self._listeners: dict[str, list[Callable[..., Any]]] = {name: [] for name in EVENTS}
+        self._closing = False
+        self._all_closed: asyncio.Event | None = None
+        self._drained: asyncio.Future[None] | None = None
+
+    # ----------------------------------------------------------------- events
+
+    def on(self, event: str, callback: Callable[..., Any]) -> None:
+        """Call ``callback`` on ``"listening"`` (server), ``"connect"`` (session),
+        ``"error"`` (exception, session or None) or ``"close"`` (no arguments)."""
+        if event not in self._listeners:
+            raise ValueError(f"unknown event {event!r}; expected one of {EVENTS}")
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        self._listeners[event].append(callback)
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Call the listeners of ``event``; a failing listener is logged, never raised."""
+        for callback in self._listeners[event]:
+            try:
+                result = callback(*args)
+                if inspect.isawaitable(result):
+                    asyncio.ensure_future(result)
+            except Exception:
+                logger.exception("%r listener failed", event)
+
+    # ----------------------------------------------------------------- listening
+
+    async def listen(
+        self,
+        port: int = 25,
+        host: str | Iterable[str] | None = None,
+        *,
+        backlog: int = 511,
+        reuse_port: bool = False,
+    ) -> None:
+        """Start accepting connections.
+
+        ``host=None`` listens on every IPv4 and IPv6 address; a list listens on each.
+        ``port=0`` picks a free port (the same one for every host): read ``server.port``.
+        Raises ``OSError`` with the address when the port cannot be bound.
+        """
+        loop = asyncio.get_running_loop()
+        if self._closing:
+            raise RuntimeError("server is closed")
+        if host is None:
+            hosts: list[str] = ["0.0.0.0"]
+            if socket.has_ipv6:
+                hosts.append("::")
+            optional = {"::"}
+        elif isinstance(host, str):
+            hosts, optional = [host], set()
+        else:
+            hosts, optional = list(host), set()
+        for item in hosts:
+            try:
+                server = await loop.create_server(
+                    lambda: SMTPConnection(self),
+                    item,
+                    port,
+                    backlog=backlog,
+                    reuse_address=True,
+                    reuse_port=reuse_port or None,
+                )
+            except OSError as error:
+                if item in optional and self._servers:
+                    continue
+                for started in self._servers:
+                    started.close()
+                self._servers.clear()
+                raise OSError(error.errno, f"cannot listen on {item}:{port}: {error.strerror or error}") from None
+            self._servers.append(server)
+            if port == 0:
+                port = server.sockets[0].getsockname()[1]
+        logger.info("listening on %s", ", ".join(f"{a[0]}:{a[1]}" for a in self.addresses))
+        self.emit("listening", self)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """(host, port) of every listening socket."""
+        found = []
+        for server in self._servers:
+            for sock in server.sockets:
+                name = sock.getsockname()
+                found.append((str(name[0]), int(name[1])))
+        return found
+
+    @property
+    def port(self) -> int:
+        """The port listened on (useful after ``listen(0)``)."""
+        addresses = self.addresses
+        if not addresses:
+            raise RuntimeError("server is not listening")
+        return addresses[0][1]
+
+    @property
+    def closing(self) -> bool:
+        """True once ``close()`` was called."""
+        return self._closing
+
+    @property
+    def listening(self) -> bool:
+        """True between ``listen()`` and ``close()``."""
+        return bool(self._servers) and not self._closing
+
+    async def serve_forever(self) -> None:
+        """Wait until the server is closed (from another task or a signal handler)."""
+        if self._all_closed is None:
+            self._all_closed = asyncio.Event()
+        await self._all_closed.wait()
+
+    async def __aenter__(self) -> SMTPServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ----------------------------------------------------------------- connections
+
+    def connection_started(self, connection: SMTPConnection) -> None:
+        self._tasks.add(connection)
+
+    def connection_closed(self, connection: SMTPConnection) -> None:
+        self._tasks.discard(connection)
+        self.connections.discard(connection)
+        if self._closing and not self._tasks and self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    async def close(self) -> None:
+        """Stop listening; let sessions finish their transaction for up to
+        ``close_timeout`` seconds, then answer the rest ``421`` and close them."""
+        if self._closing:
+            if self._drained is not None:
+                await asyncio.shield(self._drained)
+            return
+        self._closing = True
+        loop = asyncio.get_running_loop()
+        self._drained = loop.create_future()
+        for server in self._servers:
+            server.close()
+        for connection in list(self._tasks):
+            connection.shutdown()
+        if self._tasks:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._drained), self.options.close_timeout)
+            except asyncio.TimeoutError:
+                logger.info("close timeout: closing %d sessions", len(self._tasks))
+                for connection in list(self._tasks):
+                    connection.force_close()
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._drained), 5.0)
+                except asyncio.TimeoutError:
+                    logger.warning("%d sessions did not end in time", len(self._tasks))
+        if not self._drained.done():
+            self._drained.set_result(None)
+        for server in self._servers:
+            try:
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+        self._servers.clear()
+        if self._all_closed is not None:
+            self._all_closed.set()
+        self.emit("close")
+
+    # ----------------------------------------------------------------- TLS
+
+    def update_secure_context(self, **tls_options: Any) -> None:
+        """Replace TLS options (``key``, ``cert``, ``ca``, ..., ``sni_options``) for new
+        connections; sessions already running keep theirs. Raises, keeping the old
+        certificate, if the new one cannot be loaded."""
+        unknown = set(tls_options) - set(TLS_OPTION_NAMES) - {"sni_options"}
+        if unknown:
+            raise TypeError(f"update_secure_context: unknown TLS option(s) {sorted(unknown)}")
+        current = self.tls.default_options
+        merged = {name: tls_options.get(name, getattr(current, name)) for name in TLS_OPTION_NAMES}
+        sni = tls_options.get("sni_options", self.tls.sni_options)
+        if sni is not None and not isinstance(sni, Mapping):
+            raise TypeError("sni_options must be a mapping")
+        check = {k: v for k, v in merged.items() if k in ("request_cert", "reject_unauthorized", "min_version")}
+        build_options(check)
+        self.tls.update(TLSOptions(**merged), sni)
+        logger.info("TLS context updated")
