@@ -1,0 +1,131 @@
+"""Shared fixtures: servers on 127.0.0.1 in a background thread, and a raw SMTP client."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from smtpgate import ServerThread, SMTPServer
+
+
+class Received:
+    """Messages an on_data handler stored: (mail_from, [rcpt...], body bytes, session)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str | None, list[str], bytes, Any]] = []
+
+    async def on_data(self, stream: Any, session: Any) -> None:
+        body = await stream.read()
+        envelope = session.envelope
+        mail_from = envelope.mail_from.address if envelope.mail_from else None
+        self.messages.append((mail_from, [r.address for r in envelope.rcpt_to], body, session))
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {count} messages, got {len(self.messages)}")
+            time.sleep(0.01)
+
+
+@pytest.fixture
+def received() -> Received:
+    return Received()
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., ServerThread]]:
+    """``start_server(**options)`` runs an SMTPServer on 127.0.0.1 (free port) until the test ends.
+
+    ``name`` defaults to ``mx.test`` and reverse lookups are off unless the test asks.
+    """
+    running: list[ServerThread] = []
+
+    def start(server: SMTPServer | None = None, **options: Any) -> ServerThread:
+        if server is None:
+            options.setdefault("name", "mx.test")
+            options.setdefault("disable_reverse_lookup", True)
+            server = SMTPServer(**options)
+        thread = ServerThread(server, host="127.0.0.1", port=0).start()
+        running.append(thread)
+        return thread
+
+    yield start
+    for thread in running:
+        thread.stop(timeout=30)
+
+
+class RawClient:
+    """A plain socket speaking bytes, for exchanges real clients refuse to produce."""
+
+    def __init__(self, host: str, port: int, timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buffer = b""
+
+    def send(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def read_line(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed by server; pending {self.buffer!r}")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line
+
+    def reply(self) -> tuple[int, str]:
+        """One complete (possibly multi-line) reply: code and the text lines joined by \\n."""
+        lines = []
+        while True:
+            line = self.read_line().decode("utf-8", "replace")
+            assert len(line) >= 3 and line[:3].isdigit(), f"malformed reply line {line!r}"
+            lines.append(line[4:])
+            if len(line) == 3 or line[3] == " ":
+                return int(line[:3]), "\n".join(lines)
+            assert line[3] == "-", f"malformed reply line {line!r}"
+
+    def replies(self, count: int) -> list[tuple[int, str]]:
+        return [self.reply() for _ in range(count)]
+
+    def command(self, line: str) -> tuple[int, str]:
+        self.send(line + "\r\n")
+        return self.reply()
+
+    def is_closed(self, timeout: float = 5.0) -> bool:
+        """True if the server closed the connection (EOF) within ``timeout`` seconds."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buffer += chunk
+        except TimeoutError:
+            return False
+        except OSError:
+            return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def raw_client() -> Iterator[Callable[..., RawClient]]:
+    """``raw_client(port)`` connects to 127.0.0.1:port and reads nothing yet."""
+    clients: list[RawClient] = []
+
+    def connect(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> RawClient:
+        client = RawClient(host, port, timeout)
+        clients.append(client)
+        return client
+
+    yield connect
+    for client in clients:
+        client.close()
