@@ -2,6 +2,7 @@
 
 from .errors import SMTPError
 from .protocol.core import ProtocolConfig, ServerProtocol
+from .sasl import AuthRequest, AuthResult, XOAuth2Error
 from .server import SMTPServer
 from .session import Address, Envelope, Session, TLSInfo
 from .stream import DataStream, DataStreamError
@@ -15,6 +16,9 @@ __all__ = [
     "Envelope",
     "Address",
     "TLSInfo",
+    "AuthRequest",
+    "AuthResult",
+    "XOAuth2Error",
     "DataStream",
     "DataStreamError",
     "ServerProtocol",

@@ -21,7 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import SMTPError
 from .protocol.core import ServerProtocol
-from .protocol.events import CloseConnection, DataChunk, DataEnd, DataStart, MailFrom, RcptTo, StartTLS
+from .protocol.events import (
+    AuthAttempt,
+    CloseConnection,
+    DataChunk,
+    DataEnd,
+    DataStart,
+    MailFrom,
+    RcptTo,
+    StartTLS,
+)
+from .sasl import AuthResult
 from .session import Session
 from .stream import DataStream, DataStreamError
 from .tls import tls_info
@@ -36,6 +46,7 @@ logger = logging.getLogger("smtpgate")
 MAX_PENDING_INPUT = 64 * 1024  # unprocessed bytes before the socket stops being read
 _HOSTNAME = re.compile(r"(?=.{1,253}$)(?:(?!-)[a-z0-9_-]{1,63}(?<!-)\.)*(?!-)[a-z0-9_-]{1,63}(?<!-)")
 _INTERNAL_ERROR = SMTPError(451, "Error: internal server error", enhanced="4.3.0")
+_AUTH_FAILED = SMTPError(535, "Error: authentication failed", enhanced="5.7.8")
 _HANDLER_TIMEOUT = SMTPError(451, "Error: timeout while processing, try again later", enhanced="4.3.0")
 
 
@@ -335,6 +346,8 @@ class SMTPConnection(asyncio.Protocol):
                 await self._end_data(event)  # type: ignore[arg-type]
             elif kind is StartTLS:
                 await self._starttls()
+            elif kind is AuthAttempt:
+                await self._authenticate(event)  # type: ignore[arg-type]
             elif kind is CloseConnection:
                 self.log.debug("closing: %s", event.reason)  # type: ignore[attr-defined]
                 return
@@ -420,6 +433,46 @@ class SMTPConnection(asyncio.Protocol):
             core.reject(_INTERNAL_ERROR)
         else:
             core.accept(result if isinstance(result, str) else None)
+
+    async def _authenticate(self, event: AuthAttempt) -> None:
+        core = self.core
+        session = self.session
+        handler = self.server.handlers.on_auth
+        assert core is not None and session is not None and handler is not None
+        auth = event.auth
+        refusal: SMTPError
+        try:
+            result = await self._call(handler, auth, session)
+        except SMTPError as error:
+            refusal = error
+        except asyncio.TimeoutError:
+            self.log.error("on_auth timed out")
+            core.reject(_HANDLER_TIMEOUT)
+            return
+        except Exception as error:
+            self._handler_failed(handler, error)
+            core.reject(_INTERNAL_ERROR)
+            return
+        else:
+            if isinstance(result, AuthResult):
+                session.user = result.user if result.user is not None else auth.username
+                self.log.info("authenticated as %r with %s", auth.username, auth.method)
+                core.accept(result.message)
+                return
+            if result not in (None, False):
+                self.log.warning("on_auth returned %r; return AuthResult(user=...) to accept", result)
+            refusal = _AUTH_FAILED
+        self.log.info("authentication failed for %r with %s", auth.username, auth.method)
+        delay = self.server.options.auth_failure_delay
+        if delay:
+            self._flush()
+            self._busy = True
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                self._busy = False
+        if not self._lost:
+            core.reject(refusal)
 
     # ----------------------------------------------------------------- DATA
 

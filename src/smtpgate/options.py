@@ -10,7 +10,7 @@ from typing import Any
 
 __all__ = ["ServerOptions", "build_options", "HANDLER_NAMES"]
 
-HANDLER_NAMES = ("on_connect", "on_mail_from", "on_rcpt_to", "on_data", "on_close", "on_secure")
+HANDLER_NAMES = ("on_connect", "on_secure", "on_auth", "on_mail_from", "on_rcpt_to", "on_data", "on_close")
 
 
 def _fqdn() -> str:
@@ -47,7 +47,14 @@ class ServerOptions:
     reject_oversized: bool = True
     accept_unknown_params: bool = False
     disabled_commands: frozenset[str] = frozenset()
+    # authentication
+    auth_methods: tuple[str, ...] = ("PLAIN", "LOGIN")
     auth_optional: bool = False
+    allow_insecure_auth: bool = False
+    auth_required_message: str = "Authentication required"
+    max_allowed_unauthenticated_commands: int | bool = 10
+    auth_failure_delay: float = 1.0
+    max_auth_failures: int = 3
     disable_reverse_lookup: bool = False
     resolver: Callable[[str], Any] | None = None
     # EHLO advertising
@@ -71,6 +78,7 @@ class ServerOptions:
     # handlers
     on_connect: Callable[..., Any] | None = None
     on_secure: Callable[..., Any] | None = None
+    on_auth: Callable[..., Any] | None = None
     on_mail_from: Callable[..., Any] | None = None
     on_rcpt_to: Callable[..., Any] | None = None
     on_data: Callable[..., Any] | None = None
@@ -81,12 +89,12 @@ _BOOL = {
     "lmtp", "reject_oversized", "accept_unknown_params", "auth_optional",
     "disable_reverse_lookup", "hide_size", "hide_pipelining", "hide_8bitmime",
     "hide_smtputf8", "hide_enhancedstatuscodes", "hide_starttls", "secure",
-    "needs_upgrade", "request_cert", "reject_unauthorized",
+    "needs_upgrade", "request_cert", "reject_unauthorized", "allow_insecure_auth",
 }  # fmt: skip
 _COUNTS = {"size", "max_clients", "max_recipients"}
-_POSITIVE_INTS = {"max_command_length", "max_unrecognized_commands"}
+_POSITIVE_INTS = {"max_command_length", "max_unrecognized_commands", "max_auth_failures"}
 _SECONDS = {"socket_timeout", "close_timeout", "reverse_lookup_timeout"}
-_TEXT = {"name", "banner", "helo_response"}
+_TEXT = {"name", "banner", "helo_response", "auth_required_message"}
 _TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
 
 
@@ -111,6 +119,25 @@ def _command_set(value: Any) -> frozenset[str]:
     return frozenset(names)
 
 
+def _auth_methods(value: Any) -> tuple[str, ...]:
+    from .sasl import MECHANISMS
+
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise TypeError("option 'auth_methods' must be a list such as ['PLAIN', 'LOGIN']")
+    methods: list[str] = []
+    for item in value:
+        if not isinstance(item, str):
+            raise TypeError("option 'auth_methods' must contain strings")
+        method = item.strip().upper()
+        if method not in MECHANISMS:
+            raise ValueError(f"unknown AUTH method {item!r}; supported: {', '.join(MECHANISMS)}")
+        if method not in methods:
+            methods.append(method)
+    if not methods:
+        raise ValueError("option 'auth_methods' must not be empty (disable AUTH with disabled_commands=['AUTH'])")
+    return tuple(methods)
+
+
 def build_options(kwargs: dict[str, Any]) -> ServerOptions:
     """Check ``kwargs`` and return the options; unknown or ill-typed ones raise at once."""
     known = {f.name for f in fields(ServerOptions)}
@@ -129,6 +156,13 @@ def build_options(kwargs: dict[str, Any]) -> ServerOptions:
             _check_number(name, value, integer=True, minimum=0, strict=True)
         elif name in _SECONDS:
             _check_number(name, value, integer=False, minimum=0, strict=True)
+        elif name == "auth_failure_delay":
+            _check_number(name, value, integer=False, minimum=0, strict=False)
+        elif name == "max_allowed_unauthenticated_commands":
+            if value is not False:
+                _check_number(name, value, integer=True, minimum=0, strict=True)
+        elif name == "auth_methods":
+            values[name] = _auth_methods(value)
         elif name == "handler_timeout" and value is not None:
             _check_number(name, value, integer=False, minimum=0, strict=True)
         elif name in _TEXT:

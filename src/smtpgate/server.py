@@ -32,6 +32,7 @@ class Handlers:
             setattr(self, name, handler)
         self.on_connect: Callable[..., Any] | None
         self.on_secure: Callable[..., Any] | None
+        self.on_auth: Callable[..., Any] | None
         self.on_mail_from: Callable[..., Any] | None
         self.on_rcpt_to: Callable[..., Any] | None
         self.on_data: Callable[..., Any] | None
@@ -80,6 +81,12 @@ class SMTPServer:
             bare_lf=opts.bare_lf,
             reject_oversized=opts.reject_oversized,
             accept_unknown_params=opts.accept_unknown_params,
+            auth_methods=opts.auth_methods if self.handlers.on_auth is not None else (),
+            auth_optional=opts.auth_optional,
+            allow_insecure_auth=opts.allow_insecure_auth,
+            auth_required_message=opts.auth_required_message,
+            max_unauthenticated_commands=int(opts.max_allowed_unauthenticated_commands or 0),
+            max_auth_failures=opts.max_auth_failures,
         )
         self.tls = TLSContexts(
             TLSOptions(**{name: getattr(opts, name) for name in TLS_OPTION_NAMES}),

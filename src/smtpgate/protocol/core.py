@@ -15,10 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import SMTPError, default_enhanced_code
-from ..session import Address, Envelope, Session
-from .addresses import SyntaxProblem, parse_mailbox, parse_params, split_path_argument
+from ..sasl import Mechanism
+from ..session import Envelope, Session
+from .auth import AUTH_PHASE, COMMAND_PHASE, AuthCommands
 from .data import DataDecoder
 from .events import (
+    AuthAttempt,
     CloseConnection,
     DataChunk,
     DataEnd,
@@ -28,16 +30,17 @@ from .events import (
     RcptTo,
     StartTLS,
 )
+from .mail import Refusal, parse_mail, parse_rcpt
 from .replies import format_reply
 
 __all__ = ["ProtocolConfig", "ServerProtocol"]
 
 _HTTP_REQUEST = re.compile(r"^(?:OPTIONS|GET|HEAD|POST|PUT|DELETE|TRACE|CONNECT|PATCH) \S* HTTP/\d(?:\.\d)?$", re.I)
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_SIZE_VALUE = re.compile(r"\d{1,20}")
 
 # Phases of a connection.
-_GREETING, _COMMAND, _AWAITING, _DATA, _TLS, _CLOSED = range(6)
+_GREETING, _COMMAND, _AWAITING, _DATA, _TLS, _AUTH, _CLOSED = range(7)
+assert (_COMMAND, _AUTH) == (COMMAND_PHASE, AUTH_PHASE)
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,15 @@ class ProtocolConfig:
     bare_lf: str = "normalize"
     reject_oversized: bool = True
     accept_unknown_params: bool = False
+    auth_methods: tuple[str, ...] = ()  # empty: AUTH is not offered
+    auth_optional: bool = False
+    allow_insecure_auth: bool = False
+    auth_required_message: str = "Authentication required"
+    max_unauthenticated_commands: int = 10  # 0: no limit
+    max_auth_failures: int = 3
 
 
-class ServerProtocol:
+class ServerProtocol(AuthCommands):
     """One SMTP server-side connection, as a pure state machine."""
 
     def __init__(self, config: ProtocolConfig, session: Session) -> None:
@@ -83,6 +92,10 @@ class ServerProtocol:
         self._decoder: DataDecoder | None = None
         self._close_reason = ""
         self.progress = 0  # lines handled so far: the driver's idle timer watches it
+        self._sasl: Mechanism | None = None
+        self._sasl_failure: SMTPError | None = None  # XOAUTH2: final reply after the JSON challenge
+        self._auth_failures = 0
+        self._unauthenticated = 0
         self._use_enhanced = not config.hide_enhancedstatuscodes
         self._commands: dict[str, Callable[[str, str], Event | None]] = {
             "HELO": self._cmd_helo,
@@ -98,6 +111,7 @@ class ServerProtocol:
             "HELP": self._cmd_help,
             "EXPN": self._cmd_expn,
             "STARTTLS": self._cmd_starttls,
+            "AUTH": self._cmd_auth,
         }
 
     # ----------------------------------------------------------------- state
@@ -154,7 +168,7 @@ class ServerProtocol:
             self._buf.clear()
             self._rpos = 0
         self._buf += data
-        if self._phase == _COMMAND or self._phase == _AWAITING:
+        if self._phase in (_COMMAND, _AWAITING, _AUTH):
             self._check_line_length()
 
     def receive_eof(self) -> None:
@@ -229,6 +243,19 @@ class ServerProtocol:
                     return event
             elif phase == _DATA:
                 return self._next_data_event()
+            elif phase == _AUTH:
+                line = self._next_line()
+                if line is None:
+                    if self._eof:
+                        self._phase = _CLOSED
+                        self._close_reason = "client closed the connection during AUTH"
+                        continue
+                    return None
+                event = self._sasl_line(line)
+                if event is not None:
+                    self._awaiting = event
+                    self._phase = _AWAITING
+                    return event
             elif phase == _CLOSED:
                 return CloseConnection(self._close_reason)
             else:
@@ -264,6 +291,11 @@ class ServerProtocol:
             else:
                 self._reply(250, message or "OK: message queued", "2.6.0")
             self._end_transaction()
+        elif isinstance(event, AuthAttempt):
+            if session.user is None:
+                session.user = event.auth.username
+            self._update_transmission_type(session.opening_command or "EHLO")
+            self._reply(235, message or "Authentication successful", "2.7.0")
         elif isinstance(event, StartTLS):
             self._out.append(format_reply(220, [self._enhanced_text("2.0.0", "Ready to start TLS")], None))
             self._buf.clear()  # anything pipelined behind STARTTLS is discarded
@@ -275,6 +307,9 @@ class ServerProtocol:
     def reject(self, error: SMTPError) -> None:
         """Refuse the awaited event with ``error``'s reply."""
         event = self._take_awaiting()
+        if isinstance(event, AuthAttempt):
+            self._auth_failed(event, error)
+            return
         code = error.code
         self._reply(code, error.message, error.enhanced or self._context_code(event, code))
         if isinstance(event, MailFrom):
@@ -347,7 +382,7 @@ class ServerProtocol:
         """Drop an unterminated line that is already too long, without buffering it."""
         limit = self.config.max_command_length
         pending = len(self._buf) - self._rpos
-        if pending <= limit or self._phase not in (_COMMAND, _AWAITING):
+        if pending <= limit or self._phase not in (_COMMAND, _AWAITING, _AUTH):
             return
         if self._buf.find(b"\n", self._rpos) >= 0:
             return  # a complete line is waiting; it is checked when it is read
@@ -416,6 +451,14 @@ class ServerProtocol:
             self._reply(500, "Error: command not recognized", "5.5.2")
             self._count_bad()
             return None
+        limit = self.config.max_unauthenticated_commands
+        if limit and verb != "AUTH" and self._auth_required():
+            self._unauthenticated += 1
+            if self._unauthenticated > limit:
+                self._close_with(
+                    421, f"{self.config.name} Error: too many unauthenticated commands", "4.7.0", "unauthenticated"
+                )
+                return None
         return handler(verb, argument.strip())
 
     # ----------------------------------------------------------------- commands
@@ -473,6 +516,8 @@ class ServerProtocol:
             ext.append("SMTPUTF8")
         if not config.hide_enhancedstatuscodes:
             ext.append("ENHANCEDSTATUSCODES")
+        if self._auth_enabled and session.user is None and self._auth_usable():
+            ext.append("AUTH " + " ".join(config.auth_methods))
         if (
             config.starttls
             and not session.secure
@@ -490,89 +535,53 @@ class ServerProtocol:
             return False
         return True
 
-    def _cmd_mail(self, verb: str, argument: str) -> Event | None:
+    def _require_transaction_rights(self) -> bool:
+        """HELO first, then STARTTLS if required, then AUTH if required (MAIL/RCPT/DATA)."""
         if not self._require_helo():
-            return None
-        config = self.config
-        envelope = self.session.envelope
-        if config.needs_upgrade and not self.session.secure:
+            return False
+        if self.config.needs_upgrade and not self.session.secure:
             self._reply(530, "Must issue a STARTTLS command first", "5.7.0")
+            return False
+        if self._auth_required():
+            self._reply(530, self.config.auth_required_message, "5.7.0")
+            return False
+        return True
+
+    def _cmd_mail(self, verb: str, argument: str) -> Event | None:
+        if not self._require_transaction_rights():
             return None
+        envelope = self.session.envelope
         if envelope.mail_from is not None:
             self._reply(503, "Error: nested MAIL command", "5.5.1")
             return None
         try:
-            path, rest = split_path_argument(argument, "FROM")
-            address = parse_mailbox(path, allow_null=True, allow_postmaster=False)
-            params = parse_params(rest)
-        except SyntaxProblem as problem:
-            self._reply(501, f"Error: bad sender address syntax ({problem})", "5.1.7")
+            request = parse_mail(argument, self.config)
+        except Refusal as refusal:
+            self._reply(refusal.code, refusal.text, refusal.enhanced)
             return None
-        body_type = "7bit"
-        smtp_utf8 = False
-        for key, value in params.items():
-            if key == "SIZE":
-                if value is True or not _SIZE_VALUE.fullmatch(str(value)):
-                    self._reply(501, "Error: bad message size syntax", "5.5.4")
-                    return None
-                if config.size and not config.hide_size and int(str(value)) > config.size:
-                    self._reply(552, f"Error: message exceeds fixed maximum message size {config.size}", "5.3.4")
-                    return None
-            elif key == "BODY":
-                body = str(value).upper() if value is not True else ""
-                if body not in ("7BIT", "8BITMIME"):
-                    self._reply(501, "Error: BODY parameter must be 7BIT or 8BITMIME", "5.5.4")
-                    return None
-                body_type = body.lower()
-            elif key == "SMTPUTF8":
-                if value is not True:
-                    self._reply(501, "Error: SMTPUTF8 parameter does not take a value", "5.5.4")
-                    return None
-                smtp_utf8 = True
-            elif not config.accept_unknown_params:
-                self._reply(555, f"Error: unsupported parameter {key}", "5.5.4")
-                return None
-        if not smtp_utf8 and not address.isascii():
-            self._reply(553, "Error: non-ASCII address needs the SMTPUTF8 parameter", "5.6.7")
-            return None
-        envelope.body_type = body_type
-        envelope.smtp_utf8 = smtp_utf8
-        return MailFrom(Address(address, params))
+        envelope.body_type = request.body_type
+        envelope.smtp_utf8 = request.smtp_utf8
+        return MailFrom(request.address)
 
     def _cmd_rcpt(self, verb: str, argument: str) -> Event | None:
-        if not self._require_helo():
+        if not self._require_transaction_rights():
             return None
         envelope = self.session.envelope
         if envelope.mail_from is None:
             self._reply(503, "Error: need MAIL command", "5.5.1")
             return None
         try:
-            path, rest = split_path_argument(argument, "TO")
-            address = parse_mailbox(path, allow_null=False, allow_postmaster=True)
-            params = parse_params(rest)
-        except SyntaxProblem as problem:
-            self._reply(501, f"Error: bad recipient address syntax ({problem})", "5.1.3")
+            address = parse_rcpt(argument, self.config, envelope)
+        except Refusal as refusal:
+            self._reply(refusal.code, refusal.text, refusal.enhanced)
             return None
-        if params and not self.config.accept_unknown_params:
-            key = next(iter(params))
-            self._reply(555, f"Error: unsupported parameter {key}", "5.5.4")
-            return None
-        if not envelope.smtp_utf8 and not address.isascii():
-            self._reply(553, "Error: non-ASCII address needs the SMTPUTF8 parameter on MAIL", "5.6.7")
-            return None
-        limit = self.config.max_recipients
-        if limit and len(envelope.rcpt_to) >= limit:
-            key = address.lower()
-            if not any(r.address.lower() == key for r in envelope.rcpt_to):
-                self._reply(452, "Error: too many recipients", "4.5.3")
-                return None
-        return RcptTo(Address(address, params))
+        return RcptTo(address)
 
     def _cmd_data(self, verb: str, argument: str) -> Event | None:
         if argument:
             self._reply(501, "Error: syntax: DATA", "5.5.4")
             return None
-        if not self._require_helo():
+        if not self._require_transaction_rights():
             return None
         envelope = self.session.envelope
         if envelope.mail_from is None:

@@ -6,6 +6,7 @@ Events that need a decision (``needs_decision``) pause the core until the driver
 
 from __future__ import annotations
 
+from ..sasl import AuthRequest
 from ..session import Address
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "DataChunk",
     "DataEnd",
     "StartTLS",
+    "AuthAttempt",
     "CloseConnection",
 ]
 
@@ -85,6 +87,17 @@ class StartTLS(Event):
 
     __slots__ = ()
     needs_decision = True
+
+
+class AuthAttempt(Event):
+    """Credentials from a finished SASL exchange; accept (after setting ``session.user``)
+    to answer 235, reject to answer the failure."""
+
+    __slots__ = ("auth",)
+    needs_decision = True
+
+    def __init__(self, auth: AuthRequest) -> None:
+        self.auth = auth
 
 
 class CloseConnection(Event):

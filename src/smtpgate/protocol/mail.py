@@ -1,0 +1,91 @@
+"""MAIL FROM and RCPT TO arguments: the path, the ESMTP parameters and their checks.
+
+Pure functions: they return what the transaction needs or raise :class:`Refusal` with
+the reply to send.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..session import Address, Envelope
+from .addresses import SyntaxProblem, parse_mailbox, parse_params, split_path_argument
+
+if TYPE_CHECKING:
+    from .core import ProtocolConfig
+
+__all__ = ["Refusal", "MailRequest", "parse_mail", "parse_rcpt"]
+
+_SIZE_VALUE = re.compile(r"\d{1,20}")
+
+
+class Refusal(Exception):
+    """A command refused by the core itself: the reply code, text and enhanced code."""
+
+    def __init__(self, code: int, text: str, enhanced: str | None) -> None:
+        super().__init__(code, text)
+        self.code = code
+        self.text = text
+        self.enhanced = enhanced
+
+
+@dataclass
+class MailRequest:
+    """A MAIL FROM that passed every check."""
+
+    address: Address
+    body_type: str = "7bit"
+    smtp_utf8: bool = False
+
+
+def parse_mail(argument: str, config: ProtocolConfig) -> MailRequest:
+    """Check ``FROM:<path> [params]`` against the server's configuration."""
+    try:
+        path, rest = split_path_argument(argument, "FROM")
+        mailbox = parse_mailbox(path, allow_null=True, allow_postmaster=False)
+        params = parse_params(rest)
+    except SyntaxProblem as problem:
+        raise Refusal(501, f"Error: bad sender address syntax ({problem})", "5.1.7") from None
+    request = MailRequest(Address(mailbox, params))
+    for key, value in params.items():
+        if key == "SIZE":
+            if value is True or not _SIZE_VALUE.fullmatch(str(value)):
+                raise Refusal(501, "Error: bad message size syntax", "5.5.4")
+            if config.size and not config.hide_size and int(str(value)) > config.size:
+                raise Refusal(552, f"Error: message exceeds fixed maximum message size {config.size}", "5.3.4")
+        elif key == "BODY":
+            body = str(value).upper() if value is not True else ""
+            if body not in ("7BIT", "8BITMIME"):
+                raise Refusal(501, "Error: BODY parameter must be 7BIT or 8BITMIME", "5.5.4")
+            request.body_type = body.lower()
+        elif key == "SMTPUTF8":
+            if value is not True:
+                raise Refusal(501, "Error: SMTPUTF8 parameter does not take a value", "5.5.4")
+            request.smtp_utf8 = True
+        elif not config.accept_unknown_params:
+            raise Refusal(555, f"Error: unsupported parameter {key}", "5.5.4")
+    if not request.smtp_utf8 and not mailbox.isascii():
+        raise Refusal(553, "Error: non-ASCII address needs the SMTPUTF8 parameter", "5.6.7")
+    return request
+
+
+def parse_rcpt(argument: str, config: ProtocolConfig, envelope: Envelope) -> Address:
+    """Check ``TO:<path> [params]`` against the configuration and the transaction so far."""
+    try:
+        path, rest = split_path_argument(argument, "TO")
+        mailbox = parse_mailbox(path, allow_null=False, allow_postmaster=True)
+        params = parse_params(rest)
+    except SyntaxProblem as problem:
+        raise Refusal(501, f"Error: bad recipient address syntax ({problem})", "5.1.3") from None
+    if params and not config.accept_unknown_params:
+        raise Refusal(555, f"Error: unsupported parameter {next(iter(params))}", "5.5.4")
+    if not envelope.smtp_utf8 and not mailbox.isascii():
+        raise Refusal(553, "Error: non-ASCII address needs the SMTPUTF8 parameter on MAIL", "5.6.7")
+    limit = config.max_recipients
+    if limit and len(envelope.rcpt_to) >= limit:
+        key = mailbox.lower()
+        if not any(r.address.lower() == key for r in envelope.rcpt_to):
+            raise Refusal(452, "Error: too many recipients", "4.5.3")
+    return Address(mailbox, params)
