@@ -23,6 +23,7 @@ from .errors import SMTPError
 from .protocol.core import ServerProtocol
 from .protocol.events import (
     AuthAttempt,
+    BodyAborted,
     CloseConnection,
     DataChunk,
     DataEnd,
@@ -348,6 +349,8 @@ class SMTPConnection(asyncio.Protocol):
                 await self._starttls()
             elif kind is AuthAttempt:
                 await self._authenticate(event)  # type: ignore[arg-type]
+            elif kind is BodyAborted:
+                await self._abort_data(event.reason)  # type: ignore[attr-defined]
             elif kind is CloseConnection:
                 self.log.debug("closing: %s", event.reason)  # type: ignore[attr-defined]
                 return
@@ -537,12 +540,32 @@ class SMTPConnection(asyncio.Protocol):
             self._handler_failed(handler, error)
             core.reject(_INTERNAL_ERROR)
         else:
-            if isinstance(result, str):
+            if not isinstance(result, (str, list)):
+                result = None
+            try:
                 core.accept(result)
-            else:
-                core.accept()
+            except (ValueError, TypeError) as error:
+                self._handler_failed(handler, error)
+                core.reject(_INTERNAL_ERROR)
         finally:
             self._busy = False
+
+    async def _abort_data(self, reason: str) -> None:
+        """The transaction was dropped mid-message (BDAT then RSET): end the handler's stream."""
+        stream, task = self._stream, self._data_task
+        self._stream = None
+        self._data_task = None
+        if stream is not None:
+            stream.abort(DataStreamError(reason))
+        if task is not None:
+            try:
+                await self._bounded(task)
+            except asyncio.TimeoutError:
+                task.cancel()
+            except BaseException as error:  # the handler saw the abort; nothing to answer
+                if isinstance(error, asyncio.CancelledError) and not task.cancelled():
+                    raise
+                self.log.debug("on_data ended after abort: %r", error)
 
     async def _bounded(self, awaitable: Any) -> Any:
         timeout = self.server.options.handler_timeout

@@ -64,6 +64,9 @@ class ServerOptions:
     hide_smtputf8: bool = False
     hide_enhancedstatuscodes: bool = False
     hide_starttls: bool = False
+    hide_dsn: bool = False
+    hide_requiretls: bool = False
+    hide_chunking: bool = False
     # TLS
     secure: bool = False
     needs_upgrade: bool = False
@@ -88,7 +91,8 @@ class ServerOptions:
 _BOOL = {
     "lmtp", "reject_oversized", "accept_unknown_params", "auth_optional",
     "disable_reverse_lookup", "hide_size", "hide_pipelining", "hide_8bitmime",
-    "hide_smtputf8", "hide_enhancedstatuscodes", "hide_starttls", "secure",
+    "hide_smtputf8", "hide_enhancedstatuscodes", "hide_starttls", "hide_dsn",
+    "hide_requiretls", "hide_chunking", "secure",
     "needs_upgrade", "request_cert", "reject_unauthorized", "allow_insecure_auth",
 }  # fmt: skip
 _COUNTS = {"size", "max_clients", "max_recipients"}

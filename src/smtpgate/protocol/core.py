@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from ..errors import SMTPError, default_enhanced_code
 from ..sasl import Mechanism
 from ..session import Envelope, Session
+from . import body
 from .auth import AUTH_PHASE, COMMAND_PHASE, AuthCommands
+from .body import BodyCommands, BodyResult
 from .data import DataDecoder
 from .events import (
     AuthAttempt,
     CloseConnection,
-    DataChunk,
     DataEnd,
     DataStart,
     Event,
@@ -38,9 +39,15 @@ __all__ = ["ProtocolConfig", "ServerProtocol"]
 _HTTP_REQUEST = re.compile(r"^(?:OPTIONS|GET|HEAD|POST|PUT|DELETE|TRACE|CONNECT|PATCH) \S* HTTP/\d(?:\.\d)?$", re.I)
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
+
+def _text(message: object) -> str | None:
+    return message if isinstance(message, str) else None
+
+
 # Phases of a connection.
-_GREETING, _COMMAND, _AWAITING, _DATA, _TLS, _AUTH, _CLOSED = range(7)
+_GREETING, _COMMAND, _AWAITING, _DATA, _TLS, _AUTH, _CLOSED, _BDAT = range(8)
 assert (_COMMAND, _AUTH) == (COMMAND_PHASE, AUTH_PHASE)
+assert (_COMMAND, _AWAITING, _DATA, _BDAT, _CLOSED) == body.PHASES
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,9 @@ class ProtocolConfig:
     hide_8bitmime: bool = False
     hide_smtputf8: bool = False
     hide_enhancedstatuscodes: bool = False
+    hide_dsn: bool = False
+    hide_requiretls: bool = False
+    chunking: bool = True
     starttls: bool = False
     hide_starttls: bool = False
     needs_upgrade: bool = False
@@ -75,7 +85,7 @@ class ProtocolConfig:
     max_auth_failures: int = 3
 
 
-class ServerProtocol(AuthCommands):
+class ServerProtocol(AuthCommands, BodyCommands):
     """One SMTP server-side connection, as a pure state machine."""
 
     def __init__(self, config: ProtocolConfig, session: Session) -> None:
@@ -90,6 +100,12 @@ class ServerProtocol(AuthCommands):
         self._bad_commands = 0
         self._awaiting: Event | None = None
         self._decoder: DataDecoder | None = None
+        self._bdat_active = False
+        self._bdat_next: tuple[int, bool] | None = None
+        self._bdat_remaining = 0
+        self._bdat_last = False
+        self._bdat_total = 0
+        self._bdat_refusal: Refusal | None = None
         self._close_reason = ""
         self.progress = 0  # lines handled so far: the driver's idle timer watches it
         self._sasl: Mechanism | None = None
@@ -104,6 +120,7 @@ class ServerProtocol(AuthCommands):
             "MAIL": self._cmd_mail,
             "RCPT": self._cmd_rcpt,
             "DATA": self._cmd_data,
+            "BDAT": self._cmd_bdat,
             "RSET": self._cmd_rset,
             "NOOP": self._cmd_noop,
             "QUIT": self._cmd_quit,
@@ -243,6 +260,10 @@ class ServerProtocol(AuthCommands):
                     return event
             elif phase == _DATA:
                 return self._next_data_event()
+            elif phase == _BDAT:
+                event = self._next_bdat_event()
+                if event is not None or self._phase == _BDAT:
+                    return event
             elif phase == _AUTH:
                 line = self._next_line()
                 if line is None:
@@ -261,13 +282,17 @@ class ServerProtocol(AuthCommands):
             else:
                 return None
 
-    def accept(self, message: str | None = None) -> None:
-        """Accept the awaited event; ``message`` replaces the default 250 text."""
+    def accept(self, message: BodyResult | list[BodyResult] = None) -> None:
+        """Accept the awaited event; ``message`` replaces the default 250 text.
+
+        For DataEnd it may be an SMTPError, and in LMTP a list with one result per
+        recipient (a text, None for the default text, or an SMTPError).
+        """
         event = self._take_awaiting()
         session = self.session
         if isinstance(event, MailFrom):
             session.envelope.mail_from = event.address
-            self._reply(250, message or "Accepted", "2.1.0")
+            self._reply(250, _text(message) or "Accepted", "2.1.0")
         elif isinstance(event, RcptTo):
             rcpts = session.envelope.rcpt_to
             key = event.address.address.lower()
@@ -277,25 +302,19 @@ class ServerProtocol(AuthCommands):
                     break
             else:
                 rcpts.append(event.address)
-            self._reply(250, message or "Accepted", "2.1.5")
+            self._reply(250, _text(message) or "Accepted", "2.1.5")
         elif isinstance(event, DataStart):
-            self._out.append(format_reply(354, ["End data with <CR><LF>.<CR><LF>"], None))
-            self._decoder = DataDecoder(self.config.bare_lf)
-            self._phase = _DATA
+            self._start_body()
             return
         elif isinstance(event, DataEnd):
-            if event.bare_lf and self.config.bare_lf == "reject":
-                self._reply(550, "Error: bare <LF> received in message, use CRLF line endings", "5.6.0")
-            elif event.size_exceeded and self.config.reject_oversized:
-                self._reply(552, f"Error: message exceeds fixed maximum message size {self.config.size}", "5.3.4")
-            else:
-                self._reply(250, message or "OK: message queued", "2.6.0")
-            self._end_transaction()
+            self._phase = _COMMAND
+            self._finish_body(event, self.body_results(message))
+            return
         elif isinstance(event, AuthAttempt):
             if session.user is None:
                 session.user = event.auth.username
             self._update_transmission_type(session.opening_command or "EHLO")
-            self._reply(235, message or "Authentication successful", "2.7.0")
+            self._reply(235, _text(message) or "Authentication successful", "2.7.0")
         elif isinstance(event, StartTLS):
             self._out.append(format_reply(220, [self._enhanced_text("2.0.0", "Ready to start TLS")], None))
             self._buf.clear()  # anything pipelined behind STARTTLS is discarded
@@ -310,14 +329,25 @@ class ServerProtocol(AuthCommands):
         if isinstance(event, AuthAttempt):
             self._auth_failed(event, error)
             return
+        if isinstance(event, DataEnd):
+            self._phase = _COMMAND
+            self._finish_body(event, self.body_results(error))
+            self._close_on_421(error)
+            return
+        if isinstance(event, DataStart) and self._bdat_next is not None:
+            size, _ = self._bdat_next
+            self._reset_body_state()
+            self._skip_chunk(size, Refusal(error.code, error.message, error.enhanced))
+            return
         code = error.code
         self._reply(code, error.message, error.enhanced or self._context_code(event, code))
         if isinstance(event, MailFrom):
             self.session.envelope = Envelope()
-        elif isinstance(event, DataEnd):
-            self._end_transaction()
         self._phase = _COMMAND
-        if code == 421:
+        self._close_on_421(error)
+
+    def _close_on_421(self, error: SMTPError) -> None:
+        if error.code == 421 and self._phase != _CLOSED:
             self._phase = _CLOSED
             self._close_reason = "handler answered 421"
 
@@ -360,10 +390,9 @@ class ServerProtocol(AuthCommands):
         return None
 
     def _end_transaction(self) -> None:
-        self.session.envelope = Envelope()
+        self._reset_body_state()
         self.session.transaction += 1
         self._bad_commands = 0
-        self._decoder = None
 
     def _update_transmission_type(self, command: str) -> None:
         session = self.session
@@ -481,16 +510,17 @@ class ServerProtocol(AuthCommands):
         if len(hostname) > 255:
             self._reply(501, "Error: bad hostname syntax", "5.5.4")
             return None
+        aborted = self._abort_bdat()
+        self._reset_body_state()
         session.host_name_appears_as = hostname.lower()
         session.opening_command = command
-        session.envelope = Envelope()
         self._update_transmission_type(command)
         greeting = self._helo_text()
         if command == "HELO":
             self._out.append(format_reply(250, [greeting], None))
         else:
             self._out.append(format_reply(250, [greeting, *self._extensions()], None))
-        return None
+        return aborted
 
     def _helo_text(self) -> str:
         template = self.config.helo_response
@@ -516,6 +546,8 @@ class ServerProtocol(AuthCommands):
             ext.append("SMTPUTF8")
         if not config.hide_enhancedstatuscodes:
             ext.append("ENHANCEDSTATUSCODES")
+        if not config.hide_dsn:
+            ext.append("DSN")
         if self._auth_enabled and session.user is None and self._auth_usable():
             ext.append("AUTH " + " ".join(config.auth_methods))
         if (
@@ -525,8 +557,13 @@ class ServerProtocol(AuthCommands):
             and "STARTTLS" not in config.disabled_commands
         ):
             ext.append("STARTTLS")
+        if session.secure and not config.hide_requiretls:
+            ext.append("REQUIRETLS")
         if config.size:
             ext.append("SIZE" if config.hide_size else f"SIZE {config.size}")
+        if config.chunking and "BDAT" not in config.disabled_commands:
+            ext.append("CHUNKING")
+            ext.append("BINARYMIME")
         return ext
 
     def _require_helo(self) -> bool:
@@ -535,15 +572,20 @@ class ServerProtocol(AuthCommands):
             return False
         return True
 
-    def _require_transaction_rights(self) -> bool:
-        """HELO first, then STARTTLS if required, then AUTH if required (MAIL/RCPT/DATA)."""
-        if not self._require_helo():
-            return False
+    def _transaction_refusal(self) -> Refusal | None:
+        """HELO first, then STARTTLS if required, then AUTH if required (MAIL/RCPT/DATA/BDAT)."""
+        if self.session.host_name_appears_as is None:
+            return Refusal(503, f"Error: send {'LHLO' if self.config.lmtp else 'HELO/EHLO'} first", "5.5.1")
         if self.config.needs_upgrade and not self.session.secure:
-            self._reply(530, "Must issue a STARTTLS command first", "5.7.0")
-            return False
+            return Refusal(530, "Must issue a STARTTLS command first", "5.7.0")
         if self._auth_required():
-            self._reply(530, self.config.auth_required_message, "5.7.0")
+            return Refusal(530, self.config.auth_required_message, "5.7.0")
+        return None
+
+    def _require_transaction_rights(self) -> bool:
+        refusal = self._transaction_refusal()
+        if refusal is not None:
+            self._reply(refusal.code, refusal.text, refusal.enhanced)
             return False
         return True
 
@@ -555,12 +597,14 @@ class ServerProtocol(AuthCommands):
             self._reply(503, "Error: nested MAIL command", "5.5.1")
             return None
         try:
-            request = parse_mail(argument, self.config)
+            request = parse_mail(argument, self.config, secure=self.session.secure)
         except Refusal as refusal:
             self._reply(refusal.code, refusal.text, refusal.enhanced)
             return None
         envelope.body_type = request.body_type
         envelope.smtp_utf8 = request.smtp_utf8
+        envelope.require_tls = request.require_tls
+        envelope.dsn = request.dsn
         return MailFrom(request.address)
 
     def _cmd_rcpt(self, verb: str, argument: str) -> Event | None:
@@ -570,6 +614,9 @@ class ServerProtocol(AuthCommands):
         if envelope.mail_from is None:
             self._reply(503, "Error: need MAIL command", "5.5.1")
             return None
+        if self._bdat_active:
+            self._reply(503, "Error: RCPT not allowed after BDAT", "5.5.1")
+            return None
         try:
             address = parse_rcpt(argument, self.config, envelope)
         except Refusal as refusal:
@@ -577,55 +624,14 @@ class ServerProtocol(AuthCommands):
             return None
         return RcptTo(address)
 
-    def _cmd_data(self, verb: str, argument: str) -> Event | None:
-        if argument:
-            self._reply(501, "Error: syntax: DATA", "5.5.4")
-            return None
-        if not self._require_transaction_rights():
-            return None
-        envelope = self.session.envelope
-        if envelope.mail_from is None:
-            self._reply(503, "Error: need MAIL command", "5.5.1")
-            return None
-        if not envelope.rcpt_to:
-            self._reply(503, "Error: need RCPT command", "5.5.1")
-            return None
-        return DataStart()
-
-    def _next_data_event(self) -> Event | None:
-        decoder = self._decoder
-        assert decoder is not None
-        if not decoder.ended:
-            if self._rpos:
-                del self._buf[: self._rpos]
-                self._rpos = 0
-            chunk, used = decoder.decode(self._buf)
-            if used:
-                if used == len(self._buf):
-                    self._buf.clear()
-                else:
-                    del self._buf[:used]
-            if chunk and not (decoder.bare_lf_seen and self.config.bare_lf == "reject"):
-                return DataChunk(chunk)
-        if decoder.ended:
-            size = self.config.size
-            event = DataEnd(decoder.byte_length, bool(size) and decoder.byte_length > size, decoder.bare_lf_seen)
-            self._awaiting = event
-            self._phase = _AWAITING
-            return event
-        if self._eof:
-            self._phase = _CLOSED
-            self._close_reason = "client closed the connection during DATA"
-            return CloseConnection(self._close_reason)
-        return None
-
     def _cmd_rset(self, verb: str, argument: str) -> Event | None:
         if argument:
             self._reply(501, "Error: syntax: RSET", "5.5.4")
             return None
-        self.session.envelope = Envelope()
+        aborted = self._abort_bdat()
+        self._reset_body_state()
         self._reply(250, "Flushed", "2.0.0")
-        return None
+        return aborted
 
     def _cmd_noop(self, verb: str, argument: str) -> Event | None:
         self._reply(250, "OK", "2.0.0")

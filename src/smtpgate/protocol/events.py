@@ -18,6 +18,7 @@ __all__ = [
     "DataEnd",
     "StartTLS",
     "AuthAttempt",
+    "BodyAborted",
     "CloseConnection",
 ]
 
@@ -98,6 +99,15 @@ class AuthAttempt(Event):
 
     def __init__(self, auth: AuthRequest) -> None:
         self.auth = auth
+
+
+class BodyAborted(Event):
+    """A message being received with BDAT was dropped (RSET, EHLO): end its stream."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
 class CloseConnection(Event):

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 __all__ = ["Refusal", "MailRequest", "parse_mail", "parse_rcpt"]
 
 _SIZE_VALUE = re.compile(r"\d{1,20}")
+_NOTIFY_VALUES = ("NEVER", "SUCCESS", "FAILURE", "DELAY")
+_ORCPT = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*;\S.*", re.S)
 
 
 class Refusal(Exception):
@@ -38,9 +40,11 @@ class MailRequest:
     address: Address
     body_type: str = "7bit"
     smtp_utf8: bool = False
+    require_tls: bool = False
+    dsn: dict[str, str | None] | None = None
 
 
-def parse_mail(argument: str, config: ProtocolConfig) -> MailRequest:
+def parse_mail(argument: str, config: ProtocolConfig, *, secure: bool = False) -> MailRequest:
     """Check ``FROM:<path> [params]`` against the server's configuration."""
     try:
         path, rest = split_path_argument(argument, "FROM")
@@ -49,6 +53,7 @@ def parse_mail(argument: str, config: ProtocolConfig) -> MailRequest:
     except SyntaxProblem as problem:
         raise Refusal(501, f"Error: bad sender address syntax ({problem})", "5.1.7") from None
     request = MailRequest(Address(mailbox, params))
+    dsn: dict[str, str | None] = {}
     for key, value in params.items():
         if key == "SIZE":
             if value is True or not _SIZE_VALUE.fullmatch(str(value)):
@@ -57,17 +62,38 @@ def parse_mail(argument: str, config: ProtocolConfig) -> MailRequest:
                 raise Refusal(552, f"Error: message exceeds fixed maximum message size {config.size}", "5.3.4")
         elif key == "BODY":
             body = str(value).upper() if value is not True else ""
-            if body not in ("7BIT", "8BITMIME"):
-                raise Refusal(501, "Error: BODY parameter must be 7BIT or 8BITMIME", "5.5.4")
+            allowed = ("7BIT", "8BITMIME", "BINARYMIME") if config.chunking else ("7BIT", "8BITMIME")
+            if body not in allowed:
+                raise Refusal(501, f"Error: BODY parameter must be {' or '.join(allowed)}", "5.5.4")
             request.body_type = body.lower()
         elif key == "SMTPUTF8":
             if value is not True:
                 raise Refusal(501, "Error: SMTPUTF8 parameter does not take a value", "5.5.4")
             request.smtp_utf8 = True
+        elif key == "REQUIRETLS" and not config.hide_requiretls:
+            if value is not True:
+                raise Refusal(501, "Error: REQUIRETLS parameter does not take a value", "5.5.4")
+            if not secure:
+                raise Refusal(530, "Error: REQUIRETLS not permitted on non-TLS connections", "5.7.10")
+            request.require_tls = True
+        elif key == "RET" and not config.hide_dsn:
+            ret = str(value).upper() if value is not True else ""
+            if ret not in ("FULL", "HDRS"):
+                raise Refusal(501, "Error: RET parameter must be FULL or HDRS", "5.5.4")
+            dsn["ret"] = ret
+        elif key == "ENVID" and not config.hide_dsn:
+            if value is True or not value or len(str(value)) > 100 or not str(value).isascii():
+                raise Refusal(501, "Error: ENVID parameter needs a value of at most 100 characters", "5.5.4")
+            dsn["envid"] = str(value)
+        elif key == "AUTH" and config.auth_methods:
+            if value is True:
+                raise Refusal(501, "Error: AUTH parameter requires a value", "5.5.4")
         elif not config.accept_unknown_params:
             raise Refusal(555, f"Error: unsupported parameter {key}", "5.5.4")
     if not request.smtp_utf8 and not mailbox.isascii():
         raise Refusal(553, "Error: non-ASCII address needs the SMTPUTF8 parameter", "5.6.7")
+    if not config.hide_dsn:
+        request.dsn = {"ret": dsn.get("ret"), "envid": dsn.get("envid")}
     return request
 
 
@@ -79,8 +105,22 @@ def parse_rcpt(argument: str, config: ProtocolConfig, envelope: Envelope) -> Add
         params = parse_params(rest)
     except SyntaxProblem as problem:
         raise Refusal(501, f"Error: bad recipient address syntax ({problem})", "5.1.3") from None
-    if params and not config.accept_unknown_params:
-        raise Refusal(555, f"Error: unsupported parameter {next(iter(params))}", "5.5.4")
+    notify: list[str] | None = None
+    orcpt: str | None = None
+    for key, value in params.items():
+        if key == "NOTIFY" and not config.hide_dsn:
+            items = [item.strip().upper() for item in str(value).split(",")] if value is not True else [""]
+            if not items or any(item not in _NOTIFY_VALUES for item in items) or len(set(items)) != len(items):
+                raise Refusal(501, "Error: NOTIFY parameter must be NEVER, SUCCESS, FAILURE, or DELAY", "5.5.4")
+            if "NEVER" in items and len(items) > 1:
+                raise Refusal(501, "Error: NOTIFY=NEVER cannot be combined with other values", "5.5.4")
+            notify = items
+        elif key == "ORCPT" and not config.hide_dsn:
+            if value is True or not _ORCPT.fullmatch(str(value)):
+                raise Refusal(501, "Error: bad ORCPT parameter syntax, expected type;address", "5.5.4")
+            orcpt = str(value)
+        elif not config.accept_unknown_params:
+            raise Refusal(555, f"Error: unsupported parameter {key}", "5.5.4")
     if not envelope.smtp_utf8 and not mailbox.isascii():
         raise Refusal(553, "Error: non-ASCII address needs the SMTPUTF8 parameter on MAIL", "5.6.7")
     limit = config.max_recipients
@@ -88,4 +128,7 @@ def parse_rcpt(argument: str, config: ProtocolConfig, envelope: Envelope) -> Add
         key = mailbox.lower()
         if not any(r.address.lower() == key for r in envelope.rcpt_to):
             raise Refusal(452, "Error: too many recipients", "4.5.3")
-    return Address(mailbox, params)
+    address = Address(mailbox, params)
+    if not config.hide_dsn:
+        address.dsn = {"notify": notify, "orcpt": orcpt}
+    return address
