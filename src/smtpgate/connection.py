@@ -31,7 +31,9 @@ from .protocol.events import (
     MailFrom,
     RcptTo,
     StartTLS,
+    XClient,
 )
+from .proxy import V2_SIGNATURE, ProxyInfo
 from .sasl import AuthResult
 from .session import Session
 from .stream import DataStream, DataStreamError
@@ -77,8 +79,10 @@ def _plain_address(address: str) -> str:
 class SMTPConnection(asyncio.Protocol):
     """The asyncio protocol for one client."""
 
-    def __init__(self, server: SMTPServer) -> None:
+    def __init__(self, server: SMTPServer, proxy: ProxyInfo | None = None, proxy_trusted: bool = False) -> None:
         self.server = server
+        self._proxy = proxy
+        self._watch_for_proxy_header = server.proxy_trust.enabled and not proxy_trusted
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.core: ServerProtocol | None = None
@@ -116,10 +120,18 @@ class SMTPConnection(asyncio.Protocol):
             remote_address=_plain_address(str(peer[0])) if isinstance(peer, tuple) else str(peer),
             remote_port=int(peer[1]) if isinstance(peer, tuple) else 0,
         )
+        proxy = self._proxy
+        if proxy is not None and not proxy.local and proxy.source_address is not None:
+            session.remote_address = _plain_address(proxy.source_address)
+            session.remote_port = proxy.source_port or 0
         session.client_hostname = f"[{session.remote_address}]"
         self.session = session
         self.log = _ConnectionLogger(logger, {"connection_id": session.id})
         self.core = ServerProtocol(server.protocol_config, session)
+        self.core.xclient_allowed = session.remote_address in server.xclient_trust
+        self.core.xforward_allowed = session.remote_address in server.xforward_trust
+        if proxy is not None:
+            self.log.debug("PROXY v%d: client %s:%s", proxy.version, session.remote_address, session.remote_port)
         refusal = None
         if server.closing:
             refusal = f"{options.name} Server shutting down"
@@ -144,6 +156,17 @@ class SMTPConnection(asyncio.Protocol):
         core = self.core
         if core is None or self._lost:
             return
+        if self._watch_for_proxy_header:
+            self._watch_for_proxy_header = False
+            if data.startswith(b"PROXY ") or (len(data) >= 6 and data.startswith(V2_SIGNATURE[: min(len(data), 12)])):
+                self.log.warning(
+                    "closing: PROXY header from untrusted peer %s", self.session and self.session.remote_address
+                )
+                self._lost = True
+                if self.transport is not None:
+                    self.transport.abort()
+                self._wake()
+                return
         if core.in_data:
             self._last_activity = self.loop.time()
         core.receive_data(data)
@@ -349,6 +372,8 @@ class SMTPConnection(asyncio.Protocol):
                 await self._starttls()
             elif kind is AuthAttempt:
                 await self._authenticate(event)  # type: ignore[arg-type]
+            elif kind is XClient:
+                await self._xclient()
             elif kind is BodyAborted:
                 await self._abort_data(event.reason)  # type: ignore[attr-defined]
             elif kind is CloseConnection:
@@ -436,6 +461,19 @@ class SMTPConnection(asyncio.Protocol):
             core.reject(_INTERNAL_ERROR)
         else:
             core.accept(result if isinstance(result, str) else None)
+
+    async def _xclient(self) -> None:
+        """XCLIENT gave a new client identity: check it like a new connection."""
+        core, session = self.core, self.session
+        assert core is not None and session is not None
+        self.log.info("XCLIENT: client is now %s (%s)", session.remote_address, session.client_hostname)
+        handler = self.server.handlers.on_connect
+        error = await self._call_for_verdict(handler, session) if handler is not None else None
+        if error is not None:
+            core.reject(error)
+            return
+        self.server.emit("connect", session)
+        core.accept()
 
     async def _authenticate(self, event: AuthAttempt) -> None:
         core = self.core

@@ -56,6 +56,10 @@ class ServerOptions:
     auth_failure_delay: float = 1.0
     max_auth_failures: int = 3
     disable_reverse_lookup: bool = False
+    use_proxy: bool | list[str] = False
+    proxy_timeout: float = 5.0
+    use_xclient: bool | list[str] = False
+    use_xforward: bool | list[str] = False
     resolver: Callable[[str], Any] | None = None
     # EHLO advertising
     hide_size: bool = False
@@ -97,7 +101,7 @@ _BOOL = {
 }  # fmt: skip
 _COUNTS = {"size", "max_clients", "max_recipients"}
 _POSITIVE_INTS = {"max_command_length", "max_unrecognized_commands", "max_auth_failures"}
-_SECONDS = {"socket_timeout", "close_timeout", "reverse_lookup_timeout"}
+_SECONDS = {"socket_timeout", "close_timeout", "reverse_lookup_timeout", "proxy_timeout"}
 _TEXT = {"name", "banner", "helo_response", "auth_required_message"}
 _TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
 
@@ -121,6 +125,21 @@ def _command_set(value: Any) -> frozenset[str]:
             raise TypeError("option 'disabled_commands' must contain strings")
         names.append(item.strip().upper())
     return frozenset(names)
+
+
+def _trust_value(name: str, value: Any) -> bool | list[str]:
+    from .proxy import TrustList
+
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise TypeError(f"option {name!r} must be True, False or a list of addresses/networks")
+    items = list(value)
+    try:
+        TrustList(items)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"option {name!r}: {error}") from None
+    return items
 
 
 def _auth_methods(value: Any) -> tuple[str, ...]:
@@ -165,6 +184,8 @@ def build_options(kwargs: dict[str, Any]) -> ServerOptions:
         elif name == "max_allowed_unauthenticated_commands":
             if value is not False:
                 _check_number(name, value, integer=True, minimum=0, strict=True)
+        elif name in ("use_proxy", "use_xclient", "use_xforward"):
+            values[name] = _trust_value(name, value)
         elif name == "auth_methods":
             values[name] = _auth_methods(value)
         elif name == "handler_timeout" and value is not None:

@@ -10,8 +10,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .connection import SMTPConnection
+from .listener import ProxyListener, bind_socket
 from .options import HANDLER_NAMES, ServerOptions, build_options
 from .protocol.core import ProtocolConfig
+from .proxy import ProxyInfo, TrustList
 from .tls import TLS_OPTION_NAMES, TLSContexts, TLSOptions
 
 __all__ = ["SMTPServer"]
@@ -96,9 +98,12 @@ class SMTPServer:
             opts.sni_options,
             opts.name,
         )
+        self.proxy_trust = TrustList(opts.use_proxy)
+        self.xclient_trust = TrustList(opts.use_xclient)
+        self.xforward_trust = TrustList(opts.use_xforward)
         self.connections: set[SMTPConnection] = set()
         self._tasks: set[SMTPConnection] = set()
-        self._servers: list[asyncio.base_events.Server] = []
+        self._servers: list[Any] = []  # asyncio Servers or ProxyListeners
         self._listeners: dict[str, list[Callable[..., Any]]] = {name: [] for name in EVENTS}
         self._closing = False
         self._all_closed: asyncio.Event | None = None
@@ -153,26 +158,25 @@ class SMTPServer:
             hosts, optional = [host], set()
         else:
             hosts, optional = list(host), set()
+        started: list[Any] = []
         for item in hosts:
             try:
-                server = await loop.create_server(
-                    lambda: SMTPConnection(self),
-                    item,
-                    port,
-                    backlog=backlog,
-                    reuse_address=True,
-                    reuse_port=reuse_port or None,
-                )
-            except OSError as error:
-                if item in optional and self._servers:
+                sock = bind_socket(item, port, backlog=backlog, reuse_port=reuse_port)
+            except (OSError, UnicodeError) as error:
+                if item in optional and started:
                     continue
-                for started in self._servers:
-                    started.close()
-                self._servers.clear()
-                raise OSError(error.errno, f"cannot listen on {item}:{port}: {error.strerror or error}") from None
-            self._servers.append(server)
+                for listener in started:
+                    listener.close()
+                errno = getattr(error, "errno", None)
+                reason = getattr(error, "strerror", None) or error
+                raise OSError(errno, f"cannot listen on {item}:{port}: {reason}") from None
+            if self.proxy_trust.enabled:
+                started.append(ProxyListener(self, sock, self._new_connection))
+            else:
+                started.append(await loop.create_server(self._new_connection, sock=sock, backlog=backlog))
             if port == 0:
-                port = server.sockets[0].getsockname()[1]
+                port = sock.getsockname()[1]
+        self._servers.extend(started)
         logger.info("listening on %s", ", ".join(f"{a[0]}:{a[1]}" for a in self.addresses))
         self.emit("listening", self)
 
@@ -217,6 +221,9 @@ class SMTPServer:
         await self.close()
 
     # ----------------------------------------------------------------- connections
+
+    def _new_connection(self, proxy: ProxyInfo | None = None, proxy_trusted: bool = False) -> SMTPConnection:
+        return SMTPConnection(self, proxy=proxy, proxy_trusted=proxy_trusted)
 
     def connection_started(self, connection: SMTPConnection) -> None:
         self._tasks.add(connection)

@@ -30,7 +30,9 @@ from .events import (
     MailFrom,
     RcptTo,
     StartTLS,
+    XClient,
 )
+from .forwarding import ForwardingCommands
 from .mail import Refusal, parse_mail, parse_rcpt
 from .replies import format_reply
 
@@ -85,7 +87,7 @@ class ProtocolConfig:
     max_auth_failures: int = 3
 
 
-class ServerProtocol(AuthCommands, BodyCommands):
+class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
     """One SMTP server-side connection, as a pure state machine."""
 
     def __init__(self, config: ProtocolConfig, session: Session) -> None:
@@ -100,6 +102,9 @@ class ServerProtocol(AuthCommands, BodyCommands):
         self._bad_commands = 0
         self._awaiting: Event | None = None
         self._decoder: DataDecoder | None = None
+        self.xclient_allowed = False  # set by the driver from its trust list
+        self.xforward_allowed = False
+        self._xclient_used = False
         self._bdat_active = False
         self._bdat_next: tuple[int, bool] | None = None
         self._bdat_remaining = 0
@@ -129,6 +134,8 @@ class ServerProtocol(AuthCommands, BodyCommands):
             "EXPN": self._cmd_expn,
             "STARTTLS": self._cmd_starttls,
             "AUTH": self._cmd_auth,
+            "XCLIENT": self._cmd_xclient,
+            "XFORWARD": self._cmd_xforward,
         }
 
     # ----------------------------------------------------------------- state
@@ -206,13 +213,13 @@ class ServerProtocol(AuthCommands, BodyCommands):
         """Send the greeting: call once the connection is accepted (after on_connect)."""
         if self._phase != _GREETING:
             return
-        kind = "LMTP" if self.config.lmtp else "ESMTP"
-        text = f"{self.config.name} {kind}"
-        if self.config.banner:
-            text += f" {self.config.banner}"
-        self._out.append(format_reply(220, [text], None))
+        self._out.append(format_reply(220, [self._greeting()], None))
         self._phase = _COMMAND
         self._check_line_length()
+
+    def _greeting(self) -> str:
+        text = f"{self.config.name} {'LMTP' if self.config.lmtp else 'ESMTP'}"
+        return f"{text} {self.config.banner}" if self.config.banner else text
 
     def refuse_connection(self, error: SMTPError) -> None:
         """Answer the connection with ``error`` instead of a greeting, then close."""
@@ -315,6 +322,8 @@ class ServerProtocol(AuthCommands, BodyCommands):
                 session.user = event.auth.username
             self._update_transmission_type(session.opening_command or "EHLO")
             self._reply(235, _text(message) or "Authentication successful", "2.7.0")
+        elif isinstance(event, XClient):
+            self._out.append(format_reply(220, [self._greeting()], None))
         elif isinstance(event, StartTLS):
             self._out.append(format_reply(220, [self._enhanced_text("2.0.0", "Ready to start TLS")], None))
             self._buf.clear()  # anything pipelined behind STARTTLS is discarded
@@ -333,6 +342,9 @@ class ServerProtocol(AuthCommands, BodyCommands):
             self._phase = _COMMAND
             self._finish_body(event, self.body_results(error))
             self._close_on_421(error)
+            return
+        if isinstance(event, XClient):
+            self.refuse_connection(error)
             return
         if isinstance(event, DataStart) and self._bdat_next is not None:
             size, _ = self._bdat_next
@@ -548,6 +560,7 @@ class ServerProtocol(AuthCommands, BodyCommands):
             ext.append("ENHANCEDSTATUSCODES")
         if not config.hide_dsn:
             ext.append("DSN")
+        ext.extend(self._forwarding_extensions())
         if self._auth_enabled and session.user is None and self._auth_usable():
             ext.append("AUTH " + " ".join(config.auth_methods))
         if (

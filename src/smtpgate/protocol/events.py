@@ -19,6 +19,7 @@ __all__ = [
     "StartTLS",
     "AuthAttempt",
     "BodyAborted",
+    "XClient",
     "CloseConnection",
 ]
 
@@ -108,6 +109,17 @@ class BodyAborted(Event):
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
+
+
+class XClient(Event):
+    """XCLIENT changed who the client is (the session is already updated); accept to
+    greet again with 220, reject to refuse the new identity and close."""
+
+    __slots__ = ("attributes",)
+    needs_decision = True
+
+    def __init__(self, attributes: dict[str, str]) -> None:
+        self.attributes = attributes
 
 
 class CloseConnection(Event):

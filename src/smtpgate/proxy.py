@@ -1,0 +1,194 @@
+"""The PROXY protocol (HAProxy, versions 1 and 2): parsing headers and deciding trust.
+
+Pure functions: :func:`header_length` says how many bytes the header takes once enough
+of it is known, so the server reads exactly the header and not a byte of what follows
+(which may be a TLS ClientHello); :func:`parse_proxy_header` turns it into a
+:class:`ProxyInfo`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ProxyError",
+    "ProxyInfo",
+    "V2_SIGNATURE",
+    "MAX_V1_LENGTH",
+    "MAX_V2_LENGTH",
+    "header_length",
+    "parse_proxy_header",
+    "TrustList",
+]
+
+V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+MAX_V1_LENGTH = 107  # "PROXY TCP6 " + two IPv6 addresses + two ports + CRLF
+MAX_V2_LENGTH = 16 + 4096  # the address block and the TLVs a load balancer sends fit easily
+
+
+class ProxyError(ValueError):
+    """A malformed, truncated or oversized PROXY header."""
+
+
+@dataclass
+class ProxyInfo:
+    """What the proxy said about the client. ``local`` is true for a v2 LOCAL command or
+    v1 ``UNKNOWN`` (a health check from the proxy itself): keep the real peer address."""
+
+    version: int
+    local: bool = False
+    source_address: str | None = None
+    source_port: int | None = None
+    destination_address: str | None = None
+    destination_port: int | None = None
+    tlvs: dict[int, bytes] = field(default_factory=dict)
+
+
+def header_length(data: bytes) -> int | None:
+    """The total length of the header that ``data`` starts with, or None if more bytes
+    are needed to know it. Raises :class:`ProxyError` if ``data`` cannot be a header."""
+    if data.startswith(V2_SIGNATURE[: len(data)]) and len(data) < 16:
+        return None
+    if data.startswith(V2_SIGNATURE):
+        total = 16 + int.from_bytes(data[14:16], "big")
+        if total > MAX_V2_LENGTH:
+            raise ProxyError(f"PROXY v2 header too long ({total} bytes)")
+        return total
+    if not b"PROXY "[: len(data)] == data[:6]:
+        raise ProxyError("not a PROXY header")
+    end = data.find(b"\r\n")
+    if end < 0:
+        if len(data) >= MAX_V1_LENGTH:
+            raise ProxyError("PROXY v1 header too long")
+        return None
+    if end + 2 > MAX_V1_LENGTH:
+        raise ProxyError("PROXY v1 header too long")
+    return end + 2
+
+
+def parse_proxy_header(data: bytes) -> ProxyInfo:
+    """Parse exactly one whole header (as measured by :func:`header_length`)."""
+    if data.startswith(V2_SIGNATURE):
+        return _parse_v2(data)
+    return _parse_v1(data)
+
+
+def _parse_v1(data: bytes) -> ProxyInfo:
+    if not data.endswith(b"\r\n") or len(data) > MAX_V1_LENGTH:
+        raise ProxyError("PROXY v1 header must end with CRLF within 107 bytes")
+    try:
+        text = data[:-2].decode("ascii")
+    except UnicodeDecodeError:
+        raise ProxyError("PROXY v1 header is not ASCII") from None
+    parts = text.split(" ")
+    if len(parts) < 2 or parts[0] != "PROXY":
+        raise ProxyError("PROXY v1 header malformed")
+    if parts[1] == "UNKNOWN":
+        return ProxyInfo(version=1, local=True)
+    if len(parts) != 6 or parts[1] not in ("TCP4", "TCP6"):
+        raise ProxyError("PROXY v1 header needs TCP4|TCP6 src dst sport dport")
+    family = ipaddress.IPv4Address if parts[1] == "TCP4" else ipaddress.IPv6Address
+    try:
+        source = family(parts[2])
+        destination = family(parts[3])
+    except ValueError:
+        raise ProxyError("PROXY v1 header has a bad address") from None
+    ports = []
+    for port in parts[4:6]:
+        if not port.isdigit() or not port.isascii() or (len(port) > 1 and port[0] == "0") or int(port) > 65535:
+            raise ProxyError("PROXY v1 header has a bad port")
+        ports.append(int(port))
+    return ProxyInfo(1, False, str(source), ports[0], str(destination), ports[1])
+
+
+def _parse_v2(data: bytes) -> ProxyInfo:
+    if len(data) < 16:
+        raise ProxyError("PROXY v2 header truncated")
+    version_command, family_protocol, length = struct.unpack("!BBH", data[12:16])
+    if version_command >> 4 != 2:
+        raise ProxyError("PROXY v2 header has a bad version")
+    if len(data) != 16 + length:
+        raise ProxyError("PROXY v2 header length mismatch")
+    command = version_command & 0x0F
+    if command == 0x0:
+        return ProxyInfo(version=2, local=True)
+    if command != 0x1:
+        raise ProxyError("PROXY v2 header has an unknown command")
+    body = data[16:]
+    family, protocol = family_protocol >> 4, family_protocol & 0x0F
+    if family == 0x0:  # AF_UNSPEC: keep the real peer
+        return ProxyInfo(version=2, local=True, tlvs=_tlvs(body))
+    if protocol not in (0x1, 0x2):
+        raise ProxyError("PROXY v2 header has an unknown transport protocol")
+    if family == 0x1:
+        size, make = 12, ipaddress.IPv4Address
+    elif family == 0x2:
+        size, make = 36, ipaddress.IPv6Address  # type: ignore[assignment]
+    elif family == 0x3:
+        # AF_UNIX: no address to report; treat as local.
+        return ProxyInfo(version=2, local=True)
+    else:
+        raise ProxyError("PROXY v2 header has an unknown address family")
+    if len(body) < size:
+        raise ProxyError("PROXY v2 address block truncated")
+    half = (size - 4) // 2
+    source = make(body[:half])
+    destination = make(body[half : 2 * half])
+    source_port, destination_port = struct.unpack("!HH", body[2 * half : size])
+    return ProxyInfo(2, False, str(source), source_port, str(destination), destination_port, _tlvs(body[size:]))
+
+
+def _tlvs(data: bytes) -> dict[int, bytes]:
+    """Type-length-value entries; unknown types are kept raw, a truncated one is an error."""
+    found: dict[int, bytes] = {}
+    offset = 0
+    while offset < len(data):
+        if len(data) - offset < 3:
+            raise ProxyError("PROXY v2 TLV truncated")
+        kind, length = struct.unpack("!BH", data[offset : offset + 3])
+        offset += 3
+        if offset + length > len(data):
+            raise ProxyError("PROXY v2 TLV truncated")
+        found[kind] = data[offset : offset + length]
+        offset += length
+    return found
+
+
+class TrustList:
+    """``True`` (everyone), ``False`` (no one) or addresses and CIDR networks."""
+
+    def __init__(self, value: bool | str | Iterable[str]) -> None:
+        self.everyone = value is True or value == "*"
+        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        if isinstance(value, bool) or value == "*":
+            self.enabled = bool(value)
+            return
+        if isinstance(value, str):
+            value = [value]
+        for item in value:
+            if not isinstance(item, str):
+                raise TypeError(f"trusted addresses must be strings, got {item!r}")
+            if item == "*":
+                self.everyone = True
+                continue
+            try:
+                self.networks.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {item!r}") from None
+        self.enabled = self.everyone or bool(self.networks)
+
+    def __contains__(self, address: object) -> bool:
+        if not self.enabled:
+            return False
+        if self.everyone:
+            return True
+        try:
+            ip = ipaddress.ip_address(str(address).split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self.networks)
