@@ -61,7 +61,7 @@ class SMTPServer:
         self.options: ServerOptions = build_options(options)
         self.handlers = Handlers(self, self.options)
         opts = self.options
-        starttls = "STARTTLS" not in opts.disabled_commands and not opts.secure
+        starttls = "STARTTLS" not in opts.disabled_commands
         self.protocol_config = ProtocolConfig(
             name=opts.name,
             banner=opts.banner,
