@@ -46,6 +46,7 @@ __all__ = ["SMTPConnection", "new_session_id"]
 
 logger = logging.getLogger("smtpgate")
 
+_HANDLER_CLEANUP_TIME = 5.0  # seconds an on_data handler gets to finish after a disconnect
 MAX_PENDING_INPUT = 64 * 1024  # unprocessed bytes before the socket stops being read
 _HOSTNAME = re.compile(r"(?=.{1,253}$)(?:(?!-)[a-z0-9_-]{1,63}(?<!-)\.)*(?!-)[a-z0-9_-]{1,63}(?<!-)")
 _INTERNAL_ERROR = SMTPError(451, "Error: internal server error", enhanced="4.3.0")
@@ -103,6 +104,7 @@ class SMTPConnection(asyncio.Protocol):
         self._stream_blocked = False
         self._shutting_down = False
         self._tls_active = False
+        self._tls_early_data: list[bytes] | None = None
 
     # ----------------------------------------------------------------- asyncio callbacks
 
@@ -155,6 +157,11 @@ class SMTPConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         core = self.core
         if core is None or self._lost:
+            return
+        if self._tls_early_data is not None:
+            # Decrypted bytes that arrive before start_tls() returned: keep them for after
+            # the core has been told that TLS is up.
+            self._tls_early_data.append(data)
             return
         if self._watch_for_proxy_header:
             self._watch_for_proxy_header = False
@@ -304,6 +311,7 @@ class SMTPConnection(asyncio.Protocol):
             return False
         server.emit("connect", session)
         core.start()
+        self._replay_early_data()  # implicit TLS: what the client sent right after the handshake
         return True
 
     async def _reverse_lookup(self, address: str) -> str:
@@ -391,12 +399,15 @@ class SMTPConnection(asyncio.Protocol):
             self._timer = None
         if self._stream is not None:
             self._stream.abort(DataStreamError("connection closed before the message was received in full"))
-        if self._data_task is not None and not self._data_task.done():
-            self._data_task.cancel()
-            try:
-                await self._data_task
-            except BaseException:
-                pass
+        task = self._data_task
+        if task is not None and not task.done():
+            # The handler sees DataStreamError on its next read; give it a moment to clean up.
+            await asyncio.wait({task}, timeout=_HANDLER_CLEANUP_TIME)
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=_HANDLER_CLEANUP_TIME)
+        if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+            self.log.debug("on_data ended with %r after the connection closed", task.exception())
         server.connections.discard(self)
         try:
             if connected and server.handlers.on_close is not None:
@@ -622,14 +633,21 @@ class SMTPConnection(asyncio.Protocol):
             core.close(421, "TLS handshake failed", "4.7.0")
             return
         core.tls_established()
+        self._replay_early_data()
         if self.server.handlers.on_secure is not None:
             await self._on_secure()
+
+    def _replay_early_data(self) -> None:
+        early, self._tls_early_data = self._tls_early_data, None
+        for data in early or ():
+            self.data_received(data)
 
     async def _handshake(self) -> bool:
         transport = self.transport
         session = self.session
         assert transport is not None and session is not None
         context = self.server.tls.context
+        self._tls_early_data = []
         try:
             new_transport = await self.loop.start_tls(
                 transport,
@@ -639,6 +657,7 @@ class SMTPConnection(asyncio.Protocol):
                 ssl_handshake_timeout=self.server.options.socket_timeout,
             )
         except (ssl.SSLError, OSError, ConnectionError, asyncio.TimeoutError, RuntimeError) as error:
+            self._tls_early_data = None
             reason = getattr(error, "reason", None) or type(error).__name__
             self.log.info("TLS handshake with %s failed: %s", session.remote_address, reason)
             self.server.emit("error", error, session)
@@ -647,6 +666,7 @@ class SMTPConnection(asyncio.Protocol):
                 transport.abort()
             return False
         if new_transport is None:
+            self._tls_early_data = None
             self._lost = True
             return False
         self.transport = new_transport

@@ -118,25 +118,6 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
         self._auth_failures = 0
         self._unauthenticated = 0
         self._use_enhanced = not config.hide_enhancedstatuscodes
-        self._commands: dict[str, Callable[[str, str], Event | None]] = {
-            "HELO": self._cmd_helo,
-            "EHLO": self._cmd_helo,
-            "LHLO": self._cmd_helo,
-            "MAIL": self._cmd_mail,
-            "RCPT": self._cmd_rcpt,
-            "DATA": self._cmd_data,
-            "BDAT": self._cmd_bdat,
-            "RSET": self._cmd_rset,
-            "NOOP": self._cmd_noop,
-            "QUIT": self._cmd_quit,
-            "VRFY": self._cmd_vrfy,
-            "HELP": self._cmd_help,
-            "EXPN": self._cmd_expn,
-            "STARTTLS": self._cmd_starttls,
-            "AUTH": self._cmd_auth,
-            "XCLIENT": self._cmd_xclient,
-            "XFORWARD": self._cmd_xforward,
-        }
 
     # ----------------------------------------------------------------- state
 
@@ -484,7 +465,7 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
             return None
         verb, _, argument = line.partition(" ")
         verb = verb.upper()
-        handler = self._commands.get(verb)
+        handler = _COMMANDS.get(verb)
         if handler is None or verb in self.config.disabled_commands:
             if _HTTP_REQUEST.match(line):
                 self._close_with(421, f"{self.config.name} HTTP requests not allowed", "4.7.0", "HTTP request")
@@ -500,7 +481,7 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
                     421, f"{self.config.name} Error: too many unauthenticated commands", "4.7.0", "unauthenticated"
                 )
                 return None
-        return handler(verb, argument.strip())
+        return handler(self, verb, argument.strip())
 
     # ----------------------------------------------------------------- commands
 
@@ -681,3 +662,25 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
             self._reply(503, "Error: TLS already active", "5.5.1")
             return None
         return StartTLS()
+
+
+# Verb -> method; one table for all connections.
+_COMMANDS: dict[str, Callable[[ServerProtocol, str, str], Event | None]] = {
+    "HELO": ServerProtocol._cmd_helo,
+    "EHLO": ServerProtocol._cmd_helo,
+    "LHLO": ServerProtocol._cmd_helo,
+    "MAIL": ServerProtocol._cmd_mail,
+    "RCPT": ServerProtocol._cmd_rcpt,
+    "DATA": ServerProtocol._cmd_data,
+    "BDAT": ServerProtocol._cmd_bdat,
+    "RSET": ServerProtocol._cmd_rset,
+    "NOOP": ServerProtocol._cmd_noop,
+    "QUIT": ServerProtocol._cmd_quit,
+    "VRFY": ServerProtocol._cmd_vrfy,
+    "HELP": ServerProtocol._cmd_help,
+    "EXPN": ServerProtocol._cmd_expn,
+    "STARTTLS": ServerProtocol._cmd_starttls,
+    "AUTH": ServerProtocol._cmd_auth,
+    "XCLIENT": ServerProtocol._cmd_xclient,
+    "XFORWARD": ServerProtocol._cmd_xforward,
+}
