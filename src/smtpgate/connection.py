@@ -279,6 +279,11 @@ class SMTPConnection(asyncio.Protocol):
         except Exception as error:  # a bug of ours: log it, end this session only
             self.log.exception("session failed: %s", error)
             self.server.emit("error", error, session)
+            if not self._lost:
+                try:
+                    core.close(421, f"{self.server.options.name} Error: internal server error", "4.3.0")
+                except Exception:  # the core itself is broken: just close
+                    self.log.debug("could not say goodbye", exc_info=True)
         finally:
             await self._finish(connected)
 
