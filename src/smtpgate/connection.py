@@ -304,8 +304,7 @@ class SMTPConnection(asyncio.Protocol):
         if handler is not None:
             error = await self._call_for_verdict(handler, session)
             if error is not None:
-                if error.code == 451 and error is _INTERNAL_ERROR:
-                    error = SMTPError(421, f"{options.name} Error: internal server error", enhanced="4.3.0")
+                error = self._as_closing_reply(error)
                 self.log.info("on_connect refused: %s", error)
                 core.refuse_connection(error)
                 return True
@@ -453,6 +452,12 @@ class SMTPConnection(asyncio.Protocol):
             self._handler_failed(handler, error)
             return _INTERNAL_ERROR
         return None
+
+    def _as_closing_reply(self, error: SMTPError) -> SMTPError:
+        """A handler failure that ends the connection is answered 421, not 451."""
+        if error is _INTERNAL_ERROR or error is _HANDLER_TIMEOUT:
+            return SMTPError(421, f"{self.server.options.name} {error.message}", enhanced="4.3.0")
+        return error
 
     def _handler_failed(self, handler: Callable[..., Any], error: BaseException) -> None:
         name = getattr(handler, "__name__", "handler")
@@ -697,6 +702,7 @@ class SMTPConnection(asyncio.Protocol):
             return True
         if error.code not in (421, 554) and error.code // 100 == 5:
             error = SMTPError(554, error.message, enhanced=error.enhanced)
+        error = self._as_closing_reply(error)
         self.log.info("on_secure refused: %s", error)
         core.refuse_connection(error)
         return False

@@ -201,7 +201,9 @@ class TLSContexts:
                     unknown = set(host_options) - set(TLS_OPTION_NAMES)
                     if unknown:
                         raise TypeError(f"sni_options[{host!r}]: unknown TLS option(s) {sorted(unknown)}")
-                    base = {k: getattr(options, k) for k in ("min_version", "max_version")}
+                    # An entry replaces the certificate; everything else (client certificates,
+                    # versions) is inherited unless the entry sets it.
+                    base = {k: getattr(options, k) for k in TLS_OPTION_NAMES if k not in ("key", "cert")}
                     entry = TLSOptions(**{**base, **dict(host_options)})
                 else:
                     raise TypeError(f"sni_options[{host!r}] must be a mapping of TLS options")
