@@ -1,0 +1,1 @@
+"""pytest plugin (fixtures land with the command-line issue)."""
