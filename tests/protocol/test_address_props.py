@@ -1,0 +1,166 @@
+"""Property tests for MAIL/RCPT argument parsing and for the core as a whole on random input."""
+
+from __future__ import annotations
+
+import string
+
+from core_support import CoreClient, parse_replies
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smtpgate import ProtocolConfig
+from smtpgate.protocol.addresses import (
+    SyntaxProblem,
+    parse_mailbox,
+    parse_params,
+    split_path_argument,
+    xtext_decode,
+)
+from smtpgate.protocol.mail import Refusal, parse_mail, parse_rcpt
+from smtpgate.session import Envelope
+
+CONFIG = ProtocolConfig(name="mx.test", size=1000)
+LENIENT = ProtocolConfig(name="mx.test", accept_unknown_params=True, max_recipients=3)
+
+# Text that looks like MAIL/RCPT arguments often enough to get past the first checks.
+SYNTAX = ["<", ">", "@", '"', "\\", ":", ",", ".", " ", "=", "+", "[", "]", "FROM:", "TO:", "SIZE", "a", "é", "\x00"]
+argument_text = st.one_of(
+    st.text(max_size=80),
+    st.lists(st.sampled_from(SYNTAX) | st.text(max_size=3), max_size=30).map("".join),
+)
+
+ATEXT = string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-"
+atom = st.text(ATEXT, min_size=1, max_size=10)
+dot_atom = st.lists(atom, min_size=1, max_size=4).map(".".join)
+qtext = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters='"\\'), min_size=0, max_size=12
+)
+quoted = st.tuples(qtext, st.lists(st.sampled_from(['\\"', "\\\\", "\\ "]), max_size=2)).map(
+    lambda parts: '"' + parts[0] + "".join(parts[1]) + '"'
+)
+label = st.from_regex(r"[a-z0-9](?:[a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
+domain = st.lists(label, min_size=1, max_size=4).map(".".join)
+literal = st.one_of(
+    st.ip_addresses(v=4).map(lambda ip: f"[{ip}]"),
+    st.ip_addresses(v=6).map(lambda ip: f"[IPv6:{ip}]"),
+)
+valid_address = st.tuples(st.one_of(dot_atom, quoted), st.one_of(domain, literal)).map("@".join)
+
+
+@given(argument_text, st.booleans(), st.booleans())
+def test_parse_mailbox_never_crashes(text, allow_null, allow_postmaster):
+    try:
+        result = parse_mailbox(text, allow_null=allow_null, allow_postmaster=allow_postmaster)
+    except SyntaxProblem as problem:
+        assert str(problem)
+    else:
+        assert isinstance(result, str)
+        assert text.endswith(result)  # source routes are dropped, nothing else changes
+
+
+@given(argument_text, st.sampled_from(["FROM", "TO"]))
+def test_split_path_argument_never_crashes(text, keyword):
+    try:
+        path, params = split_path_argument(text, keyword)
+    except SyntaxProblem:
+        return
+    assert f"<{path}>" in text
+    assert params == params.strip()
+
+
+@given(st.text(max_size=80))
+def test_parse_params_never_crashes(text):
+    try:
+        params = parse_params(text)
+    except SyntaxProblem:
+        return
+    assert all(key == key.upper() for key in params)
+    assert len(params) == len(text.split())
+
+
+@given(argument_text)
+def test_parse_mail_and_rcpt_only_refuse(text):
+    calls = [
+        (parse_mail, text),
+        (parse_mail, "FROM:" + text),
+        (lambda arg, config: parse_rcpt(arg, config, Envelope()), text),
+        (lambda arg, config: parse_rcpt(arg, config, Envelope(smtp_utf8=True)), "TO:" + text),
+    ]
+    for config in (CONFIG, LENIENT):
+        for call, arg in calls:
+            try:
+                call(arg, config)
+            except Refusal as refusal:
+                assert 400 <= refusal.code < 600
+                assert refusal.text
+
+
+@settings(max_examples=300)
+@given(valid_address)
+def test_valid_addresses_round_trip(address):
+    if len(address.encode()) > 254:
+        return
+    assert parse_mailbox(address, allow_null=False, allow_postmaster=False) == address
+    assert split_path_argument(f"FROM:<{address}>", "FROM") == (address, "")
+    assert parse_mail(f"FROM:<{address}> SIZE=10", CONFIG).address.address == address
+    assert parse_rcpt(f"TO:<{address}>", CONFIG, Envelope()).address == address
+
+
+@settings(max_examples=200)
+@given(valid_address, st.lists(domain, min_size=1, max_size=3))
+def test_source_routes_are_dropped(address, relays):
+    if len(address.encode()) > 254:
+        return
+    route = ",".join("@" + relay for relay in relays)
+    assert parse_mailbox(f"{route}:{address}", allow_null=False, allow_postmaster=False) == address
+
+
+@settings(max_examples=200)
+@given(valid_address, st.sampled_from(["", " ", "\t"]), st.sampled_from(["", " "]))
+def test_spacing_around_the_colon(address, before, after):
+    if len(address.encode()) > 254:
+        return
+    path, _ = split_path_argument(f"FROM{before}:{after}<{address}> BODY=8BITMIME", "FROM")
+    assert path == address
+
+
+def xtext_encode(value: str) -> str:
+    return "".join(ch if 33 <= ord(ch) <= 126 and ch not in "+=" else f"+{ord(ch):02X}" for ch in value)
+
+
+param_key = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9-]{0,10}", fullmatch=True)
+param_value = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=20)
+
+
+@given(st.dictionaries(param_key, st.one_of(st.just(True), param_value), max_size=6))
+def test_params_round_trip(params):
+    upper = {}
+    for key, value in params.items():
+        upper.setdefault(key.upper(), value)
+    if len(upper) != len(params):
+        return  # duplicate keys differing in case: refused, tested elsewhere
+    text = " ".join(key if value is True else f"{key}={xtext_encode(value)}" for key, value in params.items())
+    assert parse_params(text) == upper
+
+
+@given(st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=30))
+def test_xtext_round_trip(value):
+    assert xtext_decode(xtext_encode(value)) == value
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.binary(max_size=40) | st.sampled_from([b"\r\n", b"MAIL FROM:<a@b.c>\r\n", b"DATA\r\n"]), max_size=20)
+)
+def test_core_survives_random_input(pieces):
+    """Random bytes after EHLO: no exception, every reply well formed, a pending decision
+    never left behind by the driver."""
+    client = CoreClient(max_command_length=512)
+    out = client.send(b"EHLO fuzz.test\r\n")
+    for piece in pieces:
+        out += client.send(piece)
+    out += client.eof()
+    replies = parse_replies(out)
+    assert replies[0][0] == 250
+    assert all(200 <= code < 600 for code, _ in replies)
+    assert client.closed
