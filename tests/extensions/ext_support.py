@@ -1,0 +1,72 @@
+"""Helpers for the extension and LMTP tests: a recorder of messages, raw-client steps."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from typing import Any
+
+GREETING_LINE = "mx.test Nice to meet you, [127.0.0.1]"
+
+
+class Mailbox:
+    """on_data that keeps each message's envelope (the object itself), body and session
+    facts; ``answer`` (a value or a callable(envelope)) is what on_data returns."""
+
+    def __init__(self, answer: Any = None) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.answer = answer
+
+    async def on_data(self, stream: Any, session: Any) -> Any:
+        chunks = [chunk async for chunk in stream]
+        envelope = session.envelope
+        self.messages.append(
+            {
+                "envelope": envelope,
+                "body": b"".join(chunks),
+                "size_exceeded": stream.size_exceeded,
+                "byte_length": stream.byte_length,
+                "transmission_type": session.transmission_type,
+            }
+        )
+        answer = self.answer
+        return answer(envelope) if callable(answer) else answer
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {count} messages, got {len(self.messages)}")
+            time.sleep(0.01)
+        return self.messages
+
+
+def greet(client: Any, hello: str = "EHLO client.test") -> list[str]:
+    """Greeting and EHLO/LHLO; returns the lines of the 250 reply."""
+    code, _ = client.reply()
+    assert code == 220
+    code, text = client.command(hello)
+    assert code == 250, text
+    return text.split("\n")
+
+
+def starttls(client: Any, context: ssl.SSLContext, hello: str = "EHLO client.test") -> list[str]:
+    """Greeting, EHLO, STARTTLS, handshake, EHLO again; returns the EHLO lines inside TLS."""
+    greet(client, hello)
+    assert client.command("STARTTLS") == (220, "2.0.0 Ready to start TLS")
+    client.sock = context.wrap_socket(client.sock, server_hostname="mx.test")
+    code, text = client.command(hello)
+    assert code == 250, text
+    return text.split("\n")
+
+
+def transaction(client: Any, mail: str = "MAIL FROM:<a@example.com>", *rcpts: str) -> None:
+    assert client.command(mail) == (250, "2.1.0 Accepted")
+    for rcpt in rcpts or ("RCPT TO:<b@example.com>",):
+        assert client.command(rcpt) == (250, "2.1.5 Accepted")
+
+
+def send_data(client: Any, body: bytes = b"Subject: x\r\n\r\nbody\r\n") -> tuple[int, str]:
+    assert client.command("DATA") == (354, "End data with <CR><LF>.<CR><LF>")
+    client.send(body + b".\r\n")
+    return client.reply()
