@@ -1,0 +1,280 @@
+"""One serving process: the SMTPServer, its handlers (store in a sink, check passwords),
+the line printed per message, signals, and the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import email.parser
+import email.policy
+import email.utils
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
+
+from .. import AuthRequest, AuthResult, DataStream, Session, SMTPError, SMTPServer
+from ..sinks import Sink, parse_sink
+from .config import Settings
+from .logs import utc_timestamp
+from .passwords import AuthFileError, ScryptHash, load_auth_file, verify_password
+
+__all__ = ["App", "StartupError", "new_event_loop"]
+
+logger = logging.getLogger("smtpgate.cli")
+
+_HEADER_LIMIT = 64 * 1024  # bytes of headers kept to find the Subject
+
+
+class StartupError(Exception):
+    """The server cannot start; ``str()`` is the one line for stderr."""
+
+
+def new_event_loop(use_uvloop: bool) -> tuple[asyncio.AbstractEventLoop, str]:
+    """A new event loop: uvloop's when wanted and importable, else asyncio's."""
+    if use_uvloop:
+        try:
+            uvloop: Any = importlib.import_module("uvloop")
+        except ImportError:
+            pass
+        else:
+            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+            return loop, "uvloop"
+    return asyncio.new_event_loop(), "asyncio"
+
+
+class _Headers:
+    """The header section, collected from the first chunks, for the Subject."""
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+        self.done = False
+
+    def feed(self, chunk: bytes) -> None:
+        if self.done:
+            return
+        self._data += chunk
+        end = self._data.find(b"\r\n\r\n")
+        if end >= 0 or len(self._data) >= _HEADER_LIMIT:
+            self.done = True
+            if end >= 0:
+                del self._data[end + 4 :]
+
+    def subject(self) -> str:
+        parser = email.parser.BytesHeaderParser(policy=email.policy.default)
+        try:
+            value = parser.parsebytes(bytes(self._data[:_HEADER_LIMIT])).get("subject", "")
+            text = str(value)
+        except Exception:  # a header the email package cannot decode
+            return ""
+        return "".join(ch if ch.isprintable() else " " for ch in text)
+
+
+def _trace_headers(session: Session, name: str) -> bytes:
+    """``Return-Path`` and ``Received`` for the top of the stored message."""
+    envelope = session.envelope
+    sender = envelope.mail_from.address if envelope.mail_from else ""
+    helo = session.host_name_appears_as or "unknown"
+    client = f"[{session.remote_address}]"
+    if session.client_hostname and not session.client_hostname.startswith("["):
+        client = f"{session.client_hostname} {client}"
+    recipients = envelope.rcpt_to
+    target = f"\r\n\tfor <{recipients[0].address}>" if len(recipients) == 1 else ""
+    date = email.utils.formatdate(usegmt=True)
+    received = f"Received: from {helo} ({client})\r\n\tby {name} with {session.transmission_type} id {session.id}"
+    text = f"Return-Path: <{sender}>\r\n{received}{target};\r\n\t{date}\r\n"
+    return text.encode("utf-8", "replace")
+
+
+class App:
+    """The command's server: options from :class:`Settings`, handlers, reloading."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.sink = self._open_sink()
+        self.users: Mapping[str, ScryptHash] | None = None
+        if settings.auth_file is not None:
+            try:
+                self.users = load_auth_file(settings.auth_file)
+            except AuthFileError as error:
+                raise StartupError(str(error)) from None
+        self.out: TextIO = sys.stderr if self.sink.uses_stdout else sys.stdout
+        try:
+            self.server = SMTPServer(**self.server_options())
+        except (TypeError, ValueError) as error:
+            raise StartupError(str(error)) from None
+        self._stops = 0
+        self._main: asyncio.Task[None] | None = None
+
+    def _open_sink(self) -> Sink:
+        try:
+            return parse_sink(self.settings.sink)
+        except ValueError as error:
+            raise StartupError(str(error)) from None
+
+    def server_options(self) -> dict[str, Any]:
+        """The SMTPServer options the settings ask for."""
+        s = self.settings
+        options: dict[str, Any] = {"disable_reverse_lookup": True}
+        options.update(s.server)
+        options.update(on_data=self.on_data, size=s.max_size, lmtp=s.lmtp)
+        if s.name is not None:
+            options["name"] = s.name
+        if s.tls_cert is not None:
+            options.update(cert=s.tls_cert, key=s.tls_key)
+        if s.implicit_tls:
+            options["secure"] = True
+        if s.require_tls:
+            options["needs_upgrade"] = True
+        if s.max_clients:
+            options["max_clients"] = s.max_clients
+        if s.timeout is not None:
+            options["socket_timeout"] = s.timeout
+        if s.close_timeout is not None:
+            options["close_timeout"] = s.close_timeout
+        if s.proxy_protocol:
+            options["use_proxy"] = s.proxy_protocol
+        if self.users is not None:
+            options.setdefault("auth_methods", ["PLAIN", "LOGIN"])
+            options.update(on_auth=self.on_auth, auth_optional=s.auth_optional)
+        if s.allow_insecure_auth:
+            options["allow_insecure_auth"] = True
+        return options
+
+    # ------------------------------------------------------------- handlers
+
+    async def on_data(self, stream: DataStream, session: Session) -> str:
+        """Stream the message into the sink; 250 only once it is stored."""
+        envelope = session.envelope
+        sender = envelope.mail_from.address if envelope.mail_from else ""
+        delivery = self.sink.open(sender)
+        headers = _Headers()
+        try:
+            delivery.write(_trace_headers(session, self.server.options.name))
+            async for chunk in stream:
+                headers.feed(chunk)
+                delivery.write(chunk)
+        except BaseException:
+            delivery.abort()
+            raise
+        if stream.size_exceeded:
+            delivery.abort()
+            raise SMTPError(552, "Message exceeds fixed maximum message size", enhanced="5.3.4")
+        try:
+            where = await asyncio.to_thread(delivery.commit)
+        except Exception as error:
+            delivery.abort()
+            logger.error("[%s] could not store the message in %s: %s", session.id, self.sink.describe(), error)
+            raise SMTPError(451, "Could not store the message, try again later", enhanced="4.3.0") from None
+        self.print_message(session, stream.byte_length, headers.subject(), where)
+        return f"Stored as {session.id}.{session.transaction}"
+
+    async def on_auth(self, auth: AuthRequest, session: Session) -> AuthResult | None:
+        """PLAIN/LOGIN against the auth file's scrypt hashes."""
+        users = self.users or {}
+        if auth.password is None:
+            return None
+        stored = users.get(auth.username)
+        if await asyncio.to_thread(verify_password, auth.password, stored):
+            return AuthResult(user=auth.username)
+        return None
+
+    def print_message(self, session: Session, size: int, subject: str, where: str) -> None:
+        """The one line per stored message."""
+        envelope = session.envelope
+        sender = envelope.mail_from.address if envelope.mail_from else ""
+        recipients = [r.address for r in envelope.rcpt_to]
+        if self.settings.log_format == "json":
+            record = {
+                "time": utc_timestamp(),
+                "event": "message",
+                "session": session.id,
+                "client": session.remote_address,
+                "from": sender,
+                "to": recipients,
+                "size": size,
+                "subject": subject,
+                "stored": where,
+            }
+            line = json.dumps(record, ensure_ascii=False)
+        else:
+            to = ",".join(f"<{r}>" for r in recipients)
+            subject_text = json.dumps(subject, ensure_ascii=False)
+            line = f"{utc_timestamp()} from=<{sender}> to={to} size={size} subject={subject_text} stored={where}"
+        try:
+            print(line, file=self.out, flush=True)
+        except (OSError, ValueError):  # stdout closed: the message is stored all the same
+            pass
+
+    # ------------------------------------------------------------- lifecycle
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the certificate and the auth file; on error keep the old ones."""
+        s = self.settings
+        if s.tls_cert is not None:
+            try:
+                self.server.update_secure_context(cert=s.tls_cert, key=s.tls_key)
+            except (TypeError, ValueError, OSError) as error:
+                logger.error("certificate not reloaded, keeping the old one: %s", error)
+            else:
+                logger.info("certificate reloaded from %s", s.tls_cert)
+        if s.auth_file is not None:
+            try:
+                self.users = load_auth_file(s.auth_file)
+            except AuthFileError as error:
+                logger.error("auth file not reloaded, keeping the old one: %s", error)
+            else:
+                logger.info("auth file reloaded: %d users", len(self.users))
+
+    def reopen_sink(self) -> None:
+        """Open the sink again (a forked worker must not share the parent's files)."""
+        self.sink = self._open_sink()
+
+    def stop(self) -> None:
+        """SIGTERM/SIGINT: close gracefully; a second one ends at once."""
+        self._stops += 1
+        if self._stops == 1:
+            logger.info("shutting down (waiting up to %.0f s for sessions)", self.server.options.close_timeout)
+            asyncio.ensure_future(self.server.close())
+        elif self._main is not None:
+            logger.warning("second signal: exiting now")
+            self._main.cancel()
+
+    async def start(self, *, reuse_port: bool = False) -> None:
+        """Listen on every address; raises :class:`StartupError`."""
+        for host, port in self.settings.addresses():
+            try:
+                await self.server.listen(port, host=host, reuse_port=reuse_port)
+            except (OSError, ValueError) as error:
+                await self.server.close()
+                reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+                raise StartupError(reason) from None
+
+    async def run(self, *, handle_sigint: bool = True, parent: int | None = None) -> None:
+        """Serve until closed by a signal (or the parent process going away)."""
+        loop = asyncio.get_running_loop()
+        self._main = asyncio.current_task()
+        signals: dict[int, Callable[[], None]] = {signal.SIGTERM: self.stop}
+        if handle_sigint:
+            signals[signal.SIGINT] = self.stop
+        if hasattr(signal, "SIGHUP"):
+            signals[signal.SIGHUP] = self.reload
+        for signum, callback in signals.items():
+            loop.add_signal_handler(signum, callback)
+        watchdog = asyncio.ensure_future(self._watch_parent(parent)) if parent is not None else None
+        try:
+            await self.server.serve_forever()
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+
+    async def _watch_parent(self, parent: int) -> None:
+        while os.getppid() == parent:
+            await asyncio.sleep(1.0)
+        logger.warning("the parent process is gone: shutting down")
+        self.stop()

@@ -1,0 +1,315 @@
+"""Where the ``smtpgate`` command puts mail: a Maildir, an mbox file, a directory of
+``.eml`` files, or standard output.
+
+A sink takes a message in chunks (:meth:`Delivery.write`) and makes it durable in
+:meth:`Delivery.commit`: the data is written and ``fsync``'d, and so is the directory
+entry, before ``commit`` returns, so a ``250`` reply means the message is stored.
+``commit`` blocks: call it in a thread (``asyncio.to_thread``).
+
+Maildir and mbox files use local line endings (LF), as mail readers expect; ``.eml`` files
+keep the CRLF line endings of the wire.
+"""
+
+from __future__ import annotations
+
+import itertools
+import mailbox
+import os
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from typing import IO
+
+__all__ = ["Sink", "Delivery", "MaildirSink", "MboxSink", "DirSink", "StdoutSink", "parse_sink", "SINK_KINDS"]
+
+SINK_KINDS = ("maildir", "mbox", "dir", "stdout")
+_SPOOL_IN_MEMORY = 1024 * 1024  # mbox/stdout: larger messages are spooled to a temporary file
+_counter = itertools.count(1)
+
+
+def _fsync_dir(path: str) -> None:
+    """Make a directory entry (a new or renamed file) durable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # pragma: no cover - platforms that cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+class _ToLF:
+    """CRLF to LF across chunk boundaries."""
+
+    def __init__(self) -> None:
+        self._cr = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._cr:
+            chunk = b"\r" + chunk
+        self._cr = chunk.endswith(b"\r")
+        if self._cr:
+            chunk = chunk[:-1]
+        return chunk.replace(b"\r\n", b"\n")
+
+    def end(self) -> bytes:
+        return b"\r" if self._cr else b""
+
+
+class Delivery:
+    """One message on its way into a sink."""
+
+    def __init__(self, lf: bool) -> None:
+        self._lf = _ToLF() if lf else None
+
+    def write(self, chunk: bytes) -> None:
+        """Add a chunk of the message (wire format, CRLF line endings)."""
+        if self._lf is not None:
+            chunk = self._lf.feed(chunk)
+        if chunk:
+            self._write(chunk)
+
+    def commit(self) -> str:
+        """Store the message durably; returns where it went (for the log line)."""
+        if self._lf is not None:
+            rest = self._lf.end()
+            if rest:
+                self._write(rest)
+        return self._commit()
+
+    def abort(self) -> None:
+        """Drop the message (refused, or the client went away)."""
+
+    def _write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _commit(self) -> str:
+        raise NotImplementedError
+
+
+class _FileDelivery(Delivery):
+    """Write to a temporary file, fsync, rename into place, fsync the directory."""
+
+    def __init__(self, directory: str, temp_path: str, final_path: str, lf: bool) -> None:
+        super().__init__(lf)
+        self._directory = directory
+        self._temp = temp_path
+        self._final = final_path
+        self._file: IO[bytes] | None = open(temp_path, "xb")
+
+    def _write(self, data: bytes) -> None:
+        assert self._file is not None
+        self._file.write(data)
+
+    def _commit(self) -> str:
+        handle = self._file
+        assert handle is not None
+        self._file = None
+        try:
+            handle.flush()
+            os.fsync(handle.fileno())
+        finally:
+            handle.close()
+        os.rename(self._temp, self._final)
+        _fsync_dir(self._directory)
+        return self._final
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            try:
+                os.unlink(self._temp)
+            except OSError:
+                pass
+
+
+class _SpoolDelivery(Delivery):
+    """Collect the message in a spool (memory, then a temporary file), store at commit."""
+
+    def __init__(self, store: Callable[[bytes], str]) -> None:
+        super().__init__(lf=True)
+        self._store = store
+        self._spool: IO[bytes] | None = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)
+
+    def _write(self, data: bytes) -> None:
+        assert self._spool is not None
+        self._spool.write(data)
+
+    def _commit(self) -> str:
+        spool = self._spool
+        assert spool is not None
+        self._spool = None
+        try:
+            spool.seek(0)
+            return self._store(spool.read())
+        finally:
+            spool.close()
+
+    def abort(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+
+class Sink:
+    """Base class: ``open(sender)`` starts a :class:`Delivery`."""
+
+    kind = ""
+    uses_stdout = False
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def open(self, sender: str) -> Delivery:
+        """Start storing one message from the envelope ``sender`` (``""`` for bounces)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"{self.kind}:{self.path}" if self.path else self.kind
+
+
+def _unique_name() -> str:
+    """A Maildir-style unique name: time, microseconds, process id, counter, host."""
+    now = time.time()
+    host = socket.gethostname().replace("/", r"\057").replace(":", r"\072") or "localhost"
+    return f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{next(_counter)}.{host}"
+
+
+class MaildirSink(Sink):
+    """A Maildir (``tmp/``, ``new/``, ``cur/``); new messages go to ``new/``."""
+
+    kind = "maildir"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        mailbox.Maildir(path, create=True)  # creates tmp/, new/ and cur/
+        self._new = os.path.join(path, "new")
+        self._tmp = os.path.join(path, "tmp")
+        _fsync_dir(path)
+
+    def open(self, sender: str) -> Delivery:
+        name = _unique_name()
+        return _FileDelivery(self._new, os.path.join(self._tmp, name), os.path.join(self._new, name), lf=True)
+
+
+class DirSink(Sink):
+    """One ``.eml`` file per message (CRLF line endings, as received)."""
+
+    kind = "dir"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        os.makedirs(path, exist_ok=True)
+        if not os.access(path, os.W_OK):
+            raise PermissionError(f"directory {path!r} is not writable")
+
+    def open(self, sender: str) -> Delivery:
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        name = f"{stamp}-{os.getpid()}-{next(_counter)}-{os.urandom(3).hex()}"
+        temp = os.path.join(self.path, f".{name}.tmp")
+        return _FileDelivery(self.path, temp, os.path.join(self.path, name + ".eml"), lf=False)
+
+
+def _from_line(sender: str) -> bytes:
+    """The mbox ``From_`` line: sender (MAILER-DAEMON for bounces) and the time."""
+    who = "".join("_" if ch.isspace() else ch for ch in sender) or "MAILER-DAEMON"
+    return f"From {who} {time.asctime(time.gmtime())}\n".encode("utf-8", "replace")
+
+
+class MboxSink(Sink):
+    """An mbox file (``mboxo``: ``From`` lines in bodies become ``>From``), locked with
+    ``fcntl`` and dot-lock files so several workers can share it."""
+
+    kind = "mbox"
+    lock_timeout = 10.0
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        directory = os.path.dirname(os.path.abspath(path))
+        existed = os.path.exists(path)
+        self._box = mailbox.mbox(path, create=True)
+        self._box.lock()  # fails now, not at the first message, when the file cannot be locked
+        self._box.unlock()
+        if not existed:
+            _fsync_dir(directory)
+        self._lock = threading.Lock()
+
+    def open(self, sender: str) -> Delivery:
+        return _SpoolDelivery(lambda message: self.append(_from_line(sender) + message))
+
+    def append(self, message: bytes) -> str:
+        """Append one message (with its ``From_`` line) and fsync the file."""
+        with self._lock:
+            deadline = time.monotonic() + self.lock_timeout
+            while True:
+                try:
+                    self._box.lock()
+                    break
+                except mailbox.ExternalClashError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
+            try:
+                self._box.add(message)
+                self._box.flush()  # flushes and fsyncs the file
+            finally:
+                self._box.unlock()
+        return self.path
+
+
+class StdoutSink(Sink):
+    """Write each message to standard output, mbox style (a ``From_`` line, then the
+    message, then a blank line)."""
+
+    kind = "stdout"
+    uses_stdout = True
+
+    def __init__(self, path: str = "") -> None:
+        super().__init__("")
+        self._lock = threading.Lock()
+
+    def open(self, sender: str) -> Delivery:
+        return _SpoolDelivery(lambda message: self.emit(_from_line(sender), message))
+
+    def emit(self, from_line: bytes, message: bytes) -> str:
+        """Write one message and flush; returns ``"stdout"``."""
+        if not message.endswith(b"\n"):
+            message += b"\n"
+        data = from_line + message + b"\n"
+        with self._lock:
+            out = sys.stdout.buffer
+            out.write(data)
+            out.flush()
+            try:
+                os.fsync(out.fileno())
+            except (OSError, ValueError):  # a terminal or a pipe: flushing is all there is
+                pass
+        return "stdout"
+
+
+def parse_sink(spec: str) -> Sink:
+    """``maildir:DIR``, ``mbox:FILE``, ``dir:DIR`` or ``stdout``; raises ``ValueError``."""
+    kind, sep, path = spec.partition(":")
+    kind = kind.strip().lower()
+    if kind == "stdout" and not path:
+        return StdoutSink()
+    if kind not in SINK_KINDS or not sep or not path:
+        raise ValueError(f"invalid sink {spec!r}: expected maildir:DIR, mbox:FILE, dir:DIR or stdout")
+    try:
+        if kind == "maildir":
+            return MaildirSink(path)
+        if kind == "mbox":
+            return MboxSink(path)
+        return DirSink(path)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ValueError(f"sink {spec!r}: {reason}") from None
+    except mailbox.Error as error:
+        raise ValueError(f"sink {spec!r}: {error}") from None
