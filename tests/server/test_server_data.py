@@ -1,0 +1,401 @@
+"""DATA over a real connection: exact bytes, dot-unstuffing, SMTP smuggling, bare LF policy,
+size limit, reply timing relative to on_data, disconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import smtplib
+import threading
+
+import aiosmtplib
+import pytest
+from server_support import Recorder, envelope, wait_until
+
+from smtpgate import DataStreamError, SMTPError
+
+
+def all_replies(client) -> list[int]:
+    """Read until the server closes; the reply codes of every final reply line."""
+    assert client.is_closed(timeout=10), "server did not close the connection"
+    codes = []
+    for line in client.buffer.split(b"\r\n"):
+        if len(line) >= 4 and line[3:4] == b" ":
+            codes.append(int(line[:3]))
+    client.buffer = b""
+    return codes
+
+
+def test_dot_stuffed_lines_arrive_unstuffed(start_server, received):
+    running = start_server(on_data=received.on_data)
+    body = b".\r\n..\r\n.leading dot\r\n..two dots\r\nmiddle . dot\r\n.\r\n\r\n. \r\nend\r\n"
+    with smtplib.SMTP(running.host, running.port, timeout=10) as client:
+        client.sendmail("a@example.com", ["b@example.com"], body)
+    received.wait_for(1)
+    assert received.messages[0][2] == body
+
+
+def test_empty_message(start_server, raw_client, received):
+    running = start_server(on_data=received.on_data)
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    assert client.command(".") == (250, "2.6.0 OK: message queued")
+    received.wait_for(1)
+    assert received.messages[0][2] == b""
+
+
+SEPARATORS = [b"\n.\n", b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\r\n.\r", b"\n\r.\r\n"]
+SMUGGLED = b"MAIL FROM:<evil@attacker.test>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\nsmuggled\r\n"
+
+
+@pytest.mark.parametrize("mode", ["normalize", "allow"])
+@pytest.mark.parametrize("separator", SEPARATORS, ids=repr)
+def test_smuggling_cannot_inject_a_second_message(start_server, raw_client, received, separator, mode):
+    running = start_server(on_data=received.on_data, bare_lf=mode)
+    client = raw_client(running.port)
+    envelope(client)
+    client.send(b"DATA\r\nSubject: real\r\n\r\nbody" + separator + SMUGGLED + b".\r\nQUIT\r\n")
+    assert all_replies(client) == [354, 250, 221]
+    received.wait_for(1)
+    assert len(received.messages) == 1
+    mail_from, rcpts, body, _ = received.messages[0]
+    assert (mail_from, rcpts) == ("a@example.com", ["b@example.com"])
+    assert b"evil@attacker.test" in body
+    assert body.endswith(b"smuggled\r\n")
+
+
+@pytest.mark.parametrize("separator", SEPARATORS, ids=repr)
+def test_smuggling_with_bare_lf_reject(start_server, raw_client, received, separator):
+    running = start_server(on_data=received.on_data, bare_lf="reject")
+    client = raw_client(running.port)
+    envelope(client)
+    client.send(b"DATA\r\nSubject: real\r\n\r\nbody" + separator + SMUGGLED + b".\r\nQUIT\r\n")
+    codes = all_replies(client)
+    bare_lf = b"\n" in separator.replace(b"\r\n", b"")
+    assert codes == [354, 550 if bare_lf else 250, 221]
+    if bare_lf:
+        assert received.messages == []
+    else:
+        received.wait_for(1)
+        assert len(received.messages) == 1
+
+
+def test_smuggling_split_across_packets(start_server, raw_client, received):
+    """The terminator candidates arrive one byte per write."""
+    running = start_server(on_data=received.on_data)
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    for byte in b"one\n.\ntwo\r.\rthree\r\n..\r\n":
+        client.send(bytes([byte]))
+    client.send(b".\r\n")
+    assert client.reply()[0] == 250
+    received.wait_for(1)
+    assert received.messages[0][2] == b"one\r\n.\r\ntwo\r.\rthree\r\n.\r\n"
+
+
+def test_bare_lf_normalize_is_the_default(start_server, raw_client, received):
+    running = start_server(on_data=received.on_data)
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    client.send(b"line one\nline two\r\nthree\n\r\n.\r\n")
+    assert client.reply()[0] == 250
+    received.wait_for(1)
+    assert received.messages[0][2] == b"line one\r\nline two\r\nthree\r\n\r\n"
+
+
+def test_bare_lf_reject_refuses_and_the_handler_sees_it(start_server, raw_client):
+    seen = Recorder()
+
+    async def on_data(stream, session):
+        try:
+            await stream.read()
+        except DataStreamError as error:
+            seen.add(error)
+            raise
+        seen.add("read the whole body")
+
+    running = start_server(on_data=on_data, bare_lf="reject")
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    client.send(b"line one\nline two\r\n.\r\n")
+    code, text = client.reply()
+    assert code == 550
+    assert text == "5.6.0 Error: bare <LF> received in message, use CRLF line endings"
+    [error] = seen.wait_for(1)
+    assert isinstance(error, DataStreamError)
+    # The session goes on and a clean message is accepted.
+    assert client.command("MAIL FROM:<a@example.com>")[0] == 250
+
+
+def test_bare_lf_reject_refuses_even_if_the_handler_accepts(start_server, raw_client):
+    def on_data(stream, session):
+        return "accepted anyway"
+
+    running = start_server(on_data=on_data, bare_lf="reject")
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    client.send(b"a\nb\r\n.\r\n")
+    assert client.reply()[0] == 550
+
+
+def test_bare_lf_allow_is_byte_for_byte(start_server, raw_client, received):
+    running = start_server(on_data=received.on_data, bare_lf="allow")
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    body = b"unix\nmac\rmixed\r\n\n\r\rend\r\n"
+    client.send(body + b".\r\n")
+    assert client.reply()[0] == 250
+    received.wait_for(1)
+    assert received.messages[0][2] == body
+
+
+EXACT_BODY = (
+    b"Subject: bytes\r\n\r\n"
+    + bytes(b for b in range(256) if b not in (10, 13)) * 3
+    + b"\r\n\x00\x00\x00\r\n"
+    + "é 漢字 \U0001f600".encode()
+    + b"\r\n"
+    + b"L" * 100_000
+    + b"\r\n"
+    + b"\xff" * 1000
+    + b"\r\n"
+)
+
+
+def test_body_byte_exact_with_smtplib(start_server, received):
+    running = start_server(on_data=received.on_data)
+    with smtplib.SMTP(running.host, running.port, timeout=10) as client:
+        client.sendmail("a@example.com", ["b@example.com"], EXACT_BODY, mail_options=["BODY=8BITMIME"])
+    received.wait_for(1)
+    assert received.messages[0][2] == EXACT_BODY
+
+
+def test_body_byte_exact_with_aiosmtplib(start_server, received):
+    running = start_server(on_data=received.on_data)
+    asyncio.run(
+        aiosmtplib.send(
+            EXACT_BODY,
+            sender="a@example.com",
+            recipients=["b@example.com"],
+            hostname=running.host,
+            port=running.port,
+            start_tls=False,
+            timeout=10,
+        )
+    )
+    received.wait_for(1)
+    assert received.messages[0][2] == EXACT_BODY
+
+
+def test_oversized_message_is_read_to_the_end_then_552(start_server, raw_client):
+    seen = Recorder()
+
+    async def on_data(stream, session):
+        body = await stream.read()
+        seen.add((len(body), stream.byte_length, stream.size_exceeded))
+
+    running = start_server(size=1000, on_data=on_data)
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    body = (b"x" * 98 + b"\r\n") * 50  # 5000 bytes
+    client.send(body + b".\r\nNOOP\r\n")
+    assert client.reply() == (552, "5.3.4 Error: message exceeds fixed maximum message size 1000")
+    assert client.reply() == (250, "2.0.0 OK")  # the rest of the body was not taken as commands
+    assert seen.wait_for(1) == [(1000, 5000, True)]
+
+
+def test_oversized_message_when_reject_oversized_is_off(start_server, raw_client):
+    seen = Recorder()
+
+    async def on_data(stream, session):
+        await stream.read()
+        seen.add(stream.size_exceeded)
+        if stream.size_exceeded:
+            return "kept the first kilobyte"
+
+    running = start_server(size=1000, reject_oversized=False, on_data=on_data)
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    client.send(b"y" * 3000 + b"\r\n.\r\n")
+    assert client.reply() == (250, "2.6.0 kept the first kilobyte")
+    assert seen.items == [True]
+
+
+def test_250_only_after_on_data_returned(start_server, raw_client):
+    state = {"returned": False}
+
+    async def on_data(stream, session):
+        await stream.read()
+        await asyncio.sleep(0.3)
+        state["returned"] = True
+        return "Queued as ABC"
+
+    running = start_server(on_data=on_data)
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    client.send(b"body\r\n.\r\n")
+    assert client.reply() == (250, "2.6.0 Queued as ABC")
+    assert state["returned"] is True
+
+
+def test_on_data_may_return_before_reading(start_server, raw_client):
+    """A handler that ignores the stream: the body is drained, then the reply is sent."""
+
+    def on_data(stream, session):
+        return None
+
+    running = start_server(on_data=on_data)
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    client.send(b"z" * 500_000 + b"\r\n.\r\nNOOP\r\n")
+    assert client.reply()[0] == 250
+    assert client.reply() == (250, "2.0.0 OK")
+
+
+def test_stream_iterates_in_chunks(start_server, raw_client):
+    seen = Recorder()
+
+    async def on_data(stream, session):
+        digest = hashlib.sha256()
+        count = 0
+        async for chunk in stream:
+            assert chunk
+            digest.update(chunk)
+            count += len(chunk)
+        seen.add((count, digest.hexdigest(), stream.byte_length))
+
+    running = start_server(on_data=on_data)
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    body = b"0123456789abcdef" * 65536 + b"\r\n"  # 1 MiB, more than the stream's buffer
+    client.send(body + b".\r\n")
+    assert client.reply()[0] == 250
+    assert seen.wait_for(1) == [(len(body), hashlib.sha256(body).hexdigest(), len(body))]
+
+
+def test_client_disconnect_mid_data(start_server, raw_client, received):
+    errors = Recorder()
+    started = threading.Event()
+    closed = Recorder()
+
+    async def on_data(stream, session):
+        started.set()
+        try:
+            await stream.read()
+        except DataStreamError as error:
+            errors.add(error)
+            raise
+        errors.add("no error")
+
+    running = start_server(on_data=on_data, on_close=lambda session: closed.add(session.id))
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    client.send(b"Subject: half\r\n\r\nonly part of the")
+    assert started.wait(10)
+    client.close()
+    [error] = errors.wait_for(1)
+    assert isinstance(error, DataStreamError)
+    closed.wait_for(1)
+    assert received.messages == []
+    wait_until(lambda: not running.server.connections, message="connection to be forgotten")
+
+
+def test_client_disconnect_mid_data_with_a_sync_handler(start_server, raw_client):
+    calls = Recorder()
+    closed = Recorder()
+
+    running = start_server(on_data=lambda stream, session: calls.add(stream.getvalue()), on_close=closed.add)
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    client.send(b"partial")
+    client.close()
+    closed.wait_for(1)
+    assert calls.items == []  # a plain on_data is only called for a complete message
+
+
+def test_sync_on_data_gets_the_whole_message(start_server, received):
+    bodies = Recorder()
+
+    def on_data(stream, session):
+        bodies.add(stream.getvalue())
+        return "stored"
+
+    running = start_server(on_data=on_data)
+    with smtplib.SMTP(running.host, running.port, timeout=10) as client:
+        client.ehlo("c")
+        client.mail("a@example.com")
+        client.rcpt("b@example.com")
+        assert client.data(b"sync\r\nhandler\r\n") == (250, b"2.6.0 stored")
+    assert bodies.items == [b"sync\r\nhandler\r\n"]
+
+
+def test_on_data_refusal_and_next_message(start_server, raw_client):
+    kept = Recorder()
+
+    async def on_data(stream, session):
+        body = await stream.read()
+        if b"spam" in body:
+            raise SMTPError(554, "Looks like spam")
+        kept.add(body)
+        return "ok"
+
+    running = start_server(on_data=on_data)
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    assert client.command("buy spam\r\n.") == (554, "5.6.0 Looks like spam")
+    assert client.command("MAIL FROM:<a@example.com>")[0] == 250
+    assert client.command("RCPT TO:<b@example.com>")[0] == 250
+    assert client.command("DATA")[0] == 354
+    assert client.command("hello\r\n.") == (250, "2.6.0 ok")
+    assert kept.items == [b"hello\r\n"]
+
+
+def test_no_on_data_handler_accepts_and_drains(start_server, raw_client):
+    running = start_server()
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    client.send(b"w" * 200_000 + b"\r\n.\r\nNOOP\r\n")
+    assert client.reply() == (250, "2.6.0 OK: message queued")
+    assert client.reply()[0] == 250
+
+
+def test_idle_timer_is_refreshed_by_data_bytes(start_server, raw_client, received):
+    """A slow upload longer than socket_timeout is not cut while bytes keep coming."""
+    running = start_server(socket_timeout=1.0, on_data=received.on_data)
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    for _ in range(25):
+        client.send(b"slow line\r\n")
+        threading.Event().wait(0.1)
+    client.send(b".\r\n")
+    assert client.reply()[0] == 250
+    received.wait_for(1)
+    assert received.messages[0][2] == b"slow line\r\n" * 25
+
+
+def test_slow_handler_is_not_cut_by_socket_timeout(start_server, raw_client):
+    async def on_data(stream, session):
+        await stream.read()
+        await asyncio.sleep(1.2)
+
+    running = start_server(socket_timeout=0.5, on_data=on_data)
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    assert client.command("x\r\n.")[0] == 250

@@ -1,0 +1,146 @@
+"""PIPELINING and the guards against clients that do not speak SMTP properly."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import aiosmtplib
+from server_support import Recorder, ehlo
+
+
+def test_whole_transaction_in_one_write(start_server, raw_client, received):
+    running = start_server(on_data=received.on_data)
+    client = raw_client(running.port)
+    assert client.reply()[0] == 220
+    client.send(
+        b"EHLO client.test\r\n"
+        b"MAIL FROM:<a@example.com>\r\n"
+        b"RCPT TO:<b@example.com>\r\n"
+        b"RCPT TO:<not an address>\r\n"
+        b"RCPT TO:<c@example.com>\r\n"
+        b"DATA\r\n"
+        b"Subject: one\r\n\r\nfirst\r\n.\r\n"
+        b"MAIL FROM:<>\r\n"
+        b"RCPT TO:<d@example.com>\r\n"
+        b"DATA\r\n"
+        b"second\r\n.\r\n"
+        b"NOOP\r\n"
+        b"QUIT\r\n"
+    )
+    codes = [code for code, _ in client.replies(13)]
+    assert codes == [250, 250, 250, 501, 250, 354, 250, 250, 250, 354, 250, 250, 221]
+    assert client.is_closed()
+    received.wait_for(2)
+    assert [m[:3] for m in received.messages] == [
+        ("a@example.com", ["b@example.com", "c@example.com"], b"Subject: one\r\n\r\nfirst\r\n"),
+        ("", ["d@example.com"], b"second\r\n"),
+    ]
+
+
+def test_pipelined_replies_wait_for_slow_handlers(start_server, raw_client, received):
+    """Replies come in command order even when a handler takes its time."""
+    order = Recorder()
+
+    async def on_rcpt_to(address, session):
+        if address.address.startswith("slow"):
+            await asyncio.sleep(0.2)
+        order.add(address.address)
+
+    running = start_server(on_rcpt_to=on_rcpt_to, on_data=received.on_data)
+    client = raw_client(running.port)
+    ehlo(client)
+    client.send(
+        "MAIL FROM:<a@example.com>\r\nRCPT TO:<slow@example.com>\r\nRCPT TO:<fast@example.com>\r\n"
+        "DATA\r\nbody\r\n.\r\nQUIT\r\n"
+    )
+    assert [code for code, _ in client.replies(6)] == [250, 250, 250, 354, 250, 221]
+    assert order.items == ["slow@example.com", "fast@example.com"]
+    received.wait_for(1)
+    assert received.messages[0][1] == ["slow@example.com", "fast@example.com"]
+
+
+def test_aiosmtplib_pipelines_a_message(start_server, received):
+    running = start_server(on_data=received.on_data)
+
+    async def send():
+        return await aiosmtplib.send(
+            b"Subject: pipelined\r\n\r\nvia aiosmtplib\r\n",
+            sender="a@example.com",
+            recipients=["b@example.com", "c@example.com"],
+            hostname=running.host,
+            port=running.port,
+            start_tls=False,
+            timeout=10,
+        )
+
+    errors, response = asyncio.run(send())
+    assert errors == {}
+    assert response.startswith("2.6.0")
+    received.wait_for(1)
+    assert received.messages[0][:3] == (
+        "a@example.com",
+        ["b@example.com", "c@example.com"],
+        b"Subject: pipelined\r\n\r\nvia aiosmtplib\r\n",
+    )
+
+
+def test_early_talker_gets_421_and_close(start_server, raw_client):
+    released = threading.Event()
+
+    async def on_connect(session):
+        # Hold the greeting back until the client has spoken.
+        for _ in range(500):
+            if released.is_set():
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+
+    running = start_server(on_connect=on_connect)
+    client = raw_client(running.port)
+    client.send("EHLO too.soon\r\n")
+    released.set()
+    assert client.reply() == (421, "4.7.0 mx.test You talk too soon")
+    assert client.is_closed()
+
+
+def test_http_request_gets_421_and_close(start_server, raw_client):
+    running = start_server()
+    client = raw_client(running.port)
+    client.reply()
+    client.send("GET / HTTP/1.1\r\nHost: mx.test\r\n\r\n")
+    assert client.reply() == (421, "4.7.0 mx.test HTTP requests not allowed")
+    assert client.is_closed()
+
+
+def test_post_request_after_ehlo_gets_421(start_server, raw_client):
+    running = start_server()
+    client = raw_client(running.port)
+    ehlo(client)
+    client.send("POST /relay HTTP/1.0\r\n\r\n")
+    assert client.reply()[0] == 421
+    assert client.is_closed()
+
+
+def test_too_many_unrecognised_commands(start_server, raw_client):
+    running = start_server(max_unrecognized_commands=4)
+    client = raw_client(running.port)
+    client.reply()
+    for _ in range(3):
+        assert client.command("BOGUS")[0] == 500
+    client.send("BOGUS\r\nNOOP\r\n")
+    replies = client.replies(2)
+    assert replies[0][0] == 500
+    assert replies[1] == (421, "4.7.0 mx.test Error: too many unrecognized commands")
+    assert client.is_closed()
+
+
+def test_bad_commands_do_not_disturb_other_clients(start_server, raw_client):
+    running = start_server(max_unrecognized_commands=2)
+    good = raw_client(running.port)
+    bad = raw_client(running.port)
+    ehlo(good)
+    bad.reply()
+    bad.send(b"\x00\xff garbage\r\n" * 3)
+    assert bad.is_closed()
+    assert good.command("NOOP") == (250, "2.0.0 OK")
