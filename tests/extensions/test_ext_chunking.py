@@ -275,3 +275,28 @@ def test_disabled_bdat_command(server, raw_client):
     assert "CHUNKING" not in greet(client)
     transaction(client)
     assert client.command("BDAT 0 LAST") == (500, "5.5.2 Error: command not recognized")
+
+
+def test_bare_lf_policy_does_not_apply_to_bdat(server, raw_client, mailbox):
+    """BDAT carries bytes, not lines: bare_lf="reject" refuses a bare LF in DATA only."""
+    client = raw_client(server(bare_lf="reject").port)
+    greet(client)
+    transaction(client)
+    client.send(b"BDAT 5 LAST\r\na\nb\rc")
+    assert client.reply() == QUEUED
+    transaction(client)
+    assert send_data(client, b"a\nb\r\n") == (550, "5.6.0 Error: bare <LF> received in message, use CRLF line endings")
+    assert [m["body"] for m in mailbox.wait_for(1)] == [b"a\nb\rc"]  # the DATA handler saw DataStreamError
+
+
+def test_smtp_result_list_after_bdat_answers_the_first_failure(server, raw_client):
+    mailbox = Mailbox(answer=[None, SMTPError(452, "Mailbox full"), "text"])
+    client = raw_client(server(on_data=mailbox.on_data).port)
+    greet(client)
+    transaction(client)
+    client.send(b"BDAT 1 LAST\r\nx")
+    assert client.reply() == (452, "4.2.2 Mailbox full")
+    mailbox.answer = ["first text", None]
+    transaction(client)
+    client.send(b"BDAT 1 LAST\r\ny")
+    assert client.reply() == (250, "2.6.0 first text")
