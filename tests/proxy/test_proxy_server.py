@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import struct
 import time
 
 import pytest
@@ -111,6 +112,55 @@ def test_trust_list_entry_for_loopback(start_server, raw_client):
     client.send(v1("203.0.113.50"))
     assert client.reply()[0] == 220
     assert seen.wait_for(1)[0].remote_address == "203.0.113.50"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a connection reset right after its PROXY v2 LOCAL header (what HAProxy's plain 'check' does) "
+    "reaches on_connect with remote_address '' and remote_port 0: the peer comes from the transport's "
+    "peername, which is gone by then, not from the address accept() returned",
+)
+def test_local_header_then_reset_still_reports_the_peer(start_server, raw_client):
+    running, seen = server_with_recorder(start_server, use_proxy=True)
+    client = raw_client(running.port)
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.send(v2_local())
+    client.close()  # RST, as HAProxy ends a plain health check
+    still_serves(running, raw_client)  # a later connection, recorded after the reset one
+    sessions = seen.wait_for(2)
+    assert [s.remote_address for s in sessions] == ["127.0.0.1", "192.0.2.99"]
+
+
+def test_closing_the_server_drops_connections_waiting_for_a_header(start_server, raw_client):
+    running = start_server(use_proxy=True, proxy_timeout=30)
+    waiting = raw_client(running.port)
+    waiting.send(b"PROXY TCP4 ")
+    still_serves(running, raw_client)
+    running.stop(timeout=20)
+    assert waiting.is_closed(timeout=10)
+    assert waiting.buffer == b""
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+def test_ipv6_peer_in_the_trust_list(start_server, raw_client):
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    seen = Recorder()
+    server = SMTPServer(
+        name="mx.test", disable_reverse_lookup=True, use_proxy=["::1"], on_connect=lambda s: seen.add(s)
+    )
+    from smtpgate import ServerThread
+
+    running = ServerThread(server, host="::1").start()
+    try:
+        client = raw_client(running.port, host="::1")
+        client.send(v1("2001:db8::77", "::1"))
+        assert client.reply()[0] == 220
+        assert seen.wait_for(1)[0].remote_address == "2001:db8::77"
+    finally:
+        running.stop(timeout=20)
 
 
 # ----------------------------------------------------------------------------- untrusted peers

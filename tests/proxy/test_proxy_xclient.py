@@ -272,3 +272,27 @@ def test_xforward_again_before_the_next_transaction(start_server, raw_client, re
     deliver(client)
     received.wait_for(2)
     assert received.messages[1][3].x_forward["ADDR"] == "192.0.2.2"
+
+
+def test_helo_is_needed_again_after_xclient(start_server, raw_client):
+    running = start_server(use_xclient=True)
+    client = greeted(raw_client, running)
+    ehlo_lines(client)
+    assert client.command("XCLIENT ADDR=192.0.2.1 HELO=helo.example")[0] == 220
+    code, text = client.command("MAIL FROM:<a@example.com>")
+    assert code == 503 and "HELO/EHLO" in text
+    ehlo_lines(client)
+    assert client.command("MAIL FROM:<a@example.com>")[0] == 250
+
+
+def test_xclient_login_counts_as_authenticated(start_server, raw_client):
+    """A submission server behind a proxy that authenticated the user itself."""
+    running = start_server(use_xclient=True, on_auth=lambda auth, session: None)
+    client = greeted(raw_client, running)
+    ehlo_lines(client)
+    code, text = client.command("MAIL FROM:<a@example.com>")
+    assert code == 530, "without XCLIENT LOGIN, authentication is required"
+    assert client.command("XCLIENT LOGIN=alice")[0] == 220
+    ehlo_lines(client)
+    assert client.command("MAIL FROM:<a@example.com>")[0] == 250
+    assert client.command("RCPT TO:<b@example.com>")[0] == 250
