@@ -172,3 +172,24 @@ def test_eof_after_pipelined_commands_still_answers_them(core):
     client.core.receive_eof()
     assert [c for c, _ in parse_replies(client.pump())] == [250, 250]
     assert client.closed
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a command of exactly max_command_length bytes is refused as too long when its CR and LF "
+    "arrive in different reads (the pending CR counts against the limit), though the same line in one read "
+    "is accepted",
+)
+def test_line_at_the_limit_split_between_cr_and_lf(core):
+    client = core(max_command_length=512)
+    line = b"NOOP " + b"x" * 507  # exactly the limit, as test_line_exactly_at_the_limit_is_accepted
+    assert client.send(line + b"\r") == b""
+    assert parse_replies(client.send(b"\n")) == [(250, ["2.0.0 OK"])]
+
+
+@pytest.mark.parametrize("split", [1, 100, 511, 512])
+def test_line_at_the_limit_split_elsewhere(core, split):
+    client = core(max_command_length=512)
+    line = b"NOOP " + b"x" * 507 + b"\r\n"
+    out = client.send(line[:split]) + client.send(line[split:])
+    assert parse_replies(out) == [(250, ["2.0.0 OK"])]

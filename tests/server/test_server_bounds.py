@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import resource
 import smtplib
+import threading
 
 import aiosmtplib
 import pytest
@@ -182,3 +183,32 @@ def test_200_concurrent_clients(start_server, received):
     )
     assert got == expected
     assert len({m[3].id for m in received.messages}) == CLIENTS
+
+
+def test_long_line_while_a_handler_decides(start_server, raw_client):
+    """Input that arrives while a handler runs is held only up to a bound, then discarded."""
+    release = threading.Event()
+
+    async def on_mail_from(address, session):
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+
+    running = start_server(max_command_length=1024, on_mail_from=on_mail_from)
+    client = raw_client(running.port, timeout=60)
+    ehlo(client)
+    client.send("MAIL FROM:<a@example.com>\r\n")
+    junk = b"J" * (8 << 20)
+    sender = threading.Thread(target=client.send, args=(junk,), daemon=True)
+    sender.start()
+    sender.join(0.5)
+    worst = server_buffered(running)
+    assert worst <= 64 * 1024 + 512 * 1024
+    release.set()
+    sender.join(60)
+    assert not sender.is_alive()
+    client.send(b"\r\nNOOP\r\n")
+    assert client.reply()[0] == 250  # MAIL
+    code, _ = client.reply()
+    assert code in (500, 421)
+    if code == 500:
+        assert client.reply() == (250, "2.0.0 OK")

@@ -165,3 +165,28 @@ def test_session_addresses_on_ipv4(start_server, received):
     assert session.local_port == running.port
     assert session.client_hostname == "[127.0.0.1]"
     assert len(session.id) == 16
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: SMTPServer(helo_response='Hello {friend}') is accepted, then every EHLO/HELO fails inside the "
+    "core (KeyError from str.format) and the client gets '421 4.3.0 internal server error' and is disconnected",
+)
+def test_helo_response_with_other_braces(start_server, raw_client):
+    from smtpgate import SMTPServer
+
+    try:
+        SMTPServer(name="mx.test", helo_response="Hello {friend}")
+    except ValueError:
+        return  # refusing the option at construction is a fine answer too
+    running = start_server(helo_response="Hello {friend}")
+    client = raw_client(running.port)
+    client.reply()
+    assert client.command("EHLO client.test")[0] == 250
+
+
+def test_helo_response_template_with_percent_s(start_server, raw_client):
+    running = start_server(helo_response="%s greets %s, %s")
+    client = raw_client(running.port)
+    client.reply()
+    assert client.command("HELO c") == (250, "mx.test greets [127.0.0.1], ")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import smtplib
+import socket
 import threading
 
 import aiosmtplib
@@ -399,3 +400,57 @@ def test_slow_handler_is_not_cut_by_socket_timeout(start_server, raw_client):
     envelope(client)
     assert client.command("DATA")[0] == 354
     assert client.command("x\r\n.")[0] == 250
+
+
+def test_half_close_after_a_complete_message(start_server, raw_client, received):
+    """A client that sends everything and shuts down its side still gets every reply."""
+    running = start_server(on_data=received.on_data)
+    client = raw_client(running.port)
+    client.reply()
+    client.send(b"EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nlast words\r\n.\r\n")
+    client.sock.shutdown(socket.SHUT_WR)
+    assert [code for code, _ in client.replies(4)] == [250, 250, 250, 354]
+    assert client.reply() == (250, "2.6.0 OK: message queued")
+    assert client.is_closed()
+    received.wait_for(1)
+    assert received.messages[0][2] == b"last words\r\n"
+
+
+def test_half_close_mid_data_is_no_message(start_server, raw_client, received):
+    running = start_server(on_data=received.on_data)
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    client.send(b"no terminator\r\n")
+    client.sock.shutdown(socket.SHUT_WR)
+    assert client.is_closed()
+    assert received.messages == []
+
+
+def test_backpressure_from_a_handler_that_does_not_read(start_server, raw_client):
+    """While on_data does not read, the server stops reading the socket: the sender blocks."""
+    release = threading.Event()
+    seen = Recorder()
+
+    async def on_data(stream, session):
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+        total = 0
+        async for chunk in stream:
+            total += len(chunk)
+        seen.add(total)
+
+    running = start_server(on_data=on_data)
+    client = raw_client(running.port, timeout=60)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    body = (b"b" * 1022 + b"\r\n") * (32 * 1024)  # 32 MiB
+    sender = threading.Thread(target=client.send, args=(body + b".\r\n",), daemon=True)
+    sender.start()
+    sender.join(0.5)
+    assert sender.is_alive(), "32 MiB were taken although the handler read nothing"
+    release.set()
+    sender.join(60)
+    assert not sender.is_alive()
+    assert client.reply()[0] == 250
+    assert seen.wait_for(1) == [len(body)]

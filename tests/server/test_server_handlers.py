@@ -309,3 +309,43 @@ def test_smtp_error_validation():
     error = SMTPError(550, "5.1.1 Unknown user")
     assert (error.code, error.enhanced, error.message) == (550, "5.1.1", "Unknown user")
     assert str(error) == "550 5.1.1 Unknown user"
+
+
+def test_handler_421_closes_the_connection(start_server, raw_client):
+    running = start_server(on_mail_from=refuse(SMTPError(421, "Too busy")))
+    client = raw_client(running.port)
+    ehlo(client)
+    assert client.command("MAIL FROM:<a@example.com>") == (421, "4.4.2 Too busy")
+    assert client.is_closed()
+
+
+def test_handler_timeout(start_server, raw_client):
+    async def slow(address, session):
+        await asyncio.sleep(5)
+
+    running = start_server(handler_timeout=0.3, on_rcpt_to=slow)
+    client = raw_client(running.port)
+    ehlo(client)
+    assert client.command("MAIL FROM:<a@example.com>")[0] == 250
+    assert client.command("RCPT TO:<b@example.com>") == (451, "4.3.0 Error: timeout while processing, try again later")
+    assert client.command("NOOP")[0] == 250
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: an on_data handler that raises DataStreamError itself (the body arrived whole, no bare-LF "
+    "refusal) is answered '250 OK: message queued'; any exception but SMTPError should be 451 4.3.0",
+)
+def test_on_data_raising_data_stream_error_is_not_accepted(start_server, raw_client):
+    from smtpgate import DataStreamError
+
+    async def on_data(stream, session):
+        await stream.read()
+        raise DataStreamError("the handler's own failure")
+
+    running = start_server(on_data=on_data)
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    code, _ = client.command("complete body\r\n.")
+    assert code != 250

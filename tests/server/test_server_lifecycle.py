@@ -445,3 +445,44 @@ def test_server_thread_takes_a_server_or_options():
         ServerThread(SMTPServer(name="mx.test"), size=10)
     with pytest.raises(TypeError):
         ServerThread(bogus_option=1)
+
+
+@pytest.mark.parametrize("phase", ["on_mail_from", "on_data"])
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: when close_timeout expires while a handler is still running, force_close() closes the core; "
+    "the handler's later return calls core.accept() with nothing awaiting, the session dies with "
+    "RuntimeError('no event is waiting for a decision'), logged as 'session failed' and emitted as an error event",
+)
+def test_close_timeout_during_a_running_handler_is_clean(start_server, raw_client, phase):
+    errors = Recorder()
+    started = Recorder()
+    closes = Recorder()
+
+    async def slow(*args):
+        started.add(True)
+        if phase == "on_data":
+            await args[0].read()
+        await asyncio.sleep(1.0)
+
+    server = SMTPServer(
+        name="mx.test", disable_reverse_lookup=True, close_timeout=0.3, on_close=closes.add, **{phase: slow}
+    )
+    server.on("error", lambda error, session: errors.add(error))
+    running = start_server(server)
+    client = raw_client(running.port)
+    ehlo(client)
+    if phase == "on_mail_from":
+        client.send("MAIL FROM:<a@example.com>\r\n")
+    else:
+        assert client.command("MAIL FROM:<a@example.com>")[0] == 250
+        assert client.command("RCPT TO:<b@example.com>")[0] == 250
+        assert client.command("DATA")[0] == 354
+        client.send("body\r\n.\r\n")
+    started.wait_for(1)
+    future = start_close(running)
+    assert client.reply() == (421, "4.3.2 mx.test Server shutting down")
+    assert client.is_closed()
+    future.result(15)
+    closes.wait_for(1)
+    assert errors.items == []
