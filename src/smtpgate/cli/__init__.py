@@ -47,7 +47,7 @@ def _serve_one(app: App, startup: StartupHandler) -> int:
     asyncio.set_event_loop(loop)
     try:
         loop.run_until_complete(app.start())
-        startup.release()
+        startup.start_output()
         logger.info("%s; Ctrl-C to stop", _describe(app, loop_name))
         try:
             loop.run_until_complete(app.run())
@@ -66,7 +66,7 @@ def _serve(settings: Settings, startup: StartupHandler) -> int:
     if settings.workers == 1:
         return _serve_one(app, startup)
     settings.listen = check_addresses(settings.addresses())
-    startup.release()
+    startup.start_output()
     _, loop_name = new_event_loop(settings.uvloop)
     logger.info("%s; %d workers", _describe(app, loop_name), settings.workers)
     return Supervisor(app, settings.workers).run()

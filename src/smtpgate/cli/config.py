@@ -279,10 +279,15 @@ def parse_settings(argv: list[str]) -> Settings:
     if "proxy_protocol" in flags:
         trusted = flags["proxy_protocol"]
         flags["proxy_protocol"] = trusted if trusted else True
+    if ("host" in flags or "port" in flags) and "listen" not in flags:
+        values.pop("listen", None)  # --host/--port on the command line win over the file's listen
     values.update(flags)
     settings = Settings(**values)
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise UsageError("--tls-cert and --tls-key must be given together")
+    kind, sep, where = settings.sink.partition(":")
+    if not (kind == "stdout" and not sep) and (kind not in ("maildir", "mbox", "dir") or not where):
+        raise UsageError(f"invalid sink {settings.sink!r}: expected maildir:DIR, mbox:FILE, dir:DIR or stdout")
     if settings.workers < 1:
         raise UsageError("--workers must be at least 1")
     if settings.workers > 1 and sys.platform == "win32":  # pragma: no cover

@@ -51,7 +51,7 @@ class JSONFormatter(logging.Formatter):
 
 
 class StartupHandler(logging.Handler):
-    """Keeps records until :meth:`release` (start-up went well: write them) or
+    """Keeps records until :meth:`start_output` (start-up went well: write them) or
     :meth:`discard` (start-up failed: the error line says it all)."""
 
     def __init__(self, target: logging.Handler) -> None:
@@ -65,7 +65,7 @@ class StartupHandler(logging.Handler):
         else:
             self.target.handle(record)
 
-    def release(self) -> None:
+    def start_output(self) -> None:
         held, self._held = self._held or [], None
         for record in held:
             if record.levelno >= self.target.level:
