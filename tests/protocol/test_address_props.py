@@ -148,15 +148,42 @@ def test_xtext_round_trip(value):
     assert xtext_decode(xtext_encode(value)) == value
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(st.binary(max_size=40) | st.sampled_from([b"\r\n", b"MAIL FROM:<a@b.c>\r\n", b"DATA\r\n"]), max_size=20)
+configs = st.fixed_dictionaries(
+    {
+        "bare_lf": st.sampled_from(["normalize", "reject", "allow"]),
+        "size": st.sampled_from([0, 10, 1000]),
+        "max_recipients": st.sampled_from([0, 1, 3]),
+        "hide_enhancedstatuscodes": st.booleans(),
+        "max_unrecognized_commands": st.sampled_from([2, 10]),
+        "lmtp": st.booleans(),
+    }
 )
-def test_core_survives_random_input(pieces):
-    """Random bytes after EHLO: no exception, every reply well formed, a pending decision
-    never left behind by the driver."""
-    client = CoreClient(max_command_length=512)
-    out = client.send(b"EHLO fuzz.test\r\n")
+fragments = st.sampled_from(
+    [
+        b"\r\n",
+        b"\n",
+        b"EHLO a\r\n",
+        b"LHLO a\r\n",
+        b"MAIL FROM:<a@b.c>\r\n",
+        b"RCPT TO:<d@e.f>\r\n",
+        b"DATA\r\n",
+        b".\r\n",
+        b"\r\n.\r\n",
+        b"RSET\r\n",
+        b"BDAT 3\r\n",
+        b"BDAT 2 LAST\r\n",
+        b"NOOP\r\n",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(configs, st.lists(st.binary(max_size=40) | fragments, max_size=25))
+def test_core_survives_random_input(config, pieces):
+    """Random bytes and command fragments under varied options: no exception, every reply
+    well formed, every decision answered, and EOF always ends the session."""
+    client = CoreClient(max_command_length=512, **config)
+    out = client.send(b"LHLO fuzz.test\r\n" if config["lmtp"] else b"EHLO fuzz.test\r\n")
     for piece in pieces:
         out += client.send(piece)
     out += client.eof()
@@ -164,3 +191,9 @@ def test_core_survives_random_input(pieces):
     assert replies[0][0] == 250
     assert all(200 <= code < 600 for code, _ in replies)
     assert client.closed
+    assert client.core.awaiting is None
+    final = [i for i, (code, _) in enumerate(replies) if code in (221, 421)]
+    assert not final or final[0] == len(replies) - 1, "a reply after 221/421"
+    for envelope, _, _ in client.messages:
+        assert envelope.mail_from is not None
+        assert envelope.rcpt_to

@@ -454,3 +454,16 @@ def test_backpressure_from_a_handler_that_does_not_read(start_server, raw_client
     assert not sender.is_alive()
     assert client.reply()[0] == 250
     assert seen.wait_for(1) == [len(body)]
+
+
+def test_on_data_refusing_before_reading_still_drains_the_body(start_server, raw_client):
+    async def on_data(stream, session):
+        raise SMTPError(550, "Not from you", enhanced="5.7.1")
+
+    running = start_server(on_data=on_data)
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    client.send(b"q" * 2_000_000 + b"\r\nMAIL FROM:<inside@body.test>\r\n.\r\nNOOP\r\n")
+    assert client.reply() == (550, "5.7.1 Not from you")
+    assert client.reply() == (250, "2.0.0 OK")

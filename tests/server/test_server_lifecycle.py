@@ -486,3 +486,45 @@ def test_close_timeout_during_a_running_handler_is_clean(start_server, raw_clien
     future.result(15)
     closes.wait_for(1)
     assert errors.items == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a client that never reads its replies is never disconnected: once the server's writes block, "
+    "the idle timer answers 421 and calls transport.close(), which waits for the unread replies to drain, so "
+    "the connection, its max_clients slot and its session task live forever and on_close never runs "
+    "(server.close() then logs 'sessions did not end in time')",
+)
+def test_client_that_never_reads_is_disconnected_by_socket_timeout(start_server):
+    closes = Recorder()
+    running = start_server(socket_timeout=0.3, close_timeout=0.3, on_close=closes.add)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((running.host, running.port))
+    sock.settimeout(0.5)
+    try:
+        with pytest.raises(OSError):  # the server stops reading once its replies back up
+            for _ in range(10_000):
+                sock.sendall(b"NOOP\r\n" * 10_000)
+        wait_until(lambda: len(closes) == 1, timeout=3, message="on_close of the non-reading client")
+    finally:
+        sock.close()
+
+
+@pytest.mark.skipif(not ipv6_available(), reason="no IPv6 loopback")
+def test_listen_on_a_list_of_hosts_shares_one_port():
+    async def main():
+        server = SMTPServer(name="mx.test", disable_reverse_lookup=True)
+        await server.listen(0, host=["127.0.0.1", "::1"])
+        try:
+            hosts = sorted(address[0] for address in server.addresses)
+            assert hosts == ["127.0.0.1", "::1"]
+            assert len({address[1] for address in server.addresses}) == 1
+            for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+                reader, writer = await asyncio.open_connection(host, server.port, family=family)
+                assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"220 ")
+                writer.close()
+        finally:
+            await server.close()
+
+    asyncio.run(main())
