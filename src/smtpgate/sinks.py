@@ -300,7 +300,7 @@ def parse_sink(spec: str) -> Sink:
     kind = kind.strip().lower()
     if kind == "stdout" and not path:
         return StdoutSink()
-    if kind not in SINK_KINDS or not sep or not path:
+    if kind not in ("maildir", "mbox", "dir") or not sep or not path:
         raise ValueError(f"invalid sink {spec!r}: expected maildir:DIR, mbox:FILE, dir:DIR or stdout")
     try:
         if kind == "maildir":

@@ -123,8 +123,7 @@ def _read_password() -> str:
         if getpass.getpass("Again: ") != first:
             raise ValueError("the passwords differ")
         return first
-    line = sys.stdin.readline()
-    return line[:-1] if line.endswith("\n") else line
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 def hash_password_command(user: str | None) -> int:
