@@ -4,16 +4,9 @@ on the same port and all of them serve; without it the second listen() fails cle
 from __future__ import annotations
 
 import asyncio
-import signal
 import socket
-import subprocess
-import sys
-import textwrap
-import threading
-from pathlib import Path
 
 import pytest
-from proxy_support import free_port
 
 from smtpgate import SMTPServer
 
@@ -95,75 +88,4 @@ def test_reuse_port_with_proxy_listeners():
     assert asyncio.run(main()) == {"w0.test", "w1.test"}
 
 
-# The worker that docs/deployment.md shows, with the port from the command line.
-WORKER = textwrap.dedent(
-    """
-    import asyncio, os, signal, sys
-
-    from smtpgate import SMTPServer
-
-
-    async def on_data(stream, session):
-        await stream.read()
-
-
-    async def main(port: int) -> None:
-        server = SMTPServer(name="mx.test", banner=f"worker {os.getpid()}", on_data=on_data)
-        await server.listen(port, host="127.0.0.1", reuse_port=True)
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(server.close()))
-        print("ready", flush=True)
-        await server.serve_forever()
-
-
-    asyncio.run(main(int(sys.argv[1])))
-    """
-)
-
-
-def wait_for_line(process: subprocess.Popen[str], expected: str, timeout: float = 20.0) -> None:
-    assert process.stdout is not None
-    result: list[str] = []
-    reader = threading.Thread(target=lambda: result.append(process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    reader.join(timeout)
-    assert result and result[0].strip() == expected, f"worker said {result!r}"
-
-
-def test_worker_processes_share_the_port(tmp_path: Path):
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    port = free_port()
-    workers: list[subprocess.Popen[str]] = []
-    try:
-        for _ in range(2):
-            process = subprocess.Popen(
-                [sys.executable, str(script), str(port)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-            )
-            workers.append(process)
-            wait_for_line(process, "ready")
-        pids = {str(process.pid) for process in workers}
-        seen: set[str] = set()
-        for _ in range(200):
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
-                line = client.makefile("rb").readline().decode()
-            assert line.startswith("220 mx.test ESMTP worker ")
-            seen.add(line.split()[-1])
-            if seen == pids:
-                break
-        assert seen == pids
-        for process in workers:
-            process.send_signal(signal.SIGTERM)
-        for process in workers:
-            assert process.wait(timeout=20) == 0, "a worker shuts down cleanly on SIGTERM"
-    finally:
-        for process in workers:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
-            if process.stdout is not None:
-                process.stdout.close()
+# Several worker processes on one port: test_proxy_deployment_docs.py runs the documented worker.
