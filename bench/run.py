@@ -1,0 +1,911 @@
+"""The smtpgate benchmark runner (standard library only).
+
+Starts each server as its own process on 127.0.0.1, drives it with smtp-source (Postfix)
+or tlsload.py, and measures throughput, the server's CPU time and memory, the load
+generator's CPU time and how busy the host was. Servers are interleaved within each
+scenario (A B C, A B C, ...). Writes a markdown report and a JSON file of every run.
+
+    bench/run                      # set-up, then the full run -> bench/RESULTS.md, bench/results.json
+    bench/run --quick              # a short run for development -> bench/.work/quick/
+    bench/run --quick --scenarios small,tls --servers smtpgate,node
+    bench/run --profile            # smtpgate under py-spy in the small scenario: top functions
+
+bench/README.md explains the scenarios and the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+WORK = BENCH / ".work"
+PY = sys.executable
+KIB = 1024
+MIB = 1024 * 1024
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+SENDER, RECIPIENT = "a@bench.local", "b@bench.local"
+
+# ----------------------------------------------------------------------------- servers
+
+
+@dataclass
+class Server:
+    name: str
+    label: str
+    argv: list[str]  # "{port}", "{cert}", "{key}" are filled in
+    tls: bool = True
+    python: bool = False
+    skip: tuple[str, ...] = ()  # scenarios it sits out
+
+
+def server_table() -> list[Server]:
+    cert = ["--cert", "{cert}", "--key", "{key}"]
+    return [
+        Server("smtpgate", "smtpgate (asyncio)",
+               [PY, "servers/smtpgate_sink.py", "--port", "{port}", "--loop", "asyncio", *cert], python=True),
+        Server("smtpgate-uvloop", "smtpgate (uvloop)",
+               [PY, "servers/smtpgate_sink.py", "--port", "{port}", "--loop", "uvloop", *cert], python=True),
+        Server("aiosmtpd", "aiosmtpd (asyncio)",
+               [PY, "servers/aiosmtpd_sink.py", "--port", "{port}", "--loop", "asyncio", *cert], python=True),
+        Server("aiosmtpd-uvloop", "aiosmtpd (uvloop)",
+               [PY, "servers/aiosmtpd_sink.py", "--port", "{port}", "--loop", "uvloop", *cert], python=True),
+        Server("node", "Node smtp-server", ["node", "node/sink.js", "--port", "{port}", *cert]),
+        Server("node-nodelay", "Node smtp-server, no 100 ms greeting delay",
+               ["node", "node/sink.js", "--port", "{port}", "--no-greeting-delay", *cert], skip=("idle", "idle-tls")),
+        Server("smtp-sink", "Postfix smtp-sink (C)",
+               ["smtp-sink", "-u", "nobody", "-m", "30000", "127.0.0.1:{port}", "4096"], tls=False),
+    ]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- scenarios
+
+
+@dataclass
+class Scenario:
+    name: str
+    title: str
+    kind: str  # "send" or "hold"
+    sessions: int = 0
+    messages: int = 0  # per round
+    rounds: int = 1
+    length: int = 1024
+    per_session: int = 0  # 0: one message per connection
+    tls: bool = False
+    hold: int = 0
+    metric: str = "msgs_per_s"  # what the ratio table compares
+    notes: str = ""
+
+
+def scenario_table(quick: bool) -> list[Scenario]:
+    q = quick
+    return [
+        Scenario("small", "1 KiB messages, 20 sessions of 100 messages each (smtp-source -d)", "send",
+                 sessions=20, messages=2000, rounds=2 if q else 10, per_session=100),
+        Scenario("conn", "1 KiB messages, one message per connection, 50 in parallel (smtp-source)", "send",
+                 sessions=50, messages=1000 if q else 5000),
+        Scenario("large", "1 MiB messages, 4 sessions (smtp-source -d)", "send",
+                 sessions=4, messages=40 if q else 200, length=MIB, per_session=50, metric="mib_per_s"),
+        Scenario("tls", "1 KiB messages, 20 sessions of EHLO, STARTTLS, EHLO + 100 messages (tlsload.py)", "send",
+                 sessions=20, messages=4000 if q else 20000, per_session=100, tls=True),
+        Scenario("idle", "idle plaintext connections held open (greeting + EHLO)", "hold",
+                 hold=2000 if q else 10000, metric="kib_per_conn"),
+        Scenario("idle-tls", "idle connections held open after EHLO, STARTTLS, EHLO", "hold",
+                 hold=400 if q else 2000, tls=True, metric="kib_per_conn"),
+    ]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- /proc
+
+
+def proc_children() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    return children
+
+
+def process_tree(pid: int) -> list[int]:
+    children = proc_children()
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process, its live descendants and its waited-for children."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return total / TICK
+
+
+def status_kib(pid: int, key: str) -> int:
+    """VmHWM / VmRSS in KiB, summed over the process tree."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/status") as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+def host_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs."""
+    with open("/proc/stat") as f:
+        values = [int(x) for x in f.readline().split()[1:]]
+    idle = values[3] + values[4]
+    total = sum(values[:8])
+    return total - idle, total
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# ----------------------------------------------------------------------------- processes
+
+STARTED: list[subprocess.Popen[Any]] = []
+
+
+def spawn(argv: list[str], log: Path, **kwargs: Any) -> subprocess.Popen[Any]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    out = open(log, "ab")
+    proc = subprocess.Popen(argv, cwd=BENCH, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
+    out.close()
+    STARTED.append(proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # whatever is left in its group
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+    if proc in STARTED:
+        STARTED.remove(proc)
+
+
+def stop_all() -> None:
+    for proc in list(STARTED):
+        stop(proc, grace=2.0)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(proc: subprocess.Popen[Any], port: int, timeout: float = 20.0) -> None:
+    """Connect until the server greets; say QUIT."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before it listened")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                if sock.recv(512).startswith(b"220"):
+                    sock.sendall(b"QUIT\r\n")
+                    sock.recv(512)
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("server did not greet within %.0f s" % timeout)
+        time.sleep(0.1)
+
+
+def start_server(server: Server, logs: Path) -> tuple[subprocess.Popen[Any], int]:
+    port = free_port()
+    values = {"port": str(port), "cert": str(WORK / "cert.pem"), "key": str(WORK / "key.pem")}
+    argv = [part.format(**values) for part in server.argv]
+    proc = spawn(argv, logs / f"{server.name}.log")
+    try:
+        wait_ready(proc, port)
+    except Exception:
+        stop(proc)
+        raise
+    return proc, port
+
+
+def run_client(argv: list[str], log: Path, timeout: float) -> tuple[int, str]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        argv, cwd=BENCH, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, text=True
+    )
+    STARTED.append(proc)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop(proc)
+        return -1, "timeout after %.0f s" % timeout
+    finally:
+        if proc in STARTED:
+            STARTED.remove(proc)
+    with open(log, "a") as f:
+        f.write(f"$ {' '.join(argv)}\n{out}{err}")
+    return proc.returncode, (out + err).strip()
+
+
+def smtp_source(port: int, sessions: int, messages: int, length: int, keep: bool) -> list[str]:
+    argv = ["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", str(length)]
+    if keep:
+        argv.append("-d")
+    return [*argv, "-M", "bench.local", "-f", SENDER, "-t", RECIPIENT, f"127.0.0.1:{port}"]
+
+
+def tlsload(port: int, sessions: int, messages: int, length: int, per_session: int, tls: bool) -> list[str]:
+    argv = [PY, "tlsload.py", f"127.0.0.1:{port}", "-s", str(sessions), "-m", str(messages), "-l", str(length)]
+    argv += ["--per-session", str(per_session or 1)]
+    return argv + (["--tls"] if tls else [])
+
+
+def ensure_certificate() -> None:
+    if (WORK / "cert.pem").exists() and (WORK / "key.pem").exists():
+        return
+    WORK.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=bench.local",
+         "-keyout", str(WORK / "key.pem"), "-out", str(WORK / "cert.pem")],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def raise_nofile(wanted: int = 65536) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+        except (ValueError, OSError):
+            pass
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+def clients_for(scenario: Scenario, port: int, load: str) -> list[list[str]]:
+    if scenario.tls or load == "tlsload":
+        total = scenario.messages * scenario.rounds
+        return [tlsload(port, scenario.sessions, total, scenario.length, scenario.per_session, scenario.tls)]
+    keep = scenario.per_session > 0
+    return [smtp_source(port, scenario.sessions, scenario.messages, scenario.length, keep)] * scenario.rounds
+
+
+def warm_up(scenario: Scenario, port: int, logs: Path) -> None:
+    """A few messages before measuring (JIT warm-up, first allocations); not counted."""
+    if scenario.tls:
+        argv = tlsload(port, 4, 200, 1024, 50, True)
+    else:
+        argv = smtp_source(port, 4, 200 if scenario.length < MIB else 8, scenario.length, True)
+    code, text = run_client(argv, logs / "client.log", timeout=120)
+    if code != 0:
+        raise RuntimeError(f"warm-up failed ({code}): {text[-300:]}")
+
+
+def measure_send(scenario: Scenario, server: Server, logs: Path, load: str = "") -> dict[str, Any]:
+    proc, port = start_server(server, logs)
+    try:
+        warm_up(scenario, port, logs)
+        argvs = clients_for(scenario, port, load)
+        cpu0, host0, kids0 = cpu_seconds(proc.pid), host_cpu(), children_cpu()
+        start = time.monotonic()
+        client_errors = 0
+        for argv in argvs:
+            code, text = run_client(argv, logs / "client.log", timeout=600)
+            if code != 0:
+                raise RuntimeError(f"load generator failed ({code}): {text[-300:]}")
+            client_errors += tlsload_errors(text)
+        seconds = time.monotonic() - start
+        cpu1, host1, kids1 = cpu_seconds(proc.pid), host_cpu(), children_cpu()
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        peak = status_kib(proc.pid, "VmHWM")
+    finally:
+        stop(proc)
+    messages = scenario.messages * scenario.rounds
+    busy, total = host1[0] - host0[0], host1[1] - host0[1]
+    return {
+        "messages": messages,
+        "seconds": round(seconds, 4),
+        "msgs_per_s": messages / seconds,
+        "mib_per_s": messages * scenario.length / MIB / seconds,
+        "server_cpu_us_per_msg": (cpu1 - cpu0) * 1e6 / messages,
+        "server_cpu_pct": (cpu1 - cpu0) * 100 / seconds,
+        "client_cpu_us_per_msg": (kids1 - kids0) * 1e6 / messages,
+        "peak_rss_kib": peak,
+        "host_busy_pct": busy * 100 / total if total else 0.0,
+        "client_errors": client_errors,
+    }
+
+
+def tlsload_errors(text: str) -> int:
+    """Sessions tlsload.py had to retry (e.g. a stalled TLS handshake)."""
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                return int(json.loads(line).get("errors", 0))
+            except ValueError:
+                return 0
+    return 0
+
+
+def measure_hold(scenario: Scenario, server: Server, logs: Path) -> dict[str, Any]:
+    proc, port = start_server(server, logs)
+    client = None
+    try:
+        time.sleep(0.5)
+        before = status_kib(proc.pid, "VmRSS")
+        cpu0, host0 = cpu_seconds(proc.pid), host_cpu()
+        argv = [PY, "tlsload.py", f"127.0.0.1:{port}", "--hold", str(scenario.hold)]
+        if scenario.tls:
+            argv.append("--tls")
+        with open(logs / "client.log", "a") as f:
+            f.write(f"$ {' '.join(argv)}\n")
+        client = subprocess.Popen(
+            argv, cwd=BENCH, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True, text=True,
+        )  # fmt: skip
+        STARTED.append(client)
+        assert client.stdout is not None
+        import selectors
+
+        selector = selectors.DefaultSelector()
+        selector.register(client.stdout, selectors.EVENT_READ)
+        start = time.monotonic()
+        line = ""
+        if selector.select(timeout=300):
+            line = client.stdout.readline()
+        selector.close()
+        if not line.startswith("HELD"):
+            raise RuntimeError(f"hold client: {line or 'no answer in 300 s'}")
+        opened = time.monotonic() - start
+        held = int(line.split()[1])
+        time.sleep(1.0)
+        after = status_kib(proc.pid, "VmRSS")
+        cpu1, host1 = cpu_seconds(proc.pid), host_cpu()
+        peak = status_kib(proc.pid, "VmHWM")
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        if held < scenario.hold:
+            raise RuntimeError(f"only {held} of {scenario.hold} connections held: {line.strip()}")
+    finally:
+        if client is not None:
+            try:
+                assert client.stdin is not None
+                client.stdin.close()
+                client.wait(30)
+            except (subprocess.TimeoutExpired, OSError):
+                pass
+            stop(client)
+        stop(proc)
+    busy, total = host1[0] - host0[0], host1[1] - host0[1]
+    return {
+        "connections": held,
+        "open_seconds": round(opened, 3),
+        "rss_before_kib": before,
+        "rss_after_kib": after,
+        "kib_per_conn": (after - before) / held,
+        "server_cpu_us_per_conn": (cpu1 - cpu0) * 1e6 / held,
+        "peak_rss_kib": peak,
+        "host_busy_pct": busy * 100 / total if total else 0.0,
+    }
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def med(values: list[float]) -> tuple[float, float, float]:
+    return statistics.median(values), min(values), max(values)
+
+
+def fmt(value: float) -> str:
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def cell(values: list[float]) -> str:
+    if not values:
+        return "–"
+    mid, low, high = med(values)
+    if len(values) == 1 or low == high:
+        return fmt(mid)
+    return f"{fmt(mid)} ({fmt(low)}–{fmt(high)})"
+
+
+SEND_COLUMNS = [
+    ("msgs/s", "msgs_per_s", 1),
+    ("MiB/s", "mib_per_s", 1),
+    ("server CPU µs/msg", "server_cpu_us_per_msg", 1),
+    ("server CPU %", "server_cpu_pct", 1),
+    ("client CPU µs/msg", "client_cpu_us_per_msg", 1),
+    ("peak RSS MiB", "peak_rss_kib", 1 / 1024),
+    ("host busy %", "host_busy_pct", 1),
+]
+HOLD_COLUMNS = [
+    ("KiB/conn", "kib_per_conn", 1),
+    ("RSS before MiB", "rss_before_kib", 1 / 1024),
+    ("RSS held MiB", "rss_after_kib", 1 / 1024),
+    ("peak RSS MiB", "peak_rss_kib", 1 / 1024),
+    ("server CPU µs/conn", "server_cpu_us_per_conn", 1),
+    ("open s", "open_seconds", 1),
+    ("host busy %", "host_busy_pct", 1),
+]
+METRIC_TITLES = {"msgs_per_s": "msgs/s", "mib_per_s": "MiB/s", "kib_per_conn": "KiB per connection (lower is better)"}
+
+
+def values_of(runs: list[dict[str, Any]], scenario: str, server: str, key: str, scale: float = 1) -> list[float]:
+    return [
+        r["result"][key] * scale
+        for r in runs
+        if r["scenario"] == scenario and r["server"] == server and r.get("result") and key in r["result"]
+    ]
+
+
+def median_of(runs: list[dict[str, Any]], scenario: str, server: str, key: str) -> float | None:
+    values = values_of(runs, scenario, server, key)
+    return statistics.median(values) if values else None
+
+
+def targets(runs: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    rows = []
+
+    def ratio(scenario: str, ours: str, peer: str, key: str) -> float | None:
+        a, b = median_of(runs, scenario, ours, key), median_of(runs, scenario, peer, key)
+        return a / b if a is not None and b else None
+
+    def verdict(ok: bool | None) -> str:
+        return "–" if ok is None else ("yes" if ok else "**no**")
+
+    for ours in ("smtpgate", "smtpgate-uvloop"):
+        r = ratio("small", ours, "node", "msgs_per_s")
+        rows.append((ours, "small ≥ 1.0× Node msgs/s", f"{r:.2f}×" if r else "–", verdict(r and r >= 1.0)))
+        cpu = median_of(runs, "small", ours, "server_cpu_us_per_msg")
+        rows.append((ours, "small server CPU ≤ 100 µs/msg", f"{cpu:.0f} µs" if cpu else "–",
+                     verdict(cpu and cpu <= 100)))  # fmt: skip
+        peer = "aiosmtpd-uvloop" if ours.endswith("uvloop") else "aiosmtpd"
+        r = ratio("conn", ours, peer, "msgs_per_s")
+        rows.append((ours, f"conn ≥ 2.5× {peer} msgs/s", f"{r:.2f}×" if r else "–", verdict(r and r >= 2.5)))
+        r = ratio("large", ours, "node", "mib_per_s")
+        rows.append((ours, "large ≥ 1.0× Node MiB/s", f"{r:.2f}×" if r else "–", verdict(r and r >= 1.0)))
+        a, b = median_of(runs, "large", ours, "peak_rss_kib"), median_of(runs, "large", peer, "peak_rss_kib")
+        text = f"{a / 1024:.1f} vs {b / 1024:.1f} MiB" if a and b else "–"
+        rows.append((ours, f"large peak RSS below {peer}", text, verdict(a < b if a and b else None)))
+        r = ratio("tls", ours, "node", "msgs_per_s")
+        rows.append((ours, "tls ≥ 1.0× Node msgs/s", f"{r:.2f}×" if r else "–", verdict(r and r >= 1.0)))
+        for scenario in ("idle", "idle-tls"):
+            k = median_of(runs, scenario, ours, "kib_per_conn")
+            rows.append((ours, f"{scenario} ≤ 16 KiB/connection", f"{k:.1f} KiB" if k is not None else "–",
+                         verdict(None if k is None else k <= 16)))  # fmt: skip
+    return rows
+
+
+def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: list[Scenario],
+                 servers: list[Server], path: Path) -> None:  # fmt: skip
+    out: list[str] = []
+    add = out.append
+    add("# smtpgate benchmark results\n")
+    add(f"Run {meta['date']} with `{meta['command']}`; {meta['reps']} repetition(s) per server and scenario,")
+    add("servers interleaved within each scenario. Cells are **median (min–max)** over the repetitions.\n")
+    if meta.get("note"):
+        add(f"> {meta['note']}\n")
+    add("## Machine and versions\n")
+    add("| | |\n| --- | --- |")
+    for key, value in meta["machine"].items():
+        add(f"| {key} | {value} |")
+    for key, value in meta["versions"].items():
+        add(f"| {key} | {value} |")
+    add("")
+    add("## Targets of issue 8\n")
+    add("| server | target | measured | met |\n| --- | --- | --- | --- |")
+    for row in targets(runs):
+        if row[2] != "–":
+            add("| " + " | ".join(row) + " |")
+    add("")
+    for scenario in scenarios:
+        present = [s for s in servers if any(r["scenario"] == scenario.name and r["server"] == s.name for r in runs)]
+        if not present:
+            continue
+        add(f"## {scenario.name}: {scenario.title}\n")
+        if scenario.kind == "send":
+            total = scenario.messages * scenario.rounds
+            size = "1 MiB" if scenario.length == MIB else f"{scenario.length} B"
+            add(f"{total:,} messages of {size} payload per run, {scenario.sessions} parallel sessions.\n")
+            columns = SEND_COLUMNS
+        else:
+            add(f"{scenario.hold:,} connections held per run; KiB/conn = (RSS held − RSS before) / connections.\n")
+            columns = HOLD_COLUMNS
+        add("| server | " + " | ".join(c[0] for c in columns) + " | runs |")
+        add("| --- " * (len(columns) + 2) + "|")
+        for server in present:
+            cells = [cell(values_of(runs, scenario.name, server.name, key, scale)) for _, key, scale in columns]
+            ok = sum(1 for r in runs if r["scenario"] == scenario.name and r["server"] == server.name and r["result"])
+            failed = [r["error"] for r in runs if r["scenario"] == scenario.name and r["server"] == server.name
+                      and not r["result"]]  # fmt: skip
+            runs_text = f"{ok}" + (f" ({len(failed)} failed)" if failed else "")
+            retried = sum(values_of(runs, scenario.name, server.name, "client_errors"))
+            if retried:
+                runs_text += f", {retried:.0f} sessions retried"
+
+            add(f"| {server.label} | " + " | ".join(cells) + f" | {runs_text} |")
+        ceilings = [r for r in runs if r["scenario"] == scenario.name + "-ceiling" and r["result"]]
+        if ceilings:
+            add("")
+            add("The *ceiling* rows drive smtp-sink (far faster than any load generator here) without TLS:")
+            add("tlsload.py's own limit next to smtp-source's. A server row near the tlsload.py ceiling is")
+            add("limited by the load generator, not by the server. (smtp-sink has no STARTTLS, so there is no")
+            add("TLS ceiling row; the client CPU column shows what TLS costs the generator.)")
+            add("")
+            add("| load generator | " + " | ".join(c[0] for c in columns) + " | runs |")
+            add("| --- " * (len(columns) + 2) + "|")
+        for extra in ceilings:
+            res = extra["result"]
+            add(f"| *{extra['label']}* | " + " | ".join(
+                fmt(res[key] * scale) if key in res else "–" for _, key, scale in columns) + " | 1 |")  # fmt: skip
+        add("")
+        errors = {
+            (r["server"], r["error"]) for r in runs if r["scenario"] == scenario.name and not r["result"]
+        }
+        for server_name, error in sorted(errors):
+            add(f"- {server_name} failed: `{error}`")
+        if errors:
+            add("")
+        metric = scenario.metric
+        medians = {s.name: median_of(runs, scenario.name, s.name, metric) for s in present}
+        shown = [s for s in present if medians[s.name]]
+        if len(shown) > 1:
+            add(f"Ratio of median {METRIC_TITLES[metric]}, row ÷ column:\n")
+            add("| | " + " | ".join(s.name for s in shown) + " |")
+            add("| --- " * (len(shown) + 1) + "|")
+            for row in shown:
+                cells = [f"{medians[row.name] / medians[col.name]:.2f}×" for col in shown]  # type: ignore[operator]
+                add(f"| {row.name} | " + " | ".join(cells) + " |")
+            add("")
+    path.write_text("\n".join(out) + "\n")
+
+
+# ----------------------------------------------------------------------------- metadata
+
+
+def command_output(argv: list[str]) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10, cwd=BENCH).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def package_version(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine_info() -> dict[str, str]:
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        memory = int(f.readline().split()[1]) // 1024
+    return {
+        "CPUs (nproc)": str(os.cpu_count()),
+        "CPU model": model,
+        "memory": f"{memory:,} MiB",
+        "kernel": platform.release(),
+        "OS": command_output(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
+    }
+
+
+def versions() -> dict[str, str]:
+    commit = command_output(["git", "-C", str(ROOT), "describe", "--always", "--dirty"])
+    smtp_server = "?"
+    try:
+        smtp_server = json.loads((BENCH / "node/node_modules/smtp-server/package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        pass
+    return {
+        "Python": platform.python_version(),
+        "smtpgate": f"{package_version('smtpgate')} (git {commit})",
+        "uvloop": package_version("uvloop"),
+        "aiosmtpd": package_version("aiosmtpd"),
+        "Node": command_output(["node", "--version"]),
+        "smtp-server (npm)": smtp_server,
+        "Postfix (smtp-source, smtp-sink)": command_output(["dpkg-query", "-W", "-f", "${Version}", "postfix"]),
+        "OpenSSL (Python)": ssl.OPENSSL_VERSION,
+    }
+
+
+# ----------------------------------------------------------------------------- profile
+
+
+def profile(args: argparse.Namespace) -> int:
+    """smtpgate in the small scenario under py-spy (or cProfile): top functions."""
+    scenario = next(s for s in scenario_table(args.quick) if s.name == "small")
+    logs = WORK / "profile"
+    logs.mkdir(parents=True, exist_ok=True)
+    server = next(s for s in server_table() if s.name == ("smtpgate-uvloop" if args.profile_loop == "uvloop"
+                                                              else "smtpgate"))  # fmt: skip
+    if args.profiler == "cprofile":
+        stats_file = logs / "smtpgate.prof"
+        server = Server(server.name, server.label, [*server.argv, "--cprofile", str(stats_file)], python=True)
+    proc, port = start_server(server, logs)
+    spy = None
+    raw = logs / "smtpgate.raw"
+    try:
+        warm_up(scenario, port, logs)
+        if args.profiler == "py-spy":
+            spy_bin = str(Path(PY).parent / "py-spy")
+            spy = spawn([spy_bin, "record", "--pid", str(proc.pid), "--rate", "500", "--format", "raw",
+                         "--output", str(raw), "--nonblocking"], logs / "py-spy.log")  # fmt: skip
+            time.sleep(1.0)
+        cpu0 = cpu_seconds(proc.pid)
+        start = time.monotonic()
+        for argv in clients_for(scenario, port, ""):
+            code, text = run_client(argv, logs / "client.log", timeout=600)
+            if code != 0:
+                raise RuntimeError(f"load generator failed: {text[-300:]}")
+        seconds = time.monotonic() - start
+        cpu = cpu_seconds(proc.pid) - cpu0
+        messages = scenario.messages * scenario.rounds
+        print(f"{messages} messages in {seconds:.2f} s: {messages / seconds:,.0f} msgs/s, "
+              f"server CPU {cpu * 1e6 / messages:.0f} µs/msg (with the profiler attached)")  # fmt: skip
+    finally:
+        if spy is not None and spy.poll() is None:
+            os.killpg(spy.pid, signal.SIGINT)
+            try:
+                spy.wait(30)
+            except subprocess.TimeoutExpired:
+                pass
+            stop(spy)
+        stop(proc)
+    if args.profiler == "cprofile":
+        import pstats
+
+        stats = pstats.Stats(str(stats_file))
+        stats.sort_stats("tottime").print_stats(30)
+        stats.sort_stats("cumulative").print_stats(30)
+        return 0
+    if not raw.exists():
+        print("py-spy wrote nothing; see", logs / "py-spy.log")
+        return 1
+    report = summarize_raw(raw, args.top)
+    (logs / "profile.txt").write_text(report)
+    print(report)
+    return 0
+
+
+def summarize_raw(raw: Path, top: int) -> str:
+    """Self and inclusive shares per function from py-spy's collapsed stacks."""
+    self_counts: dict[str, int] = {}
+    incl_counts: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        total += count
+        frames = []
+        for frame in stack.split(";"):
+            name, _, where = frame.partition(" (")
+            path = where.rsplit(":", 1)[0]
+            for marker in ("/site-packages/", "/src/", "/lib/python3"):
+                if marker in path:
+                    path = path.split(marker, 1)[1]
+                    break
+            frames.append(f"{path}:{name}")
+        if not frames:
+            continue
+        self_counts[frames[-1]] = self_counts.get(frames[-1], 0) + count
+        for frame in set(frames):
+            incl_counts[frame] = incl_counts.get(frame, 0) + count
+    if not total:
+        return "no samples\n"
+    lines = [f"{total} samples of the busy server (idle time excluded)\n", f"Top {top} by self time:"]
+    for name, count in sorted(self_counts.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {count * 100 / total:5.1f}%  {name}")
+    lines.append(f"\nTop {top} by inclusive time (smtpgate and asyncio frames):")
+    ranked = sorted(incl_counts.items(), key=lambda kv: -kv[1])
+    for name, count in [kv for kv in ranked if "smtpgate" in kv[0] or "asyncio" in kv[0]][:top]:
+        lines.append(f"  {count * 100 / total:5.1f}%  {name}")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer messages, 1 repetition, results in .work/quick")
+    parser.add_argument("--reps", type=int, help="repetitions per server and scenario (default 3, quick 1)")
+    parser.add_argument("--scenarios", help="comma-separated: small,conn,large,tls,idle,idle-tls")
+    parser.add_argument("--servers", help="comma-separated: smtpgate,smtpgate-uvloop,aiosmtpd,aiosmtpd-uvloop,"
+                                          "node,smtp-sink")  # fmt: skip
+    parser.add_argument("--out", help="directory for RESULTS.md and results.json")
+    parser.add_argument("--note", default="", help="a line shown at the top of the report")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the load generator ceiling runs")
+    parser.add_argument("--profile", action="store_true", help="profile smtpgate in the small scenario")
+    parser.add_argument("--profiler", choices=("py-spy", "cprofile"), default="py-spy")
+    parser.add_argument("--profile-loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args()
+
+    nofile = raise_nofile()
+    ensure_certificate()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: sys.exit(1))
+    try:
+        if args.profile:
+            return profile(args)
+        return benchmark(args, nofile)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        stop_all()
+
+
+def benchmark(args: argparse.Namespace, nofile: int) -> int:
+    scenarios = scenario_table(args.quick)
+    servers = server_table()
+    if args.scenarios:
+        wanted = args.scenarios.split(",")
+        unknown = set(wanted) - {s.name for s in scenarios}
+        if unknown:
+            sys.exit(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+        scenarios = [s for s in scenarios if s.name in wanted]
+    if args.servers:
+        wanted = args.servers.split(",")
+        unknown = set(wanted) - {s.name for s in servers}
+        if unknown:
+            sys.exit(f"unknown server(s): {', '.join(sorted(unknown))}")
+        servers = [s for s in servers if s.name in wanted]
+    reps = args.reps or (1 if args.quick else 3)
+    out = Path(args.out) if args.out else (WORK / "quick" if args.quick else BENCH)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc)
+    logs = WORK / "logs" / stamp.strftime("%Y%m%d-%H%M%S")
+    needed = max((s.hold for s in scenarios), default=0)
+    if needed and nofile < needed + 1000:
+        print(f"warning: RLIMIT_NOFILE is {nofile}; the idle scenario needs about {needed + 1000}")
+    meta: dict[str, Any] = {
+        "date": stamp.strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "bench/run " + " ".join(sys.argv[1:]),
+        "reps": reps,
+        "note": args.note,
+        "machine": machine_info(),
+        "versions": versions(),
+    }
+    runs: list[dict[str, Any]] = []
+    began = time.monotonic()
+    for scenario in scenarios:
+        for rep in range(1, reps + 1):
+            for server in servers:
+                if (scenario.tls and not server.tls) or scenario.name in server.skip:
+                    continue
+                record: dict[str, Any] = {"scenario": scenario.name, "server": server.name, "rep": rep,
+                                          "result": None, "error": None}  # fmt: skip
+                try:
+                    if scenario.kind == "send":
+                        record["result"] = measure_send(scenario, server, logs)
+                    else:
+                        record["result"] = measure_hold(scenario, server, logs)
+                except Exception as error:  # noqa: BLE001 - a failing peer is reported, not fatal
+                    record["error"] = str(error)[:300]
+                runs.append(record)
+                show(record, began)
+        if scenario.name == "tls" and not args.no_ceiling:
+            runs.extend(ceiling_runs(scenario, servers, logs, began))
+    results = {"meta": meta, "scenarios": [s.__dict__ for s in scenarios], "runs": runs}
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    write_report(meta, runs, scenarios, servers, out / "RESULTS.md")
+    print(f"\nwrote {out / 'RESULTS.md'} and {out / 'results.json'} ({time.monotonic() - began:.0f} s)")
+    return 0 if all(r["result"] for r in runs) else 1
+
+
+def ceiling_runs(scenario: Scenario, servers: list[Server], logs: Path, began: float) -> list[dict[str, Any]]:
+    """How fast can tlsload.py go? Plaintext tlsload against smtp-sink (far faster than the
+    generator), next to smtp-source against smtp-sink: the generator's own ceiling."""
+    table = {s.name: s for s in server_table()}
+    sink = table["smtp-sink"]
+    records = []
+    plain = Scenario(scenario.name, "", "send", sessions=scenario.sessions, messages=scenario.messages,
+                     per_session=scenario.per_session)  # fmt: skip
+    for label, load in (("ceiling: tlsload.py, no TLS → smtp-sink", "tlsload"),
+                        ("ceiling: smtp-source → smtp-sink", "")):  # fmt: skip
+        record: dict[str, Any] = {"scenario": scenario.name + "-ceiling", "server": "smtp-sink", "label": label,
+                                  "rep": 1, "result": None, "error": None}  # fmt: skip
+        try:
+            if load == "":
+                plain.messages, plain.rounds = 2000, max(1, scenario.messages // 2000)
+            record["result"] = measure_send(plain, sink, logs, load=load)
+        except Exception as error:  # noqa: BLE001
+            record["error"] = str(error)[:300]
+        records.append(record)
+        show(record, began)
+    return records
+
+
+def show(record: dict[str, Any], began: float) -> None:
+    elapsed = time.monotonic() - began
+    head = f"[{elapsed:6.0f}s] {record['scenario']:<13} {record.get('label', record['server']):<22} #{record['rep']}"
+    result = record["result"]
+    if not result:
+        print(f"{head}  FAILED: {record['error']}", flush=True)
+    elif "msgs_per_s" in result:
+        print(f"{head}  {result['msgs_per_s']:8,.0f} msgs/s {result['mib_per_s']:7.1f} MiB/s "
+              f"cpu {result['server_cpu_us_per_msg']:6.0f} µs/msg  client {result['client_cpu_us_per_msg']:5.0f} "
+              f"µs/msg  peak {result['peak_rss_kib'] / 1024:6.1f} MiB  host {result['host_busy_pct']:3.0f}%"
+              + (f"  ({result['client_errors']} sessions retried)" if result.get("client_errors") else ""),
+              flush=True)  # fmt: skip
+    else:
+        print(f"{head}  {result['kib_per_conn']:7.1f} KiB/conn ({result['connections']} held, "
+              f"{result['rss_before_kib'] / 1024:.1f} → {result['rss_after_kib'] / 1024:.1f} MiB)", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
