@@ -108,6 +108,7 @@ class App:
             raise StartupError(str(error)) from None
         self._stops = 0
         self._main: asyncio.Task[None] | None = None
+        self._closing: asyncio.Future[None] | None = None
 
     def _open_sink(self) -> Sink:
         try:
@@ -238,7 +239,7 @@ class App:
         self._stops += 1
         if self._stops == 1:
             logger.info("shutting down (waiting up to %.0f s for sessions)", self.server.options.close_timeout)
-            asyncio.ensure_future(self.server.close())
+            self._closing = asyncio.ensure_future(self.server.close())
         elif self._main is not None:
             logger.warning("second signal: exiting now")
             self._main.cancel()

@@ -198,9 +198,7 @@ def _load_toml(path: str) -> dict[str, Any]:
 
 def _check_type(path: str, key: str, value: Any, expected: Any) -> None:
     kinds = expected if isinstance(expected, tuple) else (expected,)
-    if isinstance(value, bool) and bool not in kinds:
-        raise UsageError(f"config file {path!r}: {key!r} must be {kinds[0].__name__}, got {value!r}")
-    if not isinstance(value, kinds):
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         raise UsageError(f"config file {path!r}: {key!r} must be {kinds[0].__name__}, got {value!r}")
 
 
