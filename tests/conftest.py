@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +38,15 @@ def received() -> Received:
     return Received()
 
 
+def loop_factory() -> Callable[[], Any] | None:
+    """SMTPGATE_TEST_LOOP=uvloop runs every test server on uvloop."""
+    if os.environ.get("SMTPGATE_TEST_LOOP") == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return None
+
+
 @pytest.fixture
 def start_server() -> Iterator[Callable[..., ServerThread]]:
     """``start_server(**options)`` runs an SMTPServer on 127.0.0.1 (free port) until the test ends.
@@ -50,7 +60,7 @@ def start_server() -> Iterator[Callable[..., ServerThread]]:
             options.setdefault("name", "mx.test")
             options.setdefault("disable_reverse_lookup", True)
             server = SMTPServer(**options)
-        thread = ServerThread(server, host="127.0.0.1", port=0).start()
+        thread = ServerThread(server, host="127.0.0.1", port=0, loop_factory=loop_factory()).start()
         running.append(thread)
         return thread
 

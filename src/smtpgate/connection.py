@@ -17,7 +17,7 @@ import secrets
 import socket
 import ssl
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .errors import SMTPError
 from .protocol.core import ServerProtocol
@@ -77,6 +77,21 @@ def _plain_address(address: str) -> str:
     return str(parsed)
 
 
+def _feed(protocol: Any, data: bytes) -> None:
+    """Hand bytes read too early to the protocol now on the transport (asyncio's and
+    uvloop's TLS protocols are buffered protocols; uvloop's is not a Python subclass)."""
+    if hasattr(protocol, "get_buffer"):
+        view = memoryview(data)
+        while view:
+            buffer = memoryview(protocol.get_buffer(len(view)))
+            size = min(len(buffer), len(view))
+            buffer[:size] = view[:size]
+            protocol.buffer_updated(size)
+            view = view[size:]
+    else:
+        protocol.data_received(data)
+
+
 class SMTPConnection(asyncio.Protocol):
     """The asyncio protocol for one client."""
 
@@ -105,11 +120,15 @@ class SMTPConnection(asyncio.Protocol):
         self._shutting_down = False
         self._tls_active = False
         self._tls_early_data: list[bytes] | None = None
+        self._before_tls: list[bytes] | None = None  # implicit TLS: bytes read before start_tls
+        self._pending_event: object | None = None  # taken by _pump, for the session task
+        self._must_wait_for_space = False
 
     # ----------------------------------------------------------------- asyncio callbacks
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, base_transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, so no isinstance check.
+        transport = cast(asyncio.Transport, base_transport)
         self.transport = transport
         server = self.server
         options = server.options
@@ -149,14 +168,36 @@ class SMTPConnection(asyncio.Protocol):
         server.connections.add(self)
         server.connection_started(self)
         if options.secure:
-            transport.pause_reading()  # the ClientHello waits in the kernel for start_tls
+            # The ClientHello should wait in the kernel for start_tls. Some loops (uvloop)
+            # start reading after connection_made regardless: what arrives is kept for TLS.
+            self._before_tls = []
+            transport.pause_reading()
         self._last_activity = self.loop.time()
         self._timer = self.loop.call_at(self._last_activity + options.socket_timeout, self._on_timer)
-        self._task = self.loop.create_task(self._run())
+        greeted = False
+        if not options.secure and options.disable_reverse_lookup and server.handlers.on_connect is None:
+            # Nothing to wait for: greet now, before any client byte can be read (the
+            # early-talker check then holds on every event loop) and without a task hop.
+            server.emit("connect", session)
+            self.core.start()
+            transport.write(self.core.data_to_send())
+            greeted = True
+        self._task = self.loop.create_task(self._run(greeted))
 
     def data_received(self, data: bytes) -> None:
         core = self.core
         if core is None or self._lost:
+            return
+        before_tls = self._before_tls
+        if before_tls is not None:
+            before_tls.append(data)
+            if sum(map(len, before_tls)) > MAX_PENDING_INPUT:
+                self.log.info("closing: %d bytes before the TLS handshake", MAX_PENDING_INPUT)
+                self._lost = True
+                self.transport.abort()  # type: ignore[union-attr]
+                self._wake()
+            elif self.transport is not None:
+                self.transport.pause_reading()
             return
         if self._tls_early_data is not None:
             # Decrypted bytes that arrive before start_tls() returned: keep them for after
@@ -180,7 +221,52 @@ class SMTPConnection(asyncio.Protocol):
         if not self._reading_paused and core.buffered > MAX_PENDING_INPUT and self.transport is not None:
             self._reading_paused = True
             self.transport.pause_reading()
-        self._wake()
+        waiter = self._wakeup
+        if waiter is not None and not waiter.done():
+            if self._pump():
+                waiter.set_result(None)
+
+    def _pump(self) -> bool:
+        """Handle, right here, the events that need no handler (replies to plain commands,
+        body chunks, MAIL/RCPT without handlers), sparing a task wake-up per command.
+
+        Called only while the session task waits for input. True means the task must run:
+        an event needs a handler or a wait, and it is left in ``_pending_event``.
+        """
+        core = self.core
+        assert core is not None
+        if self._writing_paused or self._shutting_down or self._lost:
+            return True
+        handlers = self.server.handlers
+        while True:
+            event = core.next_event()
+            if event is None:
+                break
+            kind = type(event)
+            if kind is DataChunk:
+                stream = self._stream
+                if stream is not None and not stream.feed(event.data):  # type: ignore[attr-defined]
+                    self._must_wait_for_space = True
+                    return True
+            elif kind is MailFrom and handlers.on_mail_from is None:
+                core.accept()
+            elif kind is RcptTo and handlers.on_rcpt_to is None:
+                core.accept()
+            elif kind is DataStart:
+                self._begin_data()
+                core.accept()
+            else:
+                self._pending_event = event
+                return True
+        if core.progress != self._seen_progress:
+            self._seen_progress = core.progress
+            self._last_activity = self.loop.time()
+        self._flush()
+        if self._reading_paused and core.buffered <= MAX_PENDING_INPUT // 2:
+            self._reading_paused = False
+            if self.transport is not None:
+                self.transport.resume_reading()
+        return False
 
     def eof_received(self) -> bool:
         if self.core is not None:
@@ -265,13 +351,13 @@ class SMTPConnection(asyncio.Protocol):
 
     # ----------------------------------------------------------------- session
 
-    async def _run(self) -> None:
+    async def _run(self, greeted: bool = False) -> None:
         core = self.core
         session = self.session
         assert core is not None and session is not None
         connected = False
         try:
-            connected = await self._start()
+            connected = greeted or await self._start()
             if connected:
                 await self._serve()
         except asyncio.CancelledError:
@@ -351,7 +437,16 @@ class SMTPConnection(asyncio.Protocol):
                 await self._wait_writable()
             if self._lost:
                 return
-            event = core.next_event()
+            if self._must_wait_for_space:
+                self._must_wait_for_space = False
+                if self._stream is not None:
+                    await self._wait_for_stream(self._stream)
+                continue
+            event = self._pending_event
+            if event is not None:
+                self._pending_event = None
+            else:
+                event = core.next_event()
             if event is None:
                 if core.progress != self._seen_progress:
                     self._seen_progress = core.progress
@@ -365,12 +460,7 @@ class SMTPConnection(asyncio.Protocol):
             if kind is DataChunk:
                 stream = self._stream
                 if stream is not None and not stream.feed(event.data):  # type: ignore[attr-defined]
-                    self._flush()
-                    self._stream_blocked = True
-                    try:
-                        await stream.wait_for_space()
-                    finally:
-                        self._stream_blocked = False
+                    await self._wait_for_stream(stream)
             elif kind is MailFrom:
                 await self._decide(handlers.on_mail_from, event.address, session)  # type: ignore[attr-defined]
             elif kind is RcptTo:
@@ -391,6 +481,15 @@ class SMTPConnection(asyncio.Protocol):
             elif kind is CloseConnection:
                 self.log.debug("closing: %s", event.reason)  # type: ignore[attr-defined]
                 return
+
+    async def _wait_for_stream(self, stream: DataStream) -> None:
+        """Backpressure: the handler has enough unread body; wait until it reads on."""
+        self._flush()
+        self._stream_blocked = True
+        try:
+            await stream.wait_for_space()
+        finally:
+            self._stream_blocked = False
 
     async def _finish(self, connected: bool) -> None:
         server = self.server
@@ -659,13 +758,25 @@ class SMTPConnection(asyncio.Protocol):
         context = self.server.tls.context
         self._tls_early_data = []
         try:
-            new_transport = await self.loop.start_tls(
+            handshake = self.loop.start_tls(
                 transport,
                 self,
                 context,
                 server_side=True,
                 ssl_handshake_timeout=self.server.options.socket_timeout,
             )
+            before_tls, self._before_tls = self._before_tls, None
+            if before_tls:
+                # start_tls puts its TLS protocol on the transport before its first wait;
+                # the bytes read too early go to that protocol.
+                started = asyncio.ensure_future(handshake)
+                await asyncio.sleep(0)
+                _feed(transport.get_protocol(), b"".join(before_tls))
+                new_transport = await started
+            else:
+                # Awaited at once: the protocol is swapped before any more bytes are read,
+                # so a ClientHello right behind STARTTLS's 220 cannot reach the core.
+                new_transport = await handshake
         except (ssl.SSLError, OSError, ConnectionError, asyncio.TimeoutError, RuntimeError) as error:
             self._tls_early_data = None
             reason = getattr(error, "reason", None) or type(error).__name__

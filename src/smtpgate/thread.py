@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from .server import SMTPServer
@@ -21,11 +22,18 @@ class ServerThread:
     """Run ``server`` (or ``SMTPServer(**options)``) in a daemon thread.
 
     ``port=0`` (the default) picks a free port; ``start()`` returns once the server is
-    listening and raises what ``listen()`` raised.
+    listening and raises what ``listen()`` raised. ``loop_factory`` makes the thread's
+    event loop (default: ``asyncio.new_event_loop``; e.g. ``uvloop.new_event_loop``).
     """
 
     def __init__(
-        self, server: SMTPServer | None = None, *, host: str = "127.0.0.1", port: int = 0, **options: Any
+        self,
+        server: SMTPServer | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+        **options: Any,
     ) -> None:
         if server is not None and options:
             raise TypeError("give either a server or options, not both")
@@ -33,6 +41,7 @@ class ServerThread:
         self.host = host
         self.port = port
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._loop_factory = loop_factory or asyncio.new_event_loop
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -62,7 +71,7 @@ class ServerThread:
         self._thread = None
 
     def _main(self) -> None:
-        loop = asyncio.new_event_loop()
+        loop = self._loop_factory()
         self.loop = loop
         try:
             loop.run_until_complete(self._serve())
