@@ -349,3 +349,30 @@ def test_on_data_raising_data_stream_error_is_not_accepted(start_server, raw_cli
     assert client.command("DATA")[0] == 354
     code, _ = client.command("complete body\r\n.")
     assert code != 250
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: an exception inside the protocol core while data_received() pumps events inline escapes to "
+    "asyncio ('Fatal error: protocol.data_received() call failed'): the connection is dropped without the "
+    "421 4.3.0 reply and no 'error' event is emitted (the session task's handler for its own failures is bypassed)",
+)
+def test_failure_inside_the_core_is_answered_421_and_reported(start_server, raw_client, monkeypatch):
+    from smtpgate.protocol import core as core_module
+
+    def broken(self, verb, argument):
+        raise RuntimeError("core bug")
+
+    monkeypatch.setitem(core_module._COMMANDS, "VRFY", broken)
+    errors = Recorder()
+    server = SMTPServer(name="mx.test", disable_reverse_lookup=True)
+    server.on("error", lambda error, session: errors.add(error))
+    running = start_server(server)
+    client = raw_client(running.port)
+    ehlo(client)
+    client.send("VRFY someone\r\n")
+    assert client.reply() == (421, "4.3.0 mx.test Error: internal server error")
+    assert isinstance(errors.wait_for(1)[0], RuntimeError)
+    other = raw_client(running.port)
+    ehlo(other)
+    assert other.command("NOOP")[0] == 250

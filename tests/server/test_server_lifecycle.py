@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import socket
+import struct
 
 import pytest
 from server_support import Recorder, ehlo, envelope, on_server_loop, start_close, wait_until
 
-from smtpgate import ServerThread, SMTPServer
+from smtpgate import ServerThread, SMTPError, SMTPServer
 
 # ----------------------------------------------------------------- max_clients
 
@@ -528,3 +529,84 @@ def test_listen_on_a_list_of_hosts_shares_one_port():
             await server.close()
 
     asyncio.run(main())
+
+
+def reset(sock: socket.socket) -> None:
+    """Close with RST instead of FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a client that resets the connection while on_connect runs got on_connect but never on_close "
+    "(_start returns 'not connected' when the transport is lost, and _finish skips on_close)",
+)
+def test_on_close_after_reset_during_on_connect(start_server):
+    connects, closes = Recorder(), Recorder()
+
+    async def on_connect(session):
+        connects.add(session.id)
+        await asyncio.sleep(0.3)
+
+    running = start_server(on_connect=on_connect, on_close=lambda session: closes.add(session.id))
+    sock = socket.create_connection((running.host, running.port), timeout=10)
+    connects.wait_for(1)
+    reset(sock)
+    wait_until(lambda: not running.server.connections, message="the session to end")
+    assert closes.items == connects.items
+
+
+def test_on_close_after_fin_during_on_connect(start_server):
+    connects, closes = Recorder(), Recorder()
+
+    async def on_connect(session):
+        connects.add(session.id)
+        await asyncio.sleep(0.3)
+
+    running = start_server(on_connect=on_connect, on_close=lambda session: closes.add(session.id))
+    sock = socket.create_connection((running.host, running.port), timeout=10)
+    connects.wait_for(1)
+    sock.close()
+    closes.wait_for(1)
+    assert closes.items == connects.items
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: when server.close() reaches close_timeout while on_connect is still running, the client gets "
+    "421 but the session's on_close never runs although its on_connect did",
+)
+def test_on_close_after_close_timeout_during_on_connect(start_server, raw_client):
+    connects, closes = Recorder(), Recorder()
+
+    async def on_connect(session):
+        connects.add(session.id)
+        await asyncio.sleep(1.0)
+
+    running = start_server(on_connect=on_connect, on_close=lambda session: closes.add(session.id), close_timeout=0.2)
+    client = raw_client(running.port)
+    connects.wait_for(1)
+    start_close(running).result(15)
+    assert client.reply() == (421, "4.3.2 mx.test Server shutting down")
+    wait_until(lambda: not running.server.connections, message="the session to end")
+    assert closes.items == connects.items
+
+
+def test_on_close_after_early_talker_and_refusal(start_server, raw_client):
+    connects, closes = Recorder(), Recorder()
+
+    async def on_connect(session):
+        connects.add(session.id)
+        await asyncio.sleep(0.2)
+        if len(connects) == 2:
+            raise SMTPError(554, "Refused")
+
+    running = start_server(on_connect=on_connect, on_close=lambda session: closes.add(session.id))
+    talker = raw_client(running.port)
+    talker.send("EHLO early\r\n")
+    assert talker.reply()[0] == 421
+    refused = raw_client(running.port)
+    assert refused.reply() == (554, "5.6.0 Refused")
+    closes.wait_for(2)
+    assert sorted(closes.items) == sorted(connects.items)
