@@ -298,3 +298,13 @@ def test_smtp_result_list_after_bdat_answers_the_first_failure(server, raw_clien
     transaction(client)
     client.send(b"BDAT 1 LAST\r\ny")
     assert client.reply() == (250, "2.6.0 first text")
+
+
+def test_reject_oversized_false_leaves_the_decision_to_on_data(server, raw_client, mailbox):
+    client = raw_client(server(size=4, reject_oversized=False).port)
+    greet(client)
+    transaction(client)
+    client.send(b"BDAT 6 LAST\r\nabcdef")
+    assert client.reply() == QUEUED
+    [message] = mailbox.wait_for(1)
+    assert (message["size_exceeded"], message["byte_length"], message["body"]) == (True, 6, b"abcd")

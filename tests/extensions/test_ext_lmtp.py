@@ -268,3 +268,20 @@ def test_lmtp_transmission_type_inside_tls(server, raw_client, tls_client, mailb
     rcpts(client, "b@example.com")
     assert data(client) == [(250, "2.6.0 <b@example.com> OK: message accepted")]
     assert mailbox.wait_for(1)[0]["transmission_type"] == "LMTPS"
+
+
+def test_bare_lf_refusal_is_repeated_for_every_recipient(server, raw_client):
+    client = lmtp_session(server, raw_client, bare_lf="reject")
+    rcpts(client, "a@example.com", "b@example.com")
+    refused = (550, "5.6.0 Error: bare <LF> received in message, use CRLF line endings")
+    assert data(client, b"one\ntwo\r\n", replies=2) == [refused, refused]
+    assert client.command("NOOP") == (250, "2.0.0 OK")
+
+
+def test_sync_on_data_returning_a_list(server, raw_client):
+    def on_data(stream, session):
+        return [f"kept for {r.address}" for r in session.envelope.rcpt_to]
+
+    client = lmtp_session(server, raw_client, on_data=on_data)
+    rcpts(client, "a@example.com", "b@example.com")
+    assert data(client, replies=2) == [(250, "2.6.0 kept for a@example.com"), (250, "2.6.0 kept for b@example.com")]
