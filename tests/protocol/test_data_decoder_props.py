@@ -61,7 +61,7 @@ def split_at(data: bytes, points: list[int]) -> list[bytes]:
     return pieces
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(bodies, modes)
 def test_every_single_split_point_gives_the_same_result(data, mode):
     whole = feed(mode, [data])
@@ -69,19 +69,19 @@ def test_every_single_split_point_gives_the_same_result(data, mode):
         assert feed(mode, [data[:i], data[i:]]) == whole, f"split at {i}"
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(bodies, modes, st.lists(st.integers(min_value=0, max_value=240), max_size=12))
 def test_any_split_gives_the_same_result(data, mode, points):
     assert feed(mode, split_at(data, points)) == feed(mode, [data])
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(bodies, modes)
 def test_byte_by_byte_gives_the_same_result(data, mode):
     assert feed(mode, [bytes([b]) for b in data]) == feed(mode, [data])
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(bodies)
 def test_allow_mode_matches_the_reference(data):
     content, end = reference(data)
@@ -96,7 +96,7 @@ def test_allow_mode_matches_the_reference(data):
         assert (b"\r\n" + data).replace(b"\r\n.", b"\r\n")[2:].startswith(out)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(bodies)
 def test_normalize_mode_is_allow_mode_with_crlf(data):
     allowed, ended, position, _, seen = feed("allow", [data])
@@ -106,7 +106,7 @@ def test_normalize_mode_is_allow_mode_with_crlf(data):
     assert not re.search(rb"(?<!\r)\n", normalized)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(bodies, st.sampled_from([b"\n.\n", b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\n\r.\r\n"]), modes)
 def test_no_bare_line_ending_ends_data(prefix, separator, mode):
     data = prefix.replace(b"\r\n.\r\n", b"") + b"x" + separator + b"tail"
@@ -116,7 +116,7 @@ def test_no_bare_line_ending_ends_data(prefix, separator, mode):
     assert not ended
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(bodies, st.binary(max_size=50))
 def test_bytes_after_the_terminator_are_left_alone(data, after):
     content, end = reference(data)

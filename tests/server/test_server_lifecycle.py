@@ -507,7 +507,7 @@ def test_client_that_never_reads_is_disconnected_by_socket_timeout(start_server)
         with pytest.raises(OSError):  # the server stops reading once its replies back up
             for _ in range(10_000):
                 sock.sendall(b"NOOP\r\n" * 10_000)
-        wait_until(lambda: len(closes) == 1, timeout=3, message="on_close of the non-reading client")
+        wait_until(lambda: len(closes) == 1, timeout=2, message="on_close of the non-reading client")
     finally:
         sock.close()
 
