@@ -36,9 +36,16 @@ class DataDecoder:
         caller removes those and calls again with more input. After the terminator,
         ``ended`` is true and the bytes after it are left unconsumed (pipelined commands).
         """
+        if isinstance(buf, bytearray):
+            # Slices of a view are not copies: the output is copied once, by bytes().
+            with memoryview(buf) as view:
+                return self._decode(buf, view)
+        return self._decode(buf, buf)
+
+    def _decode(self, buf: bytes | bytearray, data: bytes | memoryview) -> tuple[bytes, int]:
         n = len(buf)
         pos = 0
-        parts: list[bytes | bytearray] = []
+        parts: list[bytes | memoryview] = []
         if self._at_start:
             # The start of DATA counts as the start of a line.
             if n == 0 or (buf[0] == 0x2E and n < 3 and (n == 1 or buf[1] == 0x0D)):
@@ -59,28 +66,28 @@ class DataDecoder:
                     end = n - 2
                 elif n - pos >= 1 and buf[n - 1] == 0x0D:
                     end = n - 1
-                parts.append(buf[pos:end])
+                parts.append(data[pos:end])
                 consumed = end
                 break
             dot = idx + 2
             if n - dot < 3 and (n - dot == 1 or buf[dot + 1] == 0x0D):
                 # "CRLF." or "CRLF.CR" at the very end: cannot decide yet.
-                parts.append(buf[pos:idx])
+                parts.append(data[pos:idx])
                 consumed = idx
                 break
-            parts.append(buf[pos:dot])
+            parts.append(data[pos:dot])
             if buf[dot + 1] == 0x0D and buf[dot + 2] == 0x0A:
                 self.ended = True
                 consumed = dot + 3
                 break
             pos = dot + 1  # drop the leading dot
-        out = parts[0] if len(parts) == 1 else b"".join(parts)
+        out = bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
         if out:
             out = self._bare_lf(out)
             self.byte_length += len(out)
-        return bytes(out), consumed
+        return out, consumed
 
-    def _bare_lf(self, chunk: bytes | bytearray) -> bytes | bytearray:
+    def _bare_lf(self, chunk: bytes) -> bytes:
         lf = chunk.count(b"\n")
         if not lf or lf == chunk.count(b"\r\n"):
             return chunk
