@@ -376,3 +376,25 @@ def test_failure_inside_the_core_is_answered_421_and_reported(start_server, raw_
     other = raw_client(running.port)
     ehlo(other)
     assert other.command("NOOP")[0] == 250
+
+
+def test_aiosmtplib_sees_refusals_and_size(start_server):
+    import aiosmtplib
+
+    def on_rcpt_to(address, session):
+        if address.address.startswith("nobody"):
+            raise SMTPError(550, "No such user")
+
+    running = start_server(on_rcpt_to=on_rcpt_to, size=1000)
+
+    async def main():
+        async with aiosmtplib.SMTP(hostname=running.host, port=running.port, timeout=10, start_tls=False) as smtp:
+            errors, _ = await smtp.sendmail("a@example.com", ["nobody@example.com", "b@example.com"], b"x\r\n")
+            assert errors == {"nobody@example.com": aiosmtplib.SMTPResponse(550, "5.1.1 No such user")}
+            with pytest.raises(aiosmtplib.SMTPSenderRefused) as refused:
+                await smtp.sendmail("a@example.com", ["b@example.com"], b"y" * 2000 + b"\r\n")
+            assert refused.value.code == 552
+            with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+                await smtp.sendmail("a@example.com", ["nobody@example.com"], b"z\r\n")
+
+    asyncio.run(main())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import smtplib
 import threading
 
 import aiosmtplib
@@ -144,3 +145,54 @@ def test_bad_commands_do_not_disturb_other_clients(start_server, raw_client):
     bad.send(b"\x00\xff garbage\r\n" * 3)
     assert bad.is_closed()
     assert good.command("NOOP") == (250, "2.0.0 OK")
+
+
+def test_thousands_of_pipelined_commands(start_server, raw_client):
+    """More pipelined input than the server buffers: it pauses reading, answers in order, resumes."""
+    running = start_server(max_unrecognized_commands=100)
+    client = raw_client(running.port, timeout=30)
+    ehlo(client)
+    count = 20_000
+    sender = threading.Thread(target=client.send, args=(b"NOOP\r\n" * count + b"QUIT\r\n",), daemon=True)
+    sender.start()
+    replies = client.replies(count + 1)
+    sender.join(30)
+    assert replies[:count] == [(250, "2.0.0 OK")] * count
+    assert replies[count][0] == 221
+
+
+def test_many_recipients_in_one_write(start_server, raw_client, received):
+    running = start_server(on_data=received.on_data)
+    client = raw_client(running.port, timeout=30)
+    ehlo(client)
+    rcpts = [f"user{i}@example.com" for i in range(1000)]
+    client.send(
+        "MAIL FROM:<a@example.com>\r\n" + "".join(f"RCPT TO:<{r}>\r\n" for r in rcpts) + "DATA\r\nmany\r\n.\r\n"
+    )
+    codes = [code for code, _ in client.replies(len(rcpts) + 3)]
+    assert codes == [250] * (len(rcpts) + 1) + [354, 250]
+    received.wait_for(1)
+    assert received.messages[0][1] == rcpts
+
+
+def test_transactions_on_one_connection(start_server, received):
+    seen = Recorder()
+
+    async def on_data(stream, session):
+        seen.add((session.transaction, session.envelope.mail_from.address))
+        await received.on_data(stream, session)
+
+    running = start_server(on_data=on_data)
+    with smtplib.SMTP(running.host, running.port, timeout=10) as client:
+        for i in range(3):
+            client.sendmail(f"s{i}@example.com", ["b@example.com"], f"message {i}\r\n".encode())
+        client.mail("abandoned@example.com")
+        client.rset()
+        client.sendmail("last@example.com", ["b@example.com"], b"after rset\r\n")
+    assert seen.wait_for(4) == [
+        (1, "s0@example.com"),
+        (2, "s1@example.com"),
+        (3, "s2@example.com"),
+        (4, "last@example.com"),
+    ]
+    assert len({id(m[3]) for m in received.messages}) == 1  # one session object throughout
