@@ -398,3 +398,34 @@ def test_aiosmtplib_sees_refusals_and_size(start_server):
                 await smtp.sendmail("a@example.com", ["nobody@example.com"], b"z\r\n")
 
     asyncio.run(main())
+
+
+def test_on_connect_timeout_is_421_and_close(start_server, raw_client):
+    async def on_connect(session):
+        await asyncio.sleep(5)
+
+    running = start_server(on_connect=on_connect, handler_timeout=0.3)
+    client = raw_client(running.port)
+    assert client.reply() == (421, "4.3.0 mx.test Error: timeout while processing, try again later")
+    assert client.is_closed()
+
+
+def test_on_data_timeout_is_451_and_the_session_goes_on(start_server, raw_client):
+    async def on_data(stream, session):
+        await stream.read()
+        await asyncio.sleep(5)
+
+    running = start_server(on_data=on_data, handler_timeout=0.3)
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    assert client.command("x\r\n.") == (451, "4.3.0 Error: timeout while processing, try again later")
+    assert client.command("NOOP")[0] == 250
+
+
+def test_auth_without_on_auth_is_unknown(start_server, raw_client):
+    running = start_server()
+    client = raw_client(running.port)
+    features = ehlo(client)
+    assert not [line for line in features if line.startswith("AUTH")]
+    assert client.command("AUTH PLAIN AGEAYg==") == (500, "5.5.2 Error: command not recognized")
