@@ -95,9 +95,19 @@ def _feed(protocol: Any, data: bytes) -> None:
 class SMTPConnection(asyncio.Protocol):
     """The asyncio protocol for one client."""
 
-    def __init__(self, server: SMTPServer, proxy: ProxyInfo | None = None, proxy_trusted: bool = False) -> None:
+    def __init__(
+        self,
+        server: SMTPServer,
+        proxy: ProxyInfo | None = None,
+        proxy_trusted: bool = False,
+        peer: Any = None,
+        local: Any = None,
+    ) -> None:
         self.server = server
         self._proxy = proxy
+        self._peer = peer  # addresses known at accept time: a socket reset early has none
+        self._local = local
+        self._proxy_probe = b""
         self._watch_for_proxy_header = server.proxy_trust.enabled and not proxy_trusted
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
@@ -132,8 +142,8 @@ class SMTPConnection(asyncio.Protocol):
         self.transport = transport
         server = self.server
         options = server.options
-        peer = transport.get_extra_info("peername") or ("", 0)
-        local = transport.get_extra_info("sockname") or ("", 0)
+        peer = transport.get_extra_info("peername") or self._peer or ("", 0)
+        local = transport.get_extra_info("sockname") or self._local or ("", 0)
         session = Session(
             id=new_session_id(),
             local_address=_plain_address(str(local[0])) if isinstance(local, tuple) else str(local),
@@ -205,17 +215,27 @@ class SMTPConnection(asyncio.Protocol):
             self._tls_early_data.append(data)
             return
         if self._watch_for_proxy_header:
-            self._watch_for_proxy_header = False
-            if data.startswith(b"PROXY ") or (len(data) >= 6 and data.startswith(V2_SIGNATURE[: min(len(data), 12)])):
+            # An untrusted peer sending a PROXY header (in one piece or several) is closed,
+            # never read as SMTP. Bytes that may still become a header are held back.
+            probe = self._proxy_probe + data
+            if probe.startswith(b"PROXY ") or probe.startswith(V2_SIGNATURE):
                 self.log.warning(
                     "closing: PROXY header from untrusted peer %s", self.session and self.session.remote_address
                 )
+                self._proxy_probe = b""
                 self._lost = True
                 if self.transport is not None:
                     self.transport.abort()
                 self._wake()
                 return
-        if core.in_data:
+            if b"PROXY ".startswith(probe[:6]) or V2_SIGNATURE.startswith(probe[:12]):
+                if len(probe) < len(V2_SIGNATURE):
+                    self._proxy_probe = probe
+                    return
+            self._watch_for_proxy_header = False
+            self._proxy_probe = b""
+            data = probe
+        if core.in_body:
             self._last_activity = self.loop.time()
         core.receive_data(data)
         if not self._reading_paused and core.buffered > MAX_PENDING_INPUT and self.transport is not None:

@@ -123,7 +123,13 @@ class ProxyListener:
                 client.close()
                 raise
         try:
-            await self._loop.connect_accepted_socket(lambda: self._factory(proxy=info, proxy_trusted=trusted), client)
+            local = client.getsockname()
+        except OSError:
+            local = None
+        try:
+            await self._loop.connect_accepted_socket(
+                lambda: self._factory(proxy=info, proxy_trusted=trusted, peer=address, local=local), client
+            )
         except OSError as error:
             logger.info("connection from %s lost before it started: %s", peer, error)
             client.close()

@@ -222,8 +222,14 @@ class SMTPServer:
 
     # ----------------------------------------------------------------- connections
 
-    def _new_connection(self, proxy: ProxyInfo | None = None, proxy_trusted: bool = False) -> SMTPConnection:
-        return SMTPConnection(self, proxy=proxy, proxy_trusted=proxy_trusted)
+    def _new_connection(
+        self,
+        proxy: ProxyInfo | None = None,
+        proxy_trusted: bool = False,
+        peer: Any = None,
+        local: Any = None,
+    ) -> SMTPConnection:
+        return SMTPConnection(self, proxy=proxy, proxy_trusted=proxy_trusted, peer=peer, local=local)
 
     def connection_started(self, connection: SMTPConnection) -> None:
         self._tasks.add(connection)

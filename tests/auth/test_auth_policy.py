@@ -441,12 +441,6 @@ def test_credentials_never_appear_in_logs(auth_server, raw_client, tls_client, d
 # ----------------------------------------------------------------- more session rules
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: STARTTLS after a plaintext AUTH (allow_insecure_auth) keeps session.user; RFC 3207 4.2 "
-    "says the server MUST discard what it learnt from the client, so AUTH should be offered again and "
-    "MAIL refused with 530 until the client authenticates inside TLS",
-)
 def test_starttls_forgets_a_plaintext_authentication(auth_server, raw_client, tls_client):
     client = raw_client(auth_server(allow_insecure_auth=True).port)
     greet(client)

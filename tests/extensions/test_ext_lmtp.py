@@ -155,13 +155,6 @@ def test_unexpected_exception_applies_to_every_recipient(server, raw_client):
     assert data(client, replies=2) == [(451, "4.3.0 Error: internal server error")] * 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (a known issue in docs/handlers.md): an on_data result list of the wrong length"
-    " (or holding a value that is not str/None/"
-    "SMTPError) ends the session: 'session failed: no event is waiting for a decision' is logged and the "
-    "client gets one 421 4.3.0 (after any replies already written) instead of 451 4.3.0 per recipient",
-)
 @pytest.mark.parametrize("results", [["only one"], [None, 5]], ids=["too-short", "bad-item"])
 def test_bad_result_list_is_an_internal_error(server, raw_client, results):
     def on_data(stream, session):

@@ -243,6 +243,9 @@ class BodyCommands:
         count = len(self._reply_targets())
         if not isinstance(result, list):
             return [result] * count
+        for entry in result:
+            if entry is not None and not isinstance(entry, (str, SMTPError)):
+                raise TypeError(f"on_data results must be str, None or SMTPError, not {type(entry).__name__}")
         if self.config.lmtp:
             if len(result) != count:
                 raise ValueError(f"on_data returned {len(result)} results for {count} recipients")

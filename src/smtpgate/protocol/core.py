@@ -137,6 +137,11 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
         return self._phase == _DATA
 
     @property
+    def in_body(self) -> bool:
+        """True while message bytes (a DATA body or a BDAT chunk) are being received."""
+        return self._phase == _DATA or self._phase == _BDAT
+
+    @property
     def in_handshake(self) -> bool:
         """True between the STARTTLS 220 reply and :meth:`tls_established`."""
         return self._phase == _TLS
@@ -220,6 +225,7 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
         """The TLS handshake finished: forget everything learnt in plaintext (RFC 3207)."""
         session = self.session
         session.secure = True
+        session.user = None  # an AUTH over plaintext does not carry into TLS
         session.host_name_appears_as = None
         session.envelope = Envelope()
         session.opening_command = None
@@ -276,7 +282,8 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
         For DataEnd it may be an SMTPError, and in LMTP a list with one result per
         recipient (a text, None for the default text, or an SMTPError).
         """
-        event = self._take_awaiting()
+        results = self.body_results(message) if isinstance(self._awaiting, DataEnd) else None
+        event = self._take_awaiting()  # a bad result list raised above: the event still waits
         session = self.session
         if isinstance(event, MailFrom):
             session.envelope.mail_from = event.address
@@ -296,7 +303,8 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
             return
         elif isinstance(event, DataEnd):
             self._phase = _COMMAND
-            self._finish_body(event, self.body_results(message))
+            assert results is not None
+            self._finish_body(event, results)
             return
         elif isinstance(event, AuthAttempt):
             if session.user is None:
