@@ -90,8 +90,7 @@ def _write_certificate(tmp_path) -> str:
 @pytest.mark.skipif(not os.path.exists("/usr/bin/openssl"), reason="needs the openssl command")
 def test_sighup_rotates_the_certificate_without_dropping_connections(smtpgate_cli, tmp_path):
     first = _write_certificate(tmp_path)
-    # --no-uvloop: under uvloop the server loses a ClientHello sent with SNI (library bug, see below)
-    command = smtpgate_cli("--tls-cert", "cert.pem", "--tls-key", "key.pem", "--no-uvloop")
+    command = smtpgate_cli("--tls-cert", "cert.pem", "--tls-key", "key.pem")
     assert _certificate_seen(command.port) == first
 
     context = ssl.create_default_context()
@@ -141,7 +140,6 @@ def test_workers_share_the_port_and_a_dead_worker_is_restarted(smtpgate_cli, tmp
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/bin/openssl"), reason="needs the openssl command")
-@pytest.mark.xfail(reason="library bug: under uvloop a ClientHello that arrives before start_tls() is dropped")
 def test_starttls_with_sni_on_the_default_event_loop(smtpgate_cli, tmp_path):
     leaf = _write_certificate(tmp_path)
     command = smtpgate_cli("--tls-cert", "cert.pem", "--tls-key", "key.pem")
