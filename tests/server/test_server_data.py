@@ -467,3 +467,57 @@ def test_on_data_refusing_before_reading_still_drains_the_body(start_server, raw
     client.send(b"q" * 2_000_000 + b"\r\nMAIL FROM:<inside@body.test>\r\n.\r\nNOOP\r\n")
     assert client.reply() == (550, "5.7.1 Not from you")
     assert client.reply() == (250, "2.0.0 OK")
+
+
+def test_stream_read_n(start_server, raw_client):
+    seen = Recorder()
+
+    async def on_data(stream, session):
+        pieces = []
+        while True:
+            piece = await stream.read(7000)
+            if not piece:
+                break
+            pieces.append(piece)
+        seen.add(([len(p) for p in pieces], b"".join(pieces), stream.ended, await stream.read()))
+
+    running = start_server(on_data=on_data)
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    body = bytes(range(256)).replace(b"\r", b"").replace(b"\n", b"") * 400 + b"\r\n"
+    for i in range(0, len(body), 1000):
+        client.send(body[i : i + 1000])
+    client.send(b".\r\n")
+    assert client.reply()[0] == 250
+    [(sizes, got, ended, rest)] = seen.wait_for(1)
+    assert got == body
+    assert all(size == 7000 for size in sizes[:-1]) and 0 < sizes[-1] <= 7000
+    assert ended is True
+    assert rest == b""
+
+
+@pytest.mark.slow
+def test_handler_that_ignores_a_disconnect_is_cancelled(start_server, raw_client):
+    """After a disconnect mid-message the handler gets a few seconds, then it is cancelled;
+    on_close still runs once."""
+    events = Recorder()
+
+    async def on_data(stream, session):
+        try:
+            await stream.read()
+        except DataStreamError:
+            events.add("stream error")
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            events.add("cancelled")
+            raise
+
+    running = start_server(on_data=on_data, on_close=lambda session: events.add("closed"))
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    client.send(b"partial")
+    client.close()
+    assert events.wait_for(3, timeout=20) == ["stream error", "cancelled", "closed"]

@@ -429,3 +429,23 @@ def test_auth_without_on_auth_is_unknown(start_server, raw_client):
     features = ehlo(client)
     assert not [line for line in features if line.startswith("AUTH")]
     assert client.command("AUTH PLAIN AGEAYg==") == (500, "5.5.2 Error: command not recognized")
+
+
+def test_plain_function_returning_an_awaitable(start_server, raw_client):
+    bodies = Recorder()
+
+    async def store(stream):
+        bodies.add(stream.getvalue())
+        return "stored later"
+
+    running = start_server(
+        on_mail_from=lambda address, session: asyncio.sleep(0, "sender ok"),
+        on_data=lambda stream, session: store(stream),
+    )
+    client = raw_client(running.port)
+    ehlo(client)
+    assert client.command("MAIL FROM:<a@example.com>") == (250, "2.1.0 sender ok")
+    assert client.command("RCPT TO:<b@example.com>")[0] == 250
+    assert client.command("DATA")[0] == 354
+    assert client.command("awaited\r\n.") == (250, "2.6.0 stored later")
+    assert bodies.items == [b"awaited\r\n"]
