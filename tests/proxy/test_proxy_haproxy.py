@@ -104,6 +104,7 @@ def test_several_backends_all_see_real_clients(start_server, haproxy):
 HEALTH_CHECKS = {
     "greeting": GREETING_CHECK,
     "smtpchk": "    option smtpchk EHLO haproxy.test\n",
+    "plain-connect": "",  # L4 check: a v2 LOCAL header, then a reset
 }
 
 
@@ -141,3 +142,31 @@ def test_health_check_without_the_header_warns_every_time(start_server, haproxy,
         timeout=10,
         what="three warnings",
     )
+
+
+def test_plain_check_on_implicit_tls_logs_every_check(start_server, haproxy, smtpgate_log):
+    """Port 465 with an L4 check: the reset lands where the handshake should be, and each
+    check is an INFO line (docs/deployment.md recommends check-ssl there)."""
+    running = start_server(use_proxy=["127.0.0.1"], secure=True)
+    haproxy([running.port], server_options="send-proxy-v2 check inter 100ms")
+    wait_until(
+        lambda: (
+            len([m for m in smtpgate_messages(smtpgate_log, logging.INFO) if "TLS handshake with 127.0.0.1" in m]) >= 3
+        ),
+        timeout=10,
+        what="three handshake failures",
+    )
+
+
+def test_tls_check_on_implicit_tls_is_quiet(start_server, haproxy, smtpgate_log):
+    closes = Recorder()
+    running = start_server(use_proxy=["127.0.0.1"], secure=True, on_close=closes.add)
+    before = len(smtpgate_messages(smtpgate_log, logging.INFO))
+    proxy = haproxy(
+        [running.port],
+        server_options="send-proxy-v2 check inter 100ms check-ssl verify none",
+        backend_options=GREETING_CHECK,
+    )
+    closes.wait_for(4)
+    assert smtpgate_messages(smtpgate_log, logging.INFO)[before:] == []
+    assert "is DOWN" not in proxy.log()
