@@ -379,13 +379,13 @@ def test_idle_timer_is_refreshed_by_data_bytes(start_server, raw_client, receive
     """A slow upload longer than socket_timeout is not cut while bytes keep coming."""
     running = start_server(socket_timeout=1.0, on_data=received.on_data)
     client = raw_client(running.port)
-    envelope(client)
-    assert client.command("DATA")[0] == 354
+    assert client.reply()[0] == 220
+    client.send("EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
     for _ in range(15):  # 1.5 s in all, longer than socket_timeout
         client.send(b"slow line\r\n")
         threading.Event().wait(0.1)
     client.send(b".\r\n")
-    assert client.reply()[0] == 250
+    assert [code for code, _ in client.replies(5)] == [250, 250, 250, 354, 250]
     received.wait_for(1)
     assert received.messages[0][2] == b"slow line\r\n" * 15
 
@@ -397,9 +397,9 @@ def test_slow_handler_is_not_cut_by_socket_timeout(start_server, raw_client):
 
     running = start_server(socket_timeout=0.5, on_data=on_data)
     client = raw_client(running.port)
-    envelope(client)
-    assert client.command("DATA")[0] == 354
-    assert client.command("x\r\n.")[0] == 250
+    assert client.reply()[0] == 220
+    client.send("EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nx\r\n.\r\n")
+    assert [code for code, _ in client.replies(5)] == [250, 250, 250, 354, 250]
 
 
 def test_half_close_after_a_complete_message(start_server, raw_client, received):
