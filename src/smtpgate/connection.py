@@ -130,6 +130,7 @@ class SMTPConnection(asyncio.Protocol):
         self._shutting_down = False
         self._tls_active = False
         self._tls_early_data: list[bytes] | None = None
+        self._opened = False  # on_connect's turn came: on_close is owed
         self._before_tls: list[bytes] | None = None  # implicit TLS: bytes read before start_tls
         self._pending_event: object | None = None  # taken by _pump, for the session task
         self._must_wait_for_space = False
@@ -191,7 +192,7 @@ class SMTPConnection(asyncio.Protocol):
             server.emit("connect", session)
             self.core.start()
             transport.write(self.core.data_to_send())
-            greeted = True
+            greeted = self._opened = True
         self._task = self.loop.create_task(self._run(greeted))
 
     def data_received(self, data: bytes) -> None:
@@ -407,6 +408,7 @@ class SMTPConnection(asyncio.Protocol):
             if not await self._handshake():
                 return False
         handler = server.handlers.on_connect
+        self._opened = True
         if handler is not None:
             error = await self._call_for_verdict(handler, session)
             if error is not None:
@@ -533,7 +535,9 @@ class SMTPConnection(asyncio.Protocol):
             self.log.debug("on_data ended with %r after the connection closed", task.exception())
         server.connections.discard(self)
         try:
-            if connected and server.handlers.on_close is not None:
+            # on_close pairs with on_connect: once for every session that reached it,
+            # however the session ended (refused, the client gone before the greeting...).
+            if (connected or self._opened) and server.handlers.on_close is not None:
                 await self._call(server.handlers.on_close, session)
         except Exception as error:
             self.log.exception("on_close failed: %s", error)
