@@ -274,3 +274,17 @@ def test_commands_after_data_in_the_same_write(core):
     out = client.replies(b"DATA\r\nbody\r\n.\r\nRSET\r\nQUIT\r\n")
     assert [c for c, _ in out] == [354, 250, 250, 221]
     assert client.messages[0][1] == b"body\r\n"
+
+
+def test_hide_size_still_limits_the_body(core):
+    client = core(size=10, hide_size=True)
+    assert send_message(client, b"0123456789ABC\r\n.\r\n") == [354, 552]
+    assert client.messages[0][2].size_exceeded is True
+
+
+def test_normalized_bare_lfs_count_towards_the_size(core):
+    client = core(size=10)
+    # 10 bytes as sent, 12 after each bare LF became CRLF: the size is that of the message stored.
+    assert send_message(client, b"abcd\nef\n\r\n.\r\n") == [354, 552]
+    assert client.messages[0][1] == b"abcd\r\nef\r\n\r\n"
+    assert client.messages[0][2].byte_length == 12
