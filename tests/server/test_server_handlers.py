@@ -449,3 +449,17 @@ def test_plain_function_returning_an_awaitable(start_server, raw_client):
     assert client.command("DATA")[0] == 354
     assert client.command("awaited\r\n.") == (250, "2.6.0 stored later")
     assert bodies.items == [b"awaited\r\n"]
+
+
+def test_handler_enhanced_codes_are_dropped_when_hidden(start_server, raw_client):
+    def on_rcpt_to(address, session):
+        if address.address.startswith("a"):
+            raise SMTPError(550, "5.7.1 Denied in the text")
+        raise SMTPError(450, "Denied as an argument", enhanced="4.7.1")
+
+    running = start_server(hide_enhancedstatuscodes=True, on_rcpt_to=on_rcpt_to)
+    client = raw_client(running.port)
+    ehlo(client)
+    assert client.command("MAIL FROM:<x@example.com>") == (250, "Accepted")
+    assert client.command("RCPT TO:<a@example.com>") == (550, "Denied in the text")
+    assert client.command("RCPT TO:<b@example.com>") == (450, "Denied as an argument")
