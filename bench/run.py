@@ -684,8 +684,8 @@ def versions() -> dict[str, str]:
 
 
 def profile(args: argparse.Namespace) -> int:
-    """smtpgate in the small scenario under py-spy (or cProfile): top functions."""
-    scenario = next(s for s in scenario_table(args.quick) if s.name == "small")
+    """smtpgate in one scenario (small by default) under py-spy (or cProfile): top functions."""
+    scenario = next(s for s in scenario_table(args.quick) if s.name == args.profile_scenario)
     logs = WORK / "profile"
     logs.mkdir(parents=True, exist_ok=True)
     server = next(s for s in server_table() if s.name == ("smtpgate-uvloop" if args.profile_loop == "uvloop"
@@ -734,7 +734,7 @@ def profile(args: argparse.Namespace) -> int:
         print("py-spy wrote nothing; see", logs / "py-spy.log")
         return 1
     report = summarize_raw(raw, args.top)
-    (logs / "profile.txt").write_text(report)
+    (logs / f"profile-{scenario.name}.txt").write_text(report)
     print(report)
     return 0
 
@@ -766,7 +766,15 @@ def summarize_raw(raw: Path, top: int) -> str:
             incl_counts[frame] = incl_counts.get(frame, 0) + count
     if not total:
         return "no samples\n"
-    lines = [f"{total} samples of the busy server (idle time excluded)\n", f"Top {top} by self time:"]
+    by_file: dict[str, int] = {}
+    for name, count in self_counts.items():
+        where = name.rsplit(":", 1)[0]
+        group = where if where.startswith("smtpgate/") else where.split("/", 1)[0].removesuffix(".py")
+        by_file[group] = by_file.get(group, 0) + count
+    lines = [f"{total} samples of the busy server (idle time excluded)\n", "Self time by file (smtpgate) or module:"]
+    for name, count in sorted(by_file.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {count * 100 / total:5.1f}%  {name}")
+    lines.append(f"\nTop {top} functions by self time:")
     for name, count in sorted(self_counts.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"  {count * 100 / total:5.1f}%  {name}")
     lines.append(f"\nTop {top} by inclusive time (smtpgate and asyncio frames):")
@@ -792,9 +800,14 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="profile smtpgate in the small scenario")
     parser.add_argument("--profiler", choices=("py-spy", "cprofile"), default="py-spy")
     parser.add_argument("--profile-loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument("--profile-scenario", choices=("small", "conn", "large", "tls"), default="small")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--render", metavar="RESULTS_JSON",
+                        help="only write RESULTS.md again from a results.json (into --out or beside it)")
     args = parser.parse_args()
 
+    if args.render:
+        return render(Path(args.render), Path(args.out) if args.out else None)
     nofile = raise_nofile()
     ensure_certificate()
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -834,7 +847,7 @@ def benchmark(args: argparse.Namespace, nofile: int) -> int:
         print(f"warning: RLIMIT_NOFILE is {nofile}; the idle scenario needs about {needed + 1000}")
     meta: dict[str, Any] = {
         "date": stamp.strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "bench/run " + " ".join(sys.argv[1:]),
+        "command": "bench/run " + " ".join(command_arguments(sys.argv[1:])),
         "reps": reps,
         "note": args.note,
         "machine": machine_info(),
@@ -867,6 +880,21 @@ def benchmark(args: argparse.Namespace, nofile: int) -> int:
     return 0 if all(r["result"] for r in runs) else 1
 
 
+def render(source: Path, out: Path | None) -> int:
+    data = json.loads(source.read_text())
+    meta = data["meta"]
+    meta["command"] = meta["command"].split(" --note ", 1)[0]
+    known = {s.name: s for s in scenario_table(quick=False)}
+    scenarios = []
+    for item in data["scenarios"]:
+        scenario = known.get(item["name"], Scenario(item["name"], item.get("title", ""), item["kind"]))
+        scenarios.append(Scenario(**{**scenario.__dict__, **item}))
+    target = (out or source.parent) / "RESULTS.md"
+    write_report(meta, data["runs"], scenarios, server_table(), target)
+    print(f"wrote {target}")
+    return 0
+
+
 def ceiling_runs(scenario: Scenario, servers: list[Server], logs: Path, began: float) -> list[dict[str, Any]]:
     """How fast can tlsload.py go? Plaintext tlsload against smtp-sink (far faster than the
     generator), next to smtp-source against smtp-sink: the generator's own ceiling."""
@@ -888,6 +916,19 @@ def ceiling_runs(scenario: Scenario, servers: list[Server], logs: Path, began: f
         records.append(record)
         show(record, began)
     return records
+
+
+def command_arguments(argv: list[str]) -> list[str]:
+    """The options as typed, without the --note text (it is shown on its own)."""
+    shown, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--note":
+            skip = True
+        elif not arg.startswith("--note="):
+            shown.append(arg)
+    return shown
 
 
 def show(record: dict[str, Any], began: float) -> None:

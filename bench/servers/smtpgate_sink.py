@@ -51,7 +51,16 @@ def run() -> None:
     parser.add_argument("--cert")
     parser.add_argument("--key")
     parser.add_argument("--cprofile", help="write cProfile stats to this file at exit")
+    parser.add_argument(
+        "--ssl-read-buffer",
+        type=int,
+        help="experiment: KiB of asyncio's per-connection TLS read buffer (asyncio.sslproto, default 256)",
+    )
     args = parser.parse_args()
+    if args.ssl_read_buffer:
+        from asyncio import sslproto
+
+        sslproto.SSLProtocol.max_size = args.ssl_read_buffer * 1024
     if args.loop == "uvloop":
         import uvloop
 
