@@ -792,7 +792,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer messages, 1 repetition, results in .work/quick")
     parser.add_argument("--reps", type=int, help="repetitions per server and scenario (default 3, quick 1)")
     parser.add_argument("--scenarios", help="comma-separated: small,conn,large,tls,idle,idle-tls")
-    parser.add_argument("--servers", help="comma-separated: smtpgate,smtpgate-uvloop,aiosmtpd,aiosmtpd-uvloop,"
+    parser.add_argument("--servers", help="comma-separated: smtpgate,smtpgate-uvloop,aiosmtpd,aiosmtpd-uvloop,node-nodelay,"
                                           "node,smtp-sink")  # fmt: skip
     parser.add_argument("--out", help="directory for RESULTS.md and results.json")
     parser.add_argument("--note", default="", help="a line shown at the top of the report")
