@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import resource
-import shutil
 import signal
 import socket
 import ssl
@@ -29,7 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -244,7 +243,7 @@ def wait_ready(proc: subprocess.Popen[Any], port: int, timeout: float = 20.0) ->
         except OSError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError("server did not greet within %.0f s" % timeout)
+            raise RuntimeError(f"server did not greet within {timeout:.0f} s")
         time.sleep(0.1)
 
 
@@ -271,7 +270,7 @@ def run_client(argv: list[str], log: Path, timeout: float) -> tuple[int, str]:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         stop(proc)
-        return -1, "timeout after %.0f s" % timeout
+        return -1, f"timeout after {timeout:.0f} s"
     finally:
         if proc in STARTED:
             STARTED.remove(proc)
@@ -603,9 +602,7 @@ def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: li
             add(f"| *{extra['label']}* | " + " | ".join(
                 fmt(res[key] * scale) if key in res else "–" for _, key, scale in columns) + " | 1 |")  # fmt: skip
         add("")
-        errors = {
-            (r["server"], r["error"]) for r in runs if r["scenario"] == scenario.name and not r["result"]
-        }
+        errors = {(r["server"], r["error"]) for r in runs if r["scenario"] == scenario.name and not r["result"]}
         for server_name, error in sorted(errors):
             add(f"- {server_name} failed: `{error}`")
         if errors:
@@ -792,8 +789,10 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer messages, 1 repetition, results in .work/quick")
     parser.add_argument("--reps", type=int, help="repetitions per server and scenario (default 3, quick 1)")
     parser.add_argument("--scenarios", help="comma-separated: small,conn,large,tls,idle,idle-tls")
-    parser.add_argument("--servers", help="comma-separated: smtpgate,smtpgate-uvloop,aiosmtpd,aiosmtpd-uvloop,node-nodelay,"
-                                          "node,smtp-sink")  # fmt: skip
+    parser.add_argument(
+        "--servers",
+        help="comma-separated: smtpgate,smtpgate-uvloop,aiosmtpd,aiosmtpd-uvloop,node,node-nodelay,smtp-sink",
+    )
     parser.add_argument("--out", help="directory for RESULTS.md and results.json")
     parser.add_argument("--note", default="", help="a line shown at the top of the report")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the load generator ceiling runs")
@@ -802,8 +801,11 @@ def main() -> int:
     parser.add_argument("--profile-loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--profile-scenario", choices=("small", "conn", "large", "tls"), default="small")
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--render", metavar="RESULTS_JSON",
-                        help="only write RESULTS.md again from a results.json (into --out or beside it)")
+    parser.add_argument(
+        "--render",
+        metavar="RESULTS_JSON",
+        help="only write RESULTS.md again from a results.json (into --out or beside it)",
+    )
     args = parser.parse_args()
 
     if args.render:
@@ -867,7 +869,7 @@ def benchmark(args: argparse.Namespace, nofile: int) -> int:
                         record["result"] = measure_send(scenario, server, logs)
                     else:
                         record["result"] = measure_hold(scenario, server, logs)
-                except Exception as error:  # noqa: BLE001 - a failing peer is reported, not fatal
+                except Exception as error:
                     record["error"] = str(error)[:300]
                 runs.append(record)
                 show(record, began)
@@ -911,7 +913,7 @@ def ceiling_runs(scenario: Scenario, servers: list[Server], logs: Path, began: f
             if load == "":
                 plain.messages, plain.rounds = 2000, max(1, scenario.messages // 2000)
             record["result"] = measure_send(plain, sink, logs, load=load)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             record["error"] = str(error)[:300]
         records.append(record)
         show(record, began)
@@ -944,8 +946,11 @@ def show(record: dict[str, Any], began: float) -> None:
               + (f"  ({result['client_errors']} sessions retried)" if result.get("client_errors") else ""),
               flush=True)  # fmt: skip
     else:
-        print(f"{head}  {result['kib_per_conn']:7.1f} KiB/conn ({result['connections']} held, "
-              f"{result['rss_before_kib'] / 1024:.1f} → {result['rss_after_kib'] / 1024:.1f} MiB)", flush=True)
+        print(
+            f"{head}  {result['kib_per_conn']:7.1f} KiB/conn ({result['connections']} held, "
+            f"{result['rss_before_kib'] / 1024:.1f} → {result['rss_after_kib'] / 1024:.1f} MiB)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

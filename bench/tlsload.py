@@ -238,8 +238,12 @@ def main() -> int:
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop")
     parser.add_argument("--sender", default="a@bench.local")
     parser.add_argument("--recipient", default="b@bench.local")
-    parser.add_argument("--open-timeout", type=float, default=10.0,
-                        help="seconds for greeting, EHLO and STARTTLS of a session before it counts as failed")
+    parser.add_argument(
+        "--open-timeout",
+        type=float,
+        default=10.0,
+        help="seconds for greeting, EHLO and STARTTLS of a session before it counts as failed",
+    )
     parser.add_argument("--hold", type=int, default=0, help="hold this many idle connections instead")
     parser.add_argument("--open-concurrency", type=int, default=200)
     parser.add_argument("--sources", default="", help="comma-separated local addresses to connect from")
