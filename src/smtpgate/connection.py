@@ -354,7 +354,9 @@ class SMTPConnection(asyncio.Protocol):
             return
         timeout = self.server.options.socket_timeout
         now = self.loop.time()
-        if self._busy or self._stream_blocked:
+        if self._busy or self._stream_blocked or self._tls_early_data is not None:
+            # Waiting on a handler, or in a TLS handshake (bounded by its own timeout,
+            # socket_timeout, and reported as a handshake failure).
             self._last_activity = now
         elif now - self._last_activity >= timeout:
             self.log.info("idle for %.0f s: closing", timeout)
@@ -722,8 +724,8 @@ class SMTPConnection(asyncio.Protocol):
             self._handler_failed(handler, error)
             core.reject(_INTERNAL_ERROR)
         else:
-            if not isinstance(result, (str, list)):
-                result = None
+            if not isinstance(result, (str, list, SMTPError)):
+                result = None  # a returned SMTPError refuses, like a raised one
             try:
                 core.accept(result)
             except (ValueError, TypeError) as error:

@@ -76,6 +76,7 @@ class ServerOptions:
     needs_upgrade: bool = False
     key: Any = None
     cert: Any = None
+    passphrase: str | bytes | None = None
     ca: Any = None
     request_cert: bool = False
     reject_unauthorized: bool = True
@@ -200,6 +201,9 @@ def build_options(kwargs: dict[str, Any]) -> ServerOptions:
                 raise ValueError(f"option 'bare_lf' must be 'normalize', 'reject' or 'allow', got {value!r}")
         elif name == "disabled_commands":
             values[name] = _command_set(value)
+        elif name == "passphrase":
+            if value is not None and not isinstance(value, (str, bytes)):
+                raise TypeError(f"option 'passphrase' must be str or bytes, got {type(value).__name__}")
         elif name in ("min_version", "max_version"):
             if value is None and name == "max_version":
                 continue

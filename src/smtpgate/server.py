@@ -97,6 +97,7 @@ class SMTPServer:
             TLSOptions(**{name: getattr(opts, name) for name in TLS_OPTION_NAMES}),
             opts.sni_options,
             opts.name,
+            needed=opts.secure or "STARTTLS" not in opts.disabled_commands,
         )
         self.proxy_trust = TrustList(opts.use_proxy)
         self.xclient_trust = TrustList(opts.use_xclient)

@@ -20,7 +20,16 @@ __all__ = ["TLSOptions", "TLSContexts", "read_pem", "tls_info", "generate_certif
 logger = logging.getLogger("smtpgate")
 
 _VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
-TLS_OPTION_NAMES = ("key", "cert", "ca", "request_cert", "reject_unauthorized", "min_version", "max_version")
+TLS_OPTION_NAMES = (
+    "key",
+    "cert",
+    "passphrase",
+    "ca",
+    "request_cert",
+    "reject_unauthorized",
+    "min_version",
+    "max_version",
+)
 
 
 @dataclass
@@ -29,6 +38,7 @@ class TLSOptions:
 
     key: Any = None
     cert: Any = None
+    passphrase: str | bytes | None = None
     ca: Any = None
     request_cert: bool = False
     reject_unauthorized: bool = True
@@ -60,25 +70,30 @@ def read_pem(value: Any, what: str) -> bytes:
     raise TypeError(f"TLS {what} must be PEM text, bytes or a path, got {type(value).__name__}")
 
 
-def _load_chain(context: ssl.SSLContext, cert: bytes, key: bytes) -> None:
+def _load_chain(context: ssl.SSLContext, cert: bytes, key: bytes, passphrase: str | bytes | None = None) -> None:
     """``load_cert_chain`` from memory: an anonymous in-memory file where the OS has one,
-    else a private temporary file (mode 0600) removed at once."""
+    else a private temporary file (mode 0600) removed at once. An encrypted key needs
+    ``passphrase``: OpenSSL never prompts on the terminal."""
+
+    def password() -> str | bytes:
+        if passphrase is None:
+            raise ValueError("TLS key is encrypted: give the 'passphrase' option")
+        return passphrase
+
     data = cert.rstrip() + b"\n" + key
-    if hasattr(os, "memfd_create"):
+    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
         fd = os.memfd_create("smtpgate-tls", getattr(os, "MFD_CLOEXEC", 0))
         try:
             os.write(fd, data)
-            context.load_cert_chain(f"/proc/self/fd/{fd}")
-            return
-        except (OSError, FileNotFoundError):
-            pass  # no /proc: fall through to a temporary file
+            context.load_cert_chain(f"/proc/self/fd/{fd}", password=password)
         finally:
             os.close(fd)
+        return
     handle, path = tempfile.mkstemp(prefix="smtpgate-", suffix=".pem")
     try:
         os.write(handle, data)
         os.close(handle)
-        context.load_cert_chain(path)
+        context.load_cert_chain(path, password=password)
     finally:
         os.unlink(path)
 
@@ -136,9 +151,10 @@ def build_context(options: TLSOptions, fallback: tuple[bytes, bytes] | None = No
     else:
         raise ValueError("TLS needs 'key' and 'cert'")
     try:
-        _load_chain(context, cert, key)
+        _load_chain(context, cert, key, options.passphrase)
     except ssl.SSLError as error:
-        raise ValueError(f"TLS key/cert could not be loaded: {error.reason or error}") from None
+        hint = " (wrong passphrase?)" if options.passphrase is not None else ""
+        raise ValueError(f"TLS key/cert could not be loaded{hint}: {error.reason or error}") from None
     if options.ca is not None:
         cas = options.ca if isinstance(options.ca, (list, tuple)) else [options.ca]
         for ca in cas:
@@ -163,14 +179,29 @@ class TLSContexts:
     """The current default context and SNI contexts; swapped as a whole on rotation, so
     a handshake always sees one consistent set."""
 
-    def __init__(self, options: TLSOptions, sni_options: Mapping[str, Any] | None, name: str) -> None:
+    def __init__(
+        self, options: TLSOptions, sni_options: Mapping[str, Any] | None, name: str, *, needed: bool = True
+    ) -> None:
         self._name = name
         self._dev_cert: tuple[bytes, bytes] | None = None
         self.default_options = options
         self.sni_options: dict[str, TLSOptions] = {}
-        self.context: ssl.SSLContext
+        self._context: ssl.SSLContext | None = None
         self._sni: dict[str, ssl.SSLContext] = {}
-        self.update(options, sni_options)
+        self._pending: tuple[TLSOptions, Mapping[str, Any] | None] | None = None
+        if needed or options.key is not None or options.cert is not None or sni_options:
+            self.update(options, sni_options)
+        else:  # no TLS in use (STARTTLS disabled): no development certificate unless asked
+            self._pending = (options, sni_options)
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        """The default server context (built on first use when it was not needed at start)."""
+        if self._context is None:
+            options, sni_options = self._pending or (self.default_options, None)
+            self.update(options, sni_options)
+        assert self._context is not None
+        return self._context
 
     @property
     def uses_development_certificate(self) -> bool:
@@ -215,7 +246,8 @@ class TLSContexts:
         self.default_options = options
         self.sni_options = parsed
         self._sni = sni
-        self.context = context
+        self._context = context
+        self._pending = None
 
     def context_for(self, servername: str) -> ssl.SSLContext | None:
         """The SNI context for a name: exact match first, then ``*.`` wildcards."""

@@ -131,19 +131,15 @@ def test_raising_applies_to_every_recipient(server, raw_client):
     assert client.command("NOOP") == (250, "2.0.0 OK")
 
 
-def test_a_returned_error_outside_a_list_is_not_a_refusal(server, raw_client):
-    """Documented (docs/handlers.md, "Raise, do not return"): only a raised SMTPError, or one
-    inside a result list, refuses; a bare returned SMTPError is accepted like any non-text."""
+def test_a_returned_error_refuses_like_a_raised_one(server, raw_client):
+    """A bare returned SMTPError is not mistaken for success: it applies to every recipient."""
 
     def on_data(stream, session):
         return SMTPError(452, "Mailbox full")
 
     client = lmtp_session(server, raw_client, on_data=on_data)
     rcpts(client, "a@example.com", "b@example.com")
-    assert data(client, replies=2) == [
-        (250, "2.6.0 <a@example.com> OK: message accepted"),
-        (250, "2.6.0 <b@example.com> OK: message accepted"),
-    ]
+    assert data(client, replies=2) == [(452, "4.2.2 Mailbox full")] * 2
 
 
 def test_unexpected_exception_applies_to_every_recipient(server, raw_client):

@@ -329,3 +329,45 @@ def test_update_secure_context_is_used_by_a_verifying_client(start_server, certs
     in_loop(running, running.server.update_secure_context, **tls_pair(certs.server["mx.test"]))
     client, served = _served_certificate(raw_client, running.port, certs)
     assert served == der(certs.server["mx.test"])
+
+
+# ----------------------------------------------------------------- encrypted keys, no TLS at all
+
+
+def _encrypted_key(leaf, password: bytes) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(key_pem(leaf), None)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password),
+    )
+
+
+def test_encrypted_key_with_its_passphrase(start_server, received, certs, raw_client):
+    leaf = certs.server["mx.test"]
+    running = start_server(
+        on_data=received.on_data, key=_encrypted_key(leaf, b"s3cret"), cert=tls_pair(leaf)["cert"], passphrase="s3cret"
+    )
+    client = raw_client(running.port)
+    starttls(client, client_context(certs))
+    assert client.sock.getpeercert(binary_form=True) == der(leaf)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [({}, "give the 'passphrase' option"), ({"passphrase": b"wrong"}, "wrong passphrase")],
+    ids=["missing", "wrong"],
+)
+def test_encrypted_key_without_the_right_passphrase_is_a_clear_error(certs, extra, message):
+    """Never an OpenSSL prompt on the terminal: a ValueError at construction."""
+    leaf = certs.server["mx.test"]
+    with pytest.raises(ValueError, match=message):
+        SMTPServer(name="mx.test", key=_encrypted_key(leaf, b"s3cret"), cert=tls_pair(leaf)["cert"], **extra)
+
+
+def test_no_development_certificate_when_starttls_is_disabled(smtpgate_log):
+    server = SMTPServer(name="mx.test", disabled_commands=["STARTTLS"])
+    assert not any("self-signed" in record.getMessage() for record in smtpgate_log.records)
+    assert server.tls.context is not None  # still built on demand (update_secure_context, ...)

@@ -43,7 +43,7 @@ class AuthCommands:
 
         def _close_with(self, code: int, text: str, enhanced: str | None, reason: str) -> None: ...
 
-        def _count_bad(self) -> None: ...
+        def _bad_command(self, text: str, enhanced: str) -> None: ...
 
         def _require_helo(self) -> bool: ...
 
@@ -51,8 +51,7 @@ class AuthCommands:
         config = self.config
         session = self.session
         if not self._auth_enabled:
-            self._reply(500, "Error: command not recognized", "5.5.2")
-            self._count_bad()
+            self._bad_command("Error: command not recognized", "5.5.2")
             return None
         if not self._require_helo():
             return None

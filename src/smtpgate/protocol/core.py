@@ -422,15 +422,17 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
         self._discarding = True
 
     def _line_too_long(self) -> None:
-        self._reply(500, "Error: line too long", "5.5.6")
-        self._count_bad()
+        self._bad_command("Error: line too long", "5.5.6")
 
-    def _count_bad(self) -> None:
+    def _bad_command(self, text: str, enhanced: str) -> None:
+        """A 500 reply; the one that reaches ``max_unrecognized_commands`` is a 421 instead."""
         self._bad_commands += 1
         if self._bad_commands >= self.config.max_unrecognized_commands:
             self._close_with(
                 421, f"{self.config.name} Error: too many unrecognized commands", "4.7.0", "too many bad commands"
             )
+        else:
+            self._reply(500, text, enhanced)
 
     def _next_line(self) -> bytes | None:
         buf = self._buf
@@ -455,8 +457,7 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
         else:
             raw = raw[:-1]
             if self.config.bare_lf == "reject":
-                self._reply(500, "Error: bare <LF> received, commands must end with CRLF", "5.5.2")
-                self._count_bad()
+                self._bad_command("Error: bare <LF> received, commands must end with CRLF", "5.5.2")
                 return None
         if len(raw) > self.config.max_command_length:
             self._line_too_long()
@@ -464,12 +465,10 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
-            self._reply(500, "Error: command is not valid UTF-8", "5.5.2")
-            self._count_bad()
+            self._bad_command("Error: command is not valid UTF-8", "5.5.2")
             return None
         if _CONTROL.search(line):
-            self._reply(500, "Error: control characters are not allowed in commands", "5.5.2")
-            self._count_bad()
+            self._bad_command("Error: control characters are not allowed in commands", "5.5.2")
             return None
         verb, _, argument = line.partition(" ")
         verb = verb.upper()
@@ -478,8 +477,7 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
             if _HTTP_REQUEST.match(line):
                 self._close_with(421, f"{self.config.name} HTTP requests not allowed", "4.7.0", "HTTP request")
                 return None
-            self._reply(500, "Error: command not recognized", "5.5.2")
-            self._count_bad()
+            self._bad_command("Error: command not recognized", "5.5.2")
             return None
         limit = self.config.max_unauthenticated_commands
         if limit and verb != "AUTH" and self._auth_required():
@@ -501,8 +499,7 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
             self._reply(500, f"Error: {command} not allowed in LMTP server", "5.5.1")
             return None
         if not self.config.lmtp and command == "LHLO":
-            self._reply(500, "Error: command not recognized", "5.5.2")
-            self._count_bad()
+            self._bad_command("Error: command not recognized", "5.5.2")
             return None
         if len(args) != 1:
             self._reply(501, f"Error: syntax: {command} hostname", "5.5.4")
@@ -660,8 +657,7 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
 
     def _cmd_starttls(self, verb: str, argument: str) -> Event | None:
         if not self.config.starttls:
-            self._reply(500, "Error: command not recognized", "5.5.2")
-            self._count_bad()
+            self._bad_command("Error: command not recognized", "5.5.2")
             return None
         if argument:
             self._reply(501, "Error: syntax: STARTTLS", "5.5.4")
