@@ -132,7 +132,7 @@ def test_health_check_without_the_header_warns_every_time(start_server, haproxy,
     PROXY header; the check waits for a greeting, smtpgate for a header, until proxy_timeout:
     every check is a WARNING, and the check fails."""
     running = start_server(use_proxy=["127.0.0.1"], proxy_timeout=0.3)
-    haproxy(
+    proxy = haproxy(
         [running.port],
         server_options="send-proxy-v2 check inter 100ms",
         backend_options="    option tcp-check\n    tcp-check connect\n    tcp-check expect rstring ^220\n",
@@ -142,6 +142,7 @@ def test_health_check_without_the_header_warns_every_time(start_server, haproxy,
         timeout=10,
         what="three warnings",
     )
+    wait_until(lambda: "is DOWN" in proxy.log(), timeout=15, what="HAProxy marking the server down")
 
 
 def test_plain_check_on_implicit_tls_logs_every_check(start_server, haproxy, smtpgate_log):
