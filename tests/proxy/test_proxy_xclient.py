@@ -296,3 +296,20 @@ def test_xclient_login_counts_as_authenticated(start_server, raw_client):
     ehlo_lines(client)
     assert client.command("MAIL FROM:<a@example.com>")[0] == 250
     assert client.command("RCPT TO:<b@example.com>")[0] == 250
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: XCLIENT ADDR is not normalised like socket and PROXY addresses: IPV6:::ffff:192.0.2.1 "
+    "becomes '::ffff:c000:201' (not '192.0.2.1') and a scope id ('%eth0') is kept",
+)
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("IPV6:::ffff:192.0.2.1", "192.0.2.1"), ("::ffff:192.0.2.1", "192.0.2.1"), ("2001:db8::1%eth0", "2001:db8::1")],
+)
+def test_xclient_addresses_are_normalised_like_proxy_addresses(start_server, raw_client, received, value, expected):
+    running, connects = start(start_server, received, use_xclient=True)
+    client = greeted(raw_client, running)
+    assert client.command(f"XCLIENT ADDR={value}")[0] == 220
+    address, _ = connects.wait_for(2)[1]
+    assert address == expected
