@@ -13,7 +13,18 @@ import threading
 import time
 
 import pytest
-from proxy_support import Recorder, smtpgate_messages, tlv, v1, v2, v2_local, v2_tcp4, v2_tcp6, wait_for_log
+from proxy_support import (
+    Recorder,
+    smtpgate_messages,
+    tlv,
+    v1,
+    v2,
+    v2_local,
+    v2_tcp4,
+    v2_tcp6,
+    wait_for_log,
+    wait_until,
+)
 
 from smtpgate import SMTPServer
 from smtpgate.proxy import ProxyError
@@ -422,3 +433,20 @@ def test_server_object_listens_with_proxy_in_its_own_loop():
         return seen[0]
 
     assert asyncio.run(main()) == ("2001:db8::5", 2525)
+
+
+def test_max_clients_behind_a_proxy_refuses_with_421(start_server, raw_client, smtpgate_log):
+    running = start_server(use_proxy=True, max_clients=1)
+    first = raw_client(running.port)
+    first.send(v1("192.0.2.1"))
+    assert first.reply()[0] == 220
+    second = raw_client(running.port)
+    second.send(v1("192.0.2.2"))
+    code, text = second.reply()
+    assert code == 421 and "4.7.0" in text
+    assert second.is_closed()
+    wait_for_log(smtpgate_log, "refused 192.0.2.2: too many clients")
+    first.command("QUIT")
+    assert first.is_closed()
+    wait_until(lambda: not running.server.connections, what="the first session to end")
+    still_serves(running, raw_client)
