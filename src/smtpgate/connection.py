@@ -126,6 +126,7 @@ class SMTPConnection(asyncio.Protocol):
         self._busy = False  # waiting on a handler: the idle timer does not fire
         self._stream: DataStream | None = None
         self._data_task: asyncio.Future[Any] | None = None
+        self._data_deferred = False  # an async on_data not started yet (see _begin_data)
         self._stream_blocked = False
         self._shutting_down = False
         self._tls_active = False
@@ -508,6 +509,7 @@ class SMTPConnection(asyncio.Protocol):
 
     async def _wait_for_stream(self, stream: DataStream) -> None:
         """Backpressure: the handler has enough unread body; wait until it reads on."""
+        self._start_data_task()
         self._flush()
         self._stream_blocked = True
         try:
@@ -526,6 +528,7 @@ class SMTPConnection(asyncio.Protocol):
             self._timer = None
         if self._stream is not None:
             self._stream.abort(DataStreamError("connection closed before the message was received in full"))
+            self._start_data_task()  # a deferred handler still sees the broken message
         task = self._data_task
         if task is not None and not task.done():
             # The handler sees DataStreamError on its next read; give it a moment to clean up.
@@ -672,10 +675,19 @@ class SMTPConnection(asyncio.Protocol):
         is_async = self.server.handlers.on_data_is_async
         stream = DataStream(options.size, unbounded=not is_async)
         self._stream = stream
-        if is_async:
+        self._data_task = None
+        # An async handler starts once the body outgrows the stream's buffer (it must read
+        # while the rest arrives), else at the end of the message, in the session task:
+        # most messages then cost no task of their own.
+        self._data_deferred = is_async
+
+    def _start_data_task(self) -> None:
+        """Run the deferred on_data now, beside the session (big body, or an abort)."""
+        stream = self._stream
+        handler = self.server.handlers.on_data
+        if self._data_deferred and stream is not None and handler is not None:
+            self._data_deferred = False
             self._data_task = asyncio.ensure_future(self._run_on_data(handler, stream))
-        else:
-            self._data_task = None
 
     async def _run_on_data(self, handler: Callable[..., Any], stream: DataStream) -> Any:
         try:
@@ -701,10 +713,13 @@ class SMTPConnection(asyncio.Protocol):
             stream.finish()
         task = self._data_task
         self._data_task = None
+        deferred, self._data_deferred = self._data_deferred, False
         self._flush()
         self._busy = True
         try:
-            if task is None:
+            if deferred:
+                result = await self._bounded(self._run_on_data(handler, stream))
+            elif task is None:
                 result = handler(stream, self.session)
                 if inspect.isawaitable(result):
                     result = await self._bounded(result)
@@ -736,6 +751,9 @@ class SMTPConnection(asyncio.Protocol):
 
     async def _abort_data(self, reason: str) -> None:
         """The transaction was dropped mid-message (BDAT then RSET): end the handler's stream."""
+        if self._stream is not None:
+            self._stream.abort(DataStreamError(reason))
+            self._start_data_task()
         stream, task = self._stream, self._data_task
         self._stream = None
         self._data_task = None
