@@ -287,11 +287,9 @@ def test_stream_iterates_in_chunks(start_server, raw_client):
 
 def test_client_disconnect_mid_data(start_server, raw_client, received):
     errors = Recorder()
-    started = threading.Event()
     closed = Recorder()
 
     async def on_data(stream, session):
-        started.set()
         try:
             await stream.read()
         except DataStreamError as error:
@@ -304,7 +302,7 @@ def test_client_disconnect_mid_data(start_server, raw_client, received):
     envelope(client)
     assert client.command("DATA")[0] == 354
     client.send(b"Subject: half\r\n\r\nonly part of the")
-    assert started.wait(10)
+    # Whether the handler is already running or starts now, it must see the broken message.
     client.close()
     [error] = errors.wait_for(1)
     assert isinstance(error, DataStreamError)

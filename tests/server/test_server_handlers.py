@@ -463,3 +463,14 @@ def test_handler_enhanced_codes_are_dropped_when_hidden(start_server, raw_client
     assert client.command("MAIL FROM:<x@example.com>") == (250, "Accepted")
     assert client.command("RCPT TO:<a@example.com>") == (550, "Denied in the text")
     assert client.command("RCPT TO:<b@example.com>") == (450, "Denied as an argument")
+
+
+def test_on_data_returning_an_smtp_error_refuses(start_server, raw_client):
+    def on_data(stream, session):
+        return SMTPError(554, "Returned, not raised")
+
+    running = start_server(on_data=on_data)
+    client = raw_client(running.port)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    assert client.command("x\r\n.") == (554, "5.6.0 Returned, not raised")
