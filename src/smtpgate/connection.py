@@ -47,6 +47,8 @@ __all__ = ["SMTPConnection", "new_session_id"]
 
 logger = logging.getLogger("smtpgate")
 
+_PROXY_PROBE_HOLD = 1.0  # seconds blank lines wait to show whether they start a PROXY v2 header
+_CLOSE_FLUSH_GRACE = 5.0  # seconds unread replies may take to drain once we close
 _HANDLER_CLEANUP_TIME = 5.0  # seconds an on_data handler gets to finish after a disconnect
 MAX_PENDING_INPUT = 64 * 1024  # unprocessed bytes before the socket stops being read
 _HOSTNAME = re.compile(r"(?=.{1,253}$)(?:(?!-)[a-z0-9_-]{1,63}(?<!-)\.)*(?!-)[a-z0-9_-]{1,63}(?<!-)")
@@ -247,10 +249,16 @@ class SMTPConnection(asyncio.Protocol):
                     self.transport.abort()
                 self._wake()
                 return
-            if b"PROXY ".startswith(probe[:6]) or V2_SIGNATURE.startswith(probe[:12]):
-                if len(probe) < len(V2_SIGNATURE):
-                    self._proxy_probe = probe
-                    return
+            if len(probe) < 6 and b"PROXY ".startswith(probe):
+                self._proxy_probe = probe  # no complete line yet: no reply is withheld
+                return
+            if len(probe) < len(V2_SIGNATURE) and V2_SIGNATURE.startswith(probe):
+                # Blank lines may begin a v2 signature: held back, but only for a moment,
+                # so that a client's lone CRLF is still answered.
+                if not self._proxy_probe:
+                    self.loop.call_later(_PROXY_PROBE_HOLD, self._release_proxy_probe)
+                self._proxy_probe = probe
+                return
             self._watch_for_proxy_header = False
             self._proxy_probe = b""
             data = probe
@@ -262,7 +270,13 @@ class SMTPConnection(asyncio.Protocol):
             self.transport.pause_reading()
         waiter = self._wakeup
         if waiter is not None and not waiter.done():
-            if self._pump():
+            try:
+                run_task = self._pump()
+            except Exception as error:  # a bug of ours: end this session only, as _run does
+                self._pending_event = None
+                self._session_failed(error)
+                run_task = True
+            if run_task:
                 waiter.set_result(None)
 
     def _pump(self) -> bool:
@@ -306,6 +320,14 @@ class SMTPConnection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.resume_reading()
         return False
+
+    def _release_proxy_probe(self) -> None:
+        """Held-back blank lines did not become a PROXY v2 header: they are SMTP after all."""
+        probe = self._proxy_probe
+        if self._watch_for_proxy_header and probe and not self._lost:
+            self._watch_for_proxy_header = False
+            self._proxy_probe = b""
+            self.data_received(probe)
 
     def eof_received(self) -> bool:
         if self.core is not None:
@@ -389,6 +411,11 @@ class SMTPConnection(asyncio.Protocol):
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.close()
+            if transport.get_write_buffer_size():
+                # A client that does not read would hold the connection open forever
+                # while close() waits to flush: give the last replies a moment, then abort.
+                grace = min(_CLOSE_FLUSH_GRACE, self.server.options.socket_timeout)
+                self.loop.call_later(grace, transport.abort)
 
     # ----------------------------------------------------------------- session
 
@@ -404,15 +431,21 @@ class SMTPConnection(asyncio.Protocol):
         except asyncio.CancelledError:
             raise
         except Exception as error:  # a bug of ours: log it, end this session only
-            self.log.exception("session failed: %s", error)
-            self.server.emit("error", error, session)
-            if not self._lost:
-                try:
-                    core.close(421, f"{self.server.options.name} Error: internal server error", "4.3.0")
-                except Exception:  # the core itself is broken: just close
-                    self.log.debug("could not say goodbye", exc_info=True)
+            self._session_failed(error)
         finally:
             await self._finish(connected)
+
+    def _session_failed(self, error: Exception) -> None:
+        """A bug of ours: log it with its traceback, report it, answer 421."""
+        self.log.error("session failed: %s", error, exc_info=error)
+        self.server.emit("error", error, self.session)
+        if not self._lost and self.core is not None:
+            try:
+                self.core.close(421, f"{self.server.options.name} Error: internal server error", "4.3.0")
+            except Exception:  # the core itself is broken: just close
+                self.log.debug("could not say goodbye", exc_info=True)
+            self._flush()
+            self._close_transport()
 
     async def _start(self) -> bool:
         """Reverse DNS, implicit TLS, on_connect, then the greeting."""
@@ -745,8 +778,12 @@ class SMTPConnection(asyncio.Protocol):
         except SMTPError as error:
             core.reject(error)
         except DataStreamError as error:
-            self.log.info("message refused while being received: %s", error)
-            core.accept()  # the core turns a refused body into its 5xx reply
+            if stream.error is not error:  # the handler's own, not the body's refusal
+                self._handler_failed(handler, error)
+                core.reject(_INTERNAL_ERROR)
+            else:
+                self.log.info("message refused while being received: %s", error)
+                core.accept()  # the core turns a refused body into its 5xx reply
         except asyncio.TimeoutError:
             self.log.error("on_data timed out")
             if task is not None:
@@ -847,9 +884,12 @@ class SMTPConnection(asyncio.Protocol):
             if not transport.is_closing():
                 transport.abort()
             return False
-        if new_transport is None:
+        if new_transport is None or self._lost or new_transport.is_closing():
+            # (uvloop can hand back a transport for a handshake cut short by a close.)
             self._tls_early_data = None
             self._lost = True
+            if new_transport is not None:
+                new_transport.abort()
             return False
         self.transport = new_transport
         _shrink_tls_read_buffer(new_transport)
@@ -891,6 +931,13 @@ class SMTPConnection(asyncio.Protocol):
         """close_timeout passed: answer 421 and close, whatever the session is doing."""
         core = self.core
         if core is None or self._lost:
+            return
+        if self._tls_early_data is not None or self._before_tls is not None:
+            # Mid-handshake: a plaintext 421 would land in the TLS stream. Just close.
+            self._lost = True
+            if self.transport is not None:
+                self.transport.abort()
+            self._wake()
             return
         core.close(421, f"{self.server.options.name} Server shutting down", "4.3.2")
         self._flush()

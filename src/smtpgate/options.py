@@ -117,6 +117,18 @@ def _check_number(name: str, value: Any, *, integer: bool, minimum: float, stric
         raise ValueError(f"option {name!r} must be {relation} {minimum}, got {value!r}")
 
 
+def _check_helo_response(template: str) -> None:
+    """``%s`` placeholders, or ``{name}`` and ``{client_hostname}``: nothing else."""
+    if "%s" in template:
+        return
+    try:
+        template.format(name="mx.example", client_hostname="client.example")
+    except (KeyError, IndexError, ValueError) as error:
+        raise ValueError(
+            f"option 'helo_response': bad placeholder {error}; use %s, or {{name}} and {{client_hostname}}"
+        ) from None
+
+
 def _command_set(value: Any) -> frozenset[str]:
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise TypeError("option 'disabled_commands' must be a list of command names")
@@ -212,6 +224,7 @@ def build_options(kwargs: dict[str, Any]) -> ServerOptions:
         elif (name in HANDLER_NAMES or name == "resolver") and value is not None and not callable(value):
             raise TypeError(f"option {name!r} must be callable, got {type(value).__name__}")
     options = ServerOptions(**values)
+    _check_helo_response(options.helo_response)
     if options.name == "":
         raise ValueError("option 'name' must not be empty")
     if options.max_command_length < 512:

@@ -88,6 +88,11 @@ class DataStream:
         self._wake_writer()
 
     @property
+    def error(self) -> BaseException | None:
+        """Why the body did not arrive whole (what reads raise), or None."""
+        return self._error
+
+    @property
     def ended(self) -> bool:
         """True once the whole message (or an error) has arrived."""
         return self._ended

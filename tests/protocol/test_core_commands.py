@@ -267,11 +267,6 @@ def test_accept_without_pending_event_is_an_error(core):
         client.core.accept()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a helo_response with braces other than {name}/{client_hostname} makes EHLO raise "
-    "KeyError inside the core (str.format on user text); it is neither refused at construction nor sent literally",
-)
 def test_helo_response_with_other_braces_does_not_crash(core):
     client = core(helo_response="Hello {friend}, welcome")
     [(code, lines)] = client.replies("EHLO c\r\n")

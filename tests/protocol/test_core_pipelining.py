@@ -181,12 +181,6 @@ def test_eof_after_pipelined_commands_still_answers_them(core):
     assert client.closed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a command of exactly max_command_length bytes is refused as too long when its CR and LF "
-    "arrive in different reads (the pending CR counts against the limit), though the same line in one read "
-    "is accepted",
-)
 def test_line_at_the_limit_split_between_cr_and_lf(core):
     client = core(max_command_length=512)
     line = b"NOOP " + b"x" * 507  # exactly the limit, as test_line_exactly_at_the_limit_is_accepted

@@ -250,12 +250,6 @@ def test_untrusted_header_in_pieces_after_a_pause(start_server, raw_client, piec
     assert read_once(client) == b""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: with a use_proxy trust list, an untrusted client whose first bytes are an empty line (CRLF) "
-    "gets no reply: the bytes are held back as a possible PROXY v2 signature until 12 bytes arrive, so a "
-    "client waiting for the 500 hangs until socket_timeout (without use_proxy it is answered at once)",
-)
 def test_untrusted_client_sending_an_empty_line_is_answered(start_server, raw_client):
     running = start_server(use_proxy=["10.0.0.0/8"])
     client = raw_client(running.port)

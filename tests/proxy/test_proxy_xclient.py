@@ -298,11 +298,6 @@ def test_xclient_login_counts_as_authenticated(start_server, raw_client):
     assert client.command("RCPT TO:<b@example.com>")[0] == 250
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: XCLIENT ADDR is not normalised like socket and PROXY addresses: IPV6:::ffff:192.0.2.1 "
-    "becomes '::ffff:c000:201' (not '192.0.2.1') and a scope id ('%eth0') is kept",
-)
 @pytest.mark.parametrize(
     ("value", "expected"),
     [("IPV6:::ffff:192.0.2.1", "192.0.2.1"), ("::ffff:192.0.2.1", "192.0.2.1"), ("2001:db8::1%eth0", "2001:db8::1")],

@@ -167,11 +167,6 @@ def test_session_addresses_on_ipv4(start_server, received):
     assert len(session.id) == 16
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: SMTPServer(helo_response='Hello {friend}') is accepted, then every EHLO/HELO fails inside the "
-    "core (KeyError from str.format) and the client is disconnected instead of greeted",
-)
 def test_helo_response_with_other_braces(start_server, raw_client):
     from smtpgate import SMTPServer
 

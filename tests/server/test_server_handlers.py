@@ -331,11 +331,6 @@ def test_handler_timeout(start_server, raw_client):
     assert client.command("NOOP")[0] == 250
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an on_data handler that raises DataStreamError itself (the body arrived whole, no bare-LF "
-    "refusal) is answered '250 OK: message queued'; any exception but SMTPError should be 451 4.3.0",
-)
 def test_on_data_raising_data_stream_error_is_not_accepted(start_server, raw_client):
     from smtpgate import DataStreamError
 
@@ -351,12 +346,6 @@ def test_on_data_raising_data_stream_error_is_not_accepted(start_server, raw_cli
     assert code != 250
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an exception inside the protocol core while data_received() pumps events inline escapes to "
-    "asyncio ('Fatal error: protocol.data_received() call failed'): the connection is dropped without the "
-    "421 4.3.0 reply and no 'error' event is emitted (the session task's handler for its own failures is bypassed)",
-)
 def test_failure_inside_the_core_is_answered_421_and_reported(start_server, raw_client, monkeypatch):
     from smtpgate.protocol import core as core_module
 

@@ -462,12 +462,6 @@ def test_server_thread_takes_a_server_or_options():
 
 
 @pytest.mark.parametrize("phase", ["on_mail_from", "on_data"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when close_timeout expires while a handler is still running, force_close() closes the core; "
-    "the handler's later return calls core.accept() with nothing awaiting, the session dies with "
-    "RuntimeError('no event is waiting for a decision'), logged as 'session failed' and emitted as an error event",
-)
 def test_close_timeout_during_a_running_handler_is_clean(start_server, raw_client, phase):
     errors = Recorder()
     started = Recorder()
@@ -502,13 +496,6 @@ def test_close_timeout_during_a_running_handler_is_clean(start_server, raw_clien
     assert errors.items == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a client that never reads its replies is never disconnected: once the server's writes block, "
-    "the idle timer answers 421 and calls transport.close(), which waits for the unread replies to drain, so "
-    "the connection, its max_clients slot and its session task live forever and on_close never runs "
-    "(server.close() then logs 'sessions did not end in time')",
-)
 def test_client_that_never_reads_is_disconnected_by_socket_timeout(start_server):
     closes = Recorder()
     running = start_server(socket_timeout=0.3, close_timeout=0.3, on_close=closes.add)

@@ -11,7 +11,6 @@ handshake that failed (docs/handlers.md). The server keeps serving others.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import ssl
 import struct
@@ -160,18 +159,6 @@ def test_garbage_instead_of_a_client_hello(
 
 
 STALLS = ["before-client-hello", "after-client-hello"]
-SHUTDOWN_PLAINTEXT_BUG = (
-    "BUG: implicit TLS (secure=True): when the server closes (close_timeout reached, force_close) while a "
-    "client is still in the handshake, the client gets '421 4.3.2 mx.test Server shutting down' in plain "
-    "text on the TLS port (after the server's own TLS records when the ClientHello was sent)"
-)
-UVLOOP_SHUTDOWN_BUG = (
-    "BUG (uvloop only): when the server closes (close_timeout reached) while an implicit-TLS client is "
-    "still in the handshake, uvloop's start_tls returns a transport instead of failing, so the session goes "
-    "on as if the handshake had succeeded: on_connect runs with session.secure True and tls_options None, "
-    "'connect' is emitted and on_close is called"
-)
-ON_UVLOOP = os.environ.get("SMTPGATE_TEST_LOOP") == "uvloop"
 
 
 def stalled_client(raw_client, running, certs, mode: str, stall: str):
@@ -216,7 +203,7 @@ def stop_during_handshake(running, client) -> None:
 @pytest.mark.parametrize("stall", STALLS)
 @pytest.mark.parametrize(
     "mode",
-    ["starttls", pytest.param("implicit", marks=pytest.mark.xfail(strict=True, reason=SHUTDOWN_PLAINTEXT_BUG))],
+    ["starttls", "implicit"],
 )
 def test_server_close_during_a_handshake_sends_no_plaintext(mode, stall, failing_server, raw_client, certs):
     running = failing_server(mode, close_timeout=1)
@@ -226,7 +213,6 @@ def test_server_close_during_a_handshake_sends_no_plaintext(mode, stall, failing
     assert tls_records_only(client.buffer), f"not TLS: {client.buffer[-60:]!r}"
 
 
-@pytest.mark.xfail(ON_UVLOOP, strict=True, reason=UVLOOP_SHUTDOWN_BUG)
 @pytest.mark.parametrize("stall", STALLS)
 def test_server_close_during_an_implicit_handshake_never_reaches_on_connect(
     stall, failing_server, raw_client, certs, calls

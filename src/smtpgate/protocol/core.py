@@ -52,6 +52,13 @@ assert (_COMMAND, _AUTH) == (COMMAND_PHASE, AUTH_PHASE)
 assert (_COMMAND, _AWAITING, _DATA, _BDAT, _CLOSED) == body.PHASES
 
 
+class _KeepUnknown(dict[str, str]):
+    """str.format_map values: unknown ``{placeholders}`` stay as they are."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
 @dataclass(frozen=True)
 class ProtocolConfig:
     """What the core needs to know of the server options (see ``docs/configuration.md``)."""
@@ -284,6 +291,8 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
         """
         results = self.body_results(message) if isinstance(self._awaiting, DataEnd) else None
         event = self._take_awaiting()  # a bad result list raised above: the event still waits
+        if event is None:
+            return
         session = self.session
         if isinstance(event, MailFrom):
             session.envelope.mail_from = event.address
@@ -324,6 +333,8 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
     def reject(self, error: SMTPError) -> None:
         """Refuse the awaited event with ``error``'s reply."""
         event = self._take_awaiting()
+        if event is None:
+            return
         if isinstance(event, AuthAttempt):
             self._auth_failed(event, error)
             return
@@ -354,7 +365,12 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
 
     # ----------------------------------------------------------------- internals
 
-    def _take_awaiting(self) -> Event:
+    def _take_awaiting(self) -> Event | None:
+        """The event being decided; None when the session was closed meanwhile (e.g. the
+        server's close_timeout ran out while a handler was deciding)."""
+        if self._phase == _CLOSED:
+            self._awaiting = None
+            return None
         event = self._awaiting
         if event is None or self._phase != _AWAITING:
             raise RuntimeError("no event is waiting for a decision")
@@ -412,6 +428,8 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
         """Drop an unterminated line that is already too long, without buffering it."""
         limit = self.config.max_command_length
         pending = len(self._buf) - self._rpos
+        if pending and self._buf[-1] == 0x0D:
+            pending -= 1  # the CR of a CRLF split between two reads is not part of the line
         if pending <= limit or self._phase not in (_COMMAND, _AWAITING, _AUTH):
             return
         if self._buf.find(b"\n", self._rpos) >= 0:
@@ -530,7 +548,10 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
                 out.append(values[i] if i < len(values) else "")
                 out.append(part)
             return "".join(out)
-        return template.format(name=values[0], client_hostname=values[1])
+        try:
+            return template.format_map(_KeepUnknown(name=values[0], client_hostname=values[1]))
+        except (ValueError, IndexError):  # SMTPServer checks the option; a bare config may not
+            return template
 
     def _extensions(self) -> list[str]:
         config = self.config

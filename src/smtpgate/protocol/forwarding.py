@@ -94,9 +94,9 @@ class ForwardingCommands:
         name = attributes.get("NAME")
         if name is not None:
             session.client_hostname = name.lower() if name not in _SPECIAL else f"[{session.remote_address}]"
+        # The new client is not the proxy: the proxy's own AUTH does not carry over.
         login = attributes.get("LOGIN")
-        if login is not None and login not in _SPECIAL:
-            session.user = login
+        session.user = login if login is not None and login not in _SPECIAL else None
         # As Postfix does: the session starts over with a new greeting; HELO/EHLO again.
         session.host_name_appears_as = None
         session.opening_command = None
@@ -114,8 +114,12 @@ class ForwardingCommands:
 
 
 def _plain_ip(value: str) -> str:
+    """The address as sockets report it: no IPV6: prefix or scope, IPv4-mapped as IPv4."""
     text = value[5:] if value[:5].upper() == "IPV6:" else value
-    return str(ipaddress.ip_address(text))
+    parsed = ipaddress.ip_address(text.split("%", 1)[0])
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(parsed)
 
 
 def _valid(key: str, value: str) -> bool:
