@@ -29,6 +29,9 @@ _XTEXT = re.compile(r"\+([0-9A-F]{2})")
 _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u200b\u2060\ufeff]")
 
 
+_PATH_HEADS: dict[str, re.Pattern[str]] = {}
+
+
 class SyntaxProblem(ValueError):
     """A malformed path or parameter; ``str()`` is the reason for the reply."""
 
@@ -39,12 +42,23 @@ def split_path_argument(argument: str, keyword: str) -> tuple[str, str]:
     Spaces around the colon are tolerated, the angle brackets are required. Quoted local
     parts may contain ``>`` and spaces.
     """
-    head = re.match(rf"\s*{keyword}\s*:\s*", argument, re.IGNORECASE)
+    pattern = _PATH_HEADS.get(keyword)
+    if pattern is None:
+        pattern = _PATH_HEADS[keyword] = re.compile(rf"\s*{keyword}\s*:\s*", re.IGNORECASE)
+    head = pattern.match(argument)
     if head is None:
         raise SyntaxProblem(f"syntax: {keyword}:<address>")
     rest = argument[head.end() :]
     if not rest.startswith("<"):
         raise SyntaxProblem("address must be enclosed in <>")
+    if '"' not in rest:  # the common case: no quoted local part, the first ">" ends the path
+        end = rest.find(">")
+        if end < 0 or "<" in rest[1:end]:
+            raise SyntaxProblem("address must be enclosed in <>")
+        params = rest[end + 1 :]
+        if params and not params[0].isspace():
+            raise SyntaxProblem("expected a space after the address")
+        return rest[1:end], params.strip()
     in_quote = False
     i = 1
     end = -1

@@ -10,6 +10,7 @@ answered here.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,12 @@ def _text(message: object) -> str | None:
 _GREETING, _COMMAND, _AWAITING, _DATA, _TLS, _AUTH, _CLOSED, _BDAT = range(8)
 assert (_COMMAND, _AUTH) == (COMMAND_PHASE, AUTH_PHASE)
 assert (_COMMAND, _AWAITING, _DATA, _BDAT, _CLOSED) == body.PHASES
+
+
+@functools.lru_cache(maxsize=512)
+def _rendered(code: int, text: str, enhanced: str | None) -> bytes:
+    """One-line replies, rendered once: most are the same few texts."""
+    return format_reply(code, [text], enhanced)
 
 
 class _KeepUnknown(dict[str, str]):
@@ -386,7 +393,7 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
         return f"{enhanced} {text}" if self._use_enhanced else text
 
     def _reply(self, code: int, text: str, enhanced: str | None = None) -> None:
-        self._out.append(format_reply(code, [text], self._enhanced(code, enhanced)))
+        self._out.append(_rendered(code, text, self._enhanced(code, enhanced)))
 
     def _close_with(self, code: int, text: str, enhanced: str | None, reason: str) -> None:
         self._reply(code, text, enhanced)
