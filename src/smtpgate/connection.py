@@ -48,6 +48,7 @@ __all__ = ["SMTPConnection", "new_session_id"]
 logger = logging.getLogger("smtpgate")
 
 _PROXY_PROBE_HOLD = 1.0  # seconds blank lines wait to show whether they start a PROXY v2 header
+_BODY_PROGRESS_BYTES = 1024  # body bytes without a line end that count as activity
 _CLOSE_FLUSH_GRACE = 5.0  # seconds unread replies may take to drain once we close
 _HANDLER_CLEANUP_TIME = 5.0  # seconds an on_data handler gets to finish after a disconnect
 MAX_PENDING_INPUT = 64 * 1024  # unprocessed bytes before the socket stops being read
@@ -146,11 +147,13 @@ class SMTPConnection(asyncio.Protocol):
         self._stream: DataStream | None = None
         self._data_task: asyncio.Future[Any] | None = None
         self._data_deferred = False  # an async on_data not started yet (see _begin_data)
+        self._deciding_data = False  # the session task waits for on_data's verdict
         self._stream_blocked = False
         self._shutting_down = False
         self._tls_active = False
         self._tls_early_data: list[bytes] | None = None
         self._opened = False  # on_connect's turn came: on_close is owed
+        self._body_progress = 0  # body bytes since the idle timer was last refreshed
         self._before_tls: list[bytes] | None = None  # implicit TLS: bytes read before start_tls
         self._pending_event: object | None = None  # taken by _pump, for the session task
         self._must_wait_for_space = False
@@ -263,7 +266,12 @@ class SMTPConnection(asyncio.Protocol):
             self._proxy_probe = b""
             data = probe
         if core.in_body:
-            self._last_activity = self.loop.time()
+            # Progress in a body is a whole line or a fair amount of bytes: a client that
+            # trickles a byte at a time is still cut by socket_timeout (slowloris).
+            self._body_progress += len(data)
+            if self._body_progress >= _BODY_PROGRESS_BYTES or b"\n" in data:
+                self._body_progress = 0
+                self._last_activity = self.loop.time()
         core.receive_data(data)
         if not self._reading_paused and core.buffered > MAX_PENDING_INPUT and self.transport is not None:
             self._reading_paused = True
@@ -766,6 +774,7 @@ class SMTPConnection(asyncio.Protocol):
         deferred, self._data_deferred = self._data_deferred, False
         self._flush()
         self._busy = True
+        self._deciding_data = True
         try:
             if deferred:
                 result = await self._bounded(self._run_on_data(handler, stream))
@@ -802,6 +811,7 @@ class SMTPConnection(asyncio.Protocol):
                 core.reject(_INTERNAL_ERROR)
         finally:
             self._busy = False
+            self._deciding_data = False
 
     async def _abort_data(self, reason: str) -> None:
         """The transaction was dropped mid-message (BDAT then RSET): end the handler's stream."""
@@ -942,4 +952,11 @@ class SMTPConnection(asyncio.Protocol):
         core.close(421, f"{self.server.options.name} Server shutting down", "4.3.2")
         self._flush()
         self._close_transport()
+        # The client will not hear a 250 now, so on_data must not store the message: it is
+        # cancelled (a handler that writes to a temporary file and renames it last is safe).
+        task = self._data_task
+        if task is not None and not task.done():
+            task.cancel()
+        if self._deciding_data and self._task is not None:
+            self._task.cancel()
         self._wake()

@@ -477,15 +477,14 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
 
     def _handle_line(self, raw: bytes) -> Event | None:
         self.progress += 1
-        if raw.endswith(b"\r\n"):
-            raw = raw[:-2]
-        else:
-            raw = raw[:-1]
-            if self.config.bare_lf == "reject":
-                self._bad_command("Error: bare <LF> received, commands must end with CRLF", "5.5.2")
-                return None
+        bare_lf = not raw.endswith(b"\r\n")
+        raw = raw[:-1] if bare_lf else raw[:-2]
+        # Length first: an over-long line gets the same reply however the reads were cut.
         if len(raw) > self.config.max_command_length:
             self._line_too_long()
+            return None
+        if bare_lf and self.config.bare_lf == "reject":
+            self._bad_command("Error: bare <LF> received, commands must end with CRLF", "5.5.2")
             return None
         try:
             line = raw.decode("utf-8")
