@@ -7,7 +7,7 @@ Targets (pick one with ``--target NAME``; ``fuzz/run`` runs them all):
               bits of the input. Oracle: no exception escapes the core; every reply line
               is ``ddd[ -]text CRLF`` with one code per reply; the core never loops; the
               same bytes fed in one piece and in input-chosen pieces give the same replies
-              and the same messages (one known bug excluded, see README).
+              and the same messages.
 ``mail``      MAIL FROM / RCPT TO arguments: ``split_path_argument``, ``parse_mailbox``,
               ``parse_params``, ``parse_mail``, ``parse_rcpt``. Oracle: only
               ``SyntaxProblem``/``Refusal``; an accepted address has no control characters
@@ -168,13 +168,6 @@ def _check_replies(out: bytes) -> None:
         raise Finding("output ends inside a multi-line reply")
 
 
-def _known_line_bug(config: ProtocolConfig, stream: bytes) -> bool:
-    """With bare_lf="reject", an over-long line ending in a bare LF (see the README)."""
-    if config.bare_lf != "reject":
-        return False
-    return any(len(line) > MAX_LINE and not line.endswith(b"\r") for line in stream.split(b"\n")[:-1])
-
-
 def target_commands(data: bytes) -> None:
     if len(data) < 3:
         return
@@ -191,7 +184,7 @@ def target_commands(data: bytes) -> None:
         pieces.append(stream[pos : pos + step])
         pos += step
     split, split_messages = _session(config, pieces, verdicts)
-    if (split, split_messages) != (whole, messages) and not _known_line_bug(config, stream):
+    if (split, split_messages) != (whole, messages):
         raise Finding(f"split feeding changed the session:\n{whole!r}\n{split!r}\n{messages!r}\n{split_messages!r}")
 
 
