@@ -575,3 +575,20 @@ def test_long_bare_lf_line_same_reply_however_split() -> None:
     script = b"NOOP " + b"x" * (MAX_LINE + 2 - 5) + b"\n"
     whole, bytewise, _, _ = run_split(config, script)
     assert bytewise == whole
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (found by fuzz/fuzz_parsers.py, target commands): an over-long line inside an AUTH exchange "
+    "is answered '501 invalid characters in username' when it arrives in one read, but in pieces it gets "
+    "'500 5.5.6 line too long' and the exchange goes on, so the client's next command (NOOP) is taken as "
+    "the SASL response: two replies for one line and the session out of step",
+)
+def test_long_sasl_line_same_reply_however_split() -> None:
+    config = ProtocolConfig(
+        name="mx.test", max_command_length=MAX_LINE, auth_methods=("LOGIN",), allow_insecure_auth=True
+    )
+    script = b"EHLO c\r\nAUTH LOGIN\r\n" + b"A" * (MAX_LINE + 88) + b"\r\nNOOP\r\n"
+    whole, bytewise, _, _ = run_split(config, script)
+    assert bytewise == whole
+    assert whole.endswith(b"250 2.0.0 OK\r\n")
