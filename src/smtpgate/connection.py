@@ -626,9 +626,10 @@ class SMTPConnection(asyncio.Protocol):
         return result
 
     async def _call_for_verdict(self, handler: Callable[..., Any], *args: Any) -> SMTPError | None:
-        """Run a handler; None if it accepted, else the error to answer with."""
+        """Run a handler; None if it accepted, else the error to answer with (raised or
+        returned: a returned SMTPError refuses too)."""
         try:
-            await self._call(handler, *args)
+            result = await self._call(handler, *args)
         except SMTPError as error:
             return error
         except asyncio.TimeoutError:
@@ -637,7 +638,7 @@ class SMTPConnection(asyncio.Protocol):
         except Exception as error:
             self._handler_failed(handler, error)
             return _INTERNAL_ERROR
-        return None
+        return result if isinstance(result, SMTPError) else None
 
     def _as_closing_reply(self, error: SMTPError) -> SMTPError:
         """A handler failure that ends the connection is answered 421, not 451."""
@@ -667,7 +668,10 @@ class SMTPConnection(asyncio.Protocol):
             self._handler_failed(handler, error)
             core.reject(_INTERNAL_ERROR)
         else:
-            core.accept(result if isinstance(result, str) else None)
+            if isinstance(result, SMTPError):
+                core.reject(result)  # returned instead of raised: still a refusal
+            else:
+                core.accept(result if isinstance(result, str) else None)
 
     async def _xclient(self) -> None:
         """XCLIENT gave a new client identity: check it like a new connection."""

@@ -22,9 +22,9 @@ def _fqdn() -> str:
 
 @dataclass
 class ServerOptions:
-    """Every option of :class:`smtpgate.SMTPServer`, with its default.
+    """Every option of `smtpgate.SMTPServer`, with its default.
 
-    ``docs/configuration.md`` describes each one.
+    The configuration reference describes each one.
     """
 
     # identity

@@ -1,9 +1,9 @@
 """The PROXY protocol (HAProxy, versions 1 and 2): parsing headers and deciding trust.
 
-Pure functions: :func:`header_length` says how many bytes the header takes once enough
+Pure functions: `header_length` says how many bytes the header takes once enough
 of it is known, so the server reads exactly the header and not a byte of what follows
-(which may be a TLS ClientHello); :func:`parse_proxy_header` turns it into a
-:class:`ProxyInfo`.
+(which may be a TLS ClientHello); `parse_proxy_header` turns it into a
+`ProxyInfo`.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class ProxyInfo:
 
 def header_length(data: bytes) -> int | None:
     """The total length of the header that ``data`` starts with, or None if more bytes
-    are needed to know it. Raises :class:`ProxyError` if ``data`` cannot be a header."""
+    are needed to know it. Raises `ProxyError` if ``data`` cannot be a header."""
     if data.startswith(V2_SIGNATURE[: len(data)]) and len(data) < 16:
         return None
     if data.startswith(V2_SIGNATURE):
@@ -70,7 +70,7 @@ def header_length(data: bytes) -> int | None:
 
 
 def parse_proxy_header(data: bytes) -> ProxyInfo:
-    """Parse exactly one whole header (as measured by :func:`header_length`)."""
+    """Parse exactly one whole header (as measured by `header_length`)."""
     if data.startswith(V2_SIGNATURE):
         return _parse_v2(data)
     return _parse_v1(data)

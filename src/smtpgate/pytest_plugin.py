@@ -2,7 +2,7 @@
 
 Fixtures (see ``docs/testing.md``):
 
-* ``smtpgate_server`` — a running :class:`SMTPTestServer` on 127.0.0.1 and a free port;
+* ``smtpgate_server`` — a running `SMTPTestServer` on 127.0.0.1 and a free port;
   options from ``@pytest.mark.smtpgate(...)``.
 * ``smtpgate_server_factory`` — ``factory(**options)`` starts more servers.
 
@@ -35,7 +35,7 @@ _MARKER_HELP = (
 
 
 class CapturedMessage(EmailMessage):
-    """A received message: a parsed :class:`email.message.EmailMessage` (so
+    """A received message: a parsed `email.message.EmailMessage` (so
     ``msg["Subject"]``, ``msg.get_content()``) plus the envelope and the raw bytes."""
 
     mail_from: str = ""
@@ -60,7 +60,7 @@ def _parse(raw: bytes) -> CapturedMessage:
 class SMTPTestServer:
     """An SMTP server in a background thread that keeps every message it accepts.
 
-    Options beyond :class:`smtpgate.SMTPServer`'s:
+    Options beyond `smtpgate.SMTPServer`'s:
 
     * ``users``: ``{"user": "password"}``; AUTH (PLAIN and LOGIN; add CRAM-MD5 with
       ``auth_methods``) is then offered, also without TLS, and required unless
@@ -69,7 +69,7 @@ class SMTPTestServer:
     * ``implicit_tls=True``: TLS from the first byte (``secure=True``).
 
     A generated certificate serves STARTTLS; clients must not verify it (see
-    :meth:`client_ssl_context`). Defaults suited to tests: name ``smtpgate.test``, no
+    `client_ssl_context`). Defaults suited to tests: name ``smtpgate.test``, no
     reverse lookups, no delay after a failed AUTH, ``close_timeout`` of 2 seconds.
     """
 
@@ -116,7 +116,7 @@ class SMTPTestServer:
     # ------------------------------------------------------------- lifecycle
 
     def start(self) -> SMTPTestServer:
-        """Start listening (on a free port: read :attr:`port`)."""
+        """Start listening (on a free port: read `port`)."""
         self.thread.start()
         self.port = self.thread.port
         return self
@@ -168,7 +168,7 @@ class SMTPTestServer:
             return list(self.messages)
 
     async def wait_for_async(self, count: int = 1, timeout: float = 5.0) -> list[CapturedMessage]:
-        """:meth:`wait_for` for async tests: waits without blocking the event loop."""
+        """`wait_for` for async tests: waits without blocking the event loop."""
         deadline = time.monotonic() + timeout
         while True:
             with self._condition:
@@ -236,7 +236,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def smtpgate_server_factory() -> Iterator[Callable[..., SMTPTestServer]]:
-    """``factory(**options)`` starts an :class:`SMTPTestServer`; all stop after the test."""
+    """``factory(**options)`` starts an `SMTPTestServer`; all stop after the test."""
     started: list[SMTPTestServer] = []
 
     def factory(**options: Any) -> SMTPTestServer:
@@ -253,7 +253,7 @@ def smtpgate_server_factory() -> Iterator[Callable[..., SMTPTestServer]]:
 def smtpgate_server(
     request: pytest.FixtureRequest, smtpgate_server_factory: Callable[..., SMTPTestServer]
 ) -> SMTPTestServer:
-    """A running :class:`SMTPTestServer`; ``@pytest.mark.smtpgate(...)`` gives options
+    """A running `SMTPTestServer`; ``@pytest.mark.smtpgate(...)`` gives options
     (markers closer to the test win: function over class over module)."""
     options: dict[str, Any] = {}
     for marker in reversed(list(request.node.iter_markers("smtpgate"))):

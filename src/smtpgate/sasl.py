@@ -1,7 +1,7 @@
 """SASL for SMTP AUTH (RFC 4954): PLAIN, LOGIN, CRAM-MD5 and XOAUTH2, as pure state machines.
 
 A mechanism is fed the client's decoded responses and answers either with the next
-challenge (bytes, base64-encoded by the caller) or with the finished :class:`AuthRequest`
+challenge (bytes, base64-encoded by the caller) or with the finished `AuthRequest`
 for the ``on_auth`` handler.
 """
 
@@ -40,7 +40,7 @@ class AuthRequest:
     """What the client presented, for ``on_auth(auth, session)``.
 
     ``password`` is set for PLAIN and LOGIN, ``access_token`` for XOAUTH2; CRAM-MD5 gives
-    ``challenge`` and ``challenge_response`` and is checked with :meth:`validate_password`.
+    ``challenge`` and ``challenge_response`` and is checked with `validate_password`.
     """
 
     method: str

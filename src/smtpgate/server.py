@@ -48,13 +48,15 @@ class Handlers:
 class SMTPServer:
     """An SMTP (or LMTP) server.
 
-    Options are keyword arguments (see ``docs/configuration.md``); handlers are options
-    too, or methods of a subclass::
+    Options are keyword arguments (every one is in the configuration reference); handlers
+    are options too, or methods of a subclass:
 
-        server = SMTPServer(on_data=on_data, size=10 * 1024 * 1024)
-        await server.listen(2525, host="127.0.0.1")
-        ...
-        await server.close()
+    ```python
+    server = SMTPServer(on_data=on_data, size=10 * 1024 * 1024)
+    await server.listen(2525, host="127.0.0.1")
+    ...
+    await server.close()
+    ```
     """
 
     def __init__(self, **options: Any) -> None:
@@ -289,7 +291,8 @@ class SMTPServer:
             raise TypeError(f"update_secure_context: unknown TLS option(s) {sorted(unknown)}")
         current = self.tls.default_options
         merged = {name: tls_options.get(name, getattr(current, name)) for name in TLS_OPTION_NAMES}
-        sni = tls_options.get("sni_options", self.tls.sni_options)
+        # Entries inherit from the new top-level options, unless new entries are given.
+        sni = tls_options.get("sni_options", self.tls.sni_given)
         if sni is not None and not isinstance(sni, Mapping):
             raise TypeError("sni_options must be a mapping")
         check = {k: v for k, v in merged.items() if k in ("request_cert", "reject_unauthorized", "min_version")}

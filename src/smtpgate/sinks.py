@@ -1,8 +1,8 @@
 """Where the ``smtpgate`` command puts mail: a Maildir, an mbox file, a directory of
 ``.eml`` files, or standard output.
 
-A sink takes a message in chunks (:meth:`Delivery.write`) and makes it durable in
-:meth:`Delivery.commit`: the data is written and ``fsync``'d, and so is the directory
+A sink takes a message in chunks (`Delivery.write`) and makes it durable in
+`Delivery.commit`: the data is written and ``fsync``'d, and so is the directory
 entry, before ``commit`` returns, so a ``250`` reply means the message is stored.
 ``commit`` blocks: call it in a thread (``asyncio.to_thread``).
 
@@ -159,7 +159,7 @@ class _SpoolDelivery(Delivery):
 
 
 class Sink:
-    """Base class: ``open(sender)`` starts a :class:`Delivery`."""
+    """Base class: ``open(sender)`` starts a `Delivery`."""
 
     kind = ""
     uses_stdout = False

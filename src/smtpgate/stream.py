@@ -41,7 +41,7 @@ class DataStream:
     # --------------------------------------------------------------- server side
 
     def feed(self, data: bytes) -> bool:
-        """Add a chunk; False means "wait for :meth:`wait_for_space` before the next"."""
+        """Add a chunk; False means "wait for `wait_for_space` before the next"."""
         start = self.byte_length
         self.byte_length = start + len(data)
         if self._discard:

@@ -186,6 +186,7 @@ class TLSContexts:
         self._dev_cert: tuple[bytes, bytes] | None = None
         self.default_options = options
         self.sni_options: dict[str, TLSOptions] = {}
+        self.sni_given: Mapping[str, Any] | None = None  # as the user gave them: inherits anew
         self._context: ssl.SSLContext | None = None
         self._sni: dict[str, ssl.SSLContext] = {}
         self._pending: tuple[TLSOptions, Mapping[str, Any] | None] | None = None
@@ -245,6 +246,7 @@ class TLSContexts:
             sni_context.sni_callback = self._choose
         self.default_options = options
         self.sni_options = parsed
+        self.sni_given = sni_options
         self._sni = sni
         self._context = context
         self._pending = None

@@ -463,3 +463,15 @@ def test_on_data_returning_an_smtp_error_refuses(start_server, raw_client):
     envelope(client)
     assert client.command("DATA")[0] == 354
     assert client.command("x\r\n.") == (554, "5.6.0 Returned, not raised")
+
+
+def test_a_returned_smtperror_refuses_like_a_raised_one(start_server, raw_client):
+    """Returning the error instead of raising it must never accept the address."""
+    from smtpgate import SMTPError
+
+    running = start_server(on_rcpt_to=lambda address, session: SMTPError(550, "No such user"))
+    client = raw_client(running.port)
+    client.reply()
+    client.command("EHLO c")
+    assert client.command("MAIL FROM:<a@example.com>")[0] == 250
+    assert client.command("RCPT TO:<b@example.com>") == (550, "5.1.1 No such user")

@@ -371,3 +371,17 @@ def test_no_development_certificate_when_starttls_is_disabled(smtpgate_log):
     server = SMTPServer(name="mx.test", disabled_commands=["STARTTLS"])
     assert not any("self-signed" in record.getMessage() for record in smtpgate_log.records)
     assert server.tls.context is not None  # still built on demand (update_secure_context, ...)
+
+
+def test_rotation_of_the_top_level_options_reaches_the_sni_entries(start_server, certs, mx, raw_client):
+    """SNI entries inherit what they do not set, also after update_secure_context()."""
+    running = start_server(sni_options={"a.example": tls_pair(certs.server["a.example"])}, **mx)
+    old_client = client_context(certs, maximum_version=ssl.TLSVersion.TLSv1_2)
+    before = raw_client(running.port)
+    starttls(before, old_client, "a.example")
+    in_loop(running, running.server.update_secure_context, min_version="TLSv1.3")
+    after = raw_client(running.port)
+    assert after.reply()[0] == 220
+    assert after.command("STARTTLS")[0] == 220
+    with pytest.raises((ssl.SSLError, OSError)):
+        old_client.wrap_socket(after.sock, server_hostname="a.example")

@@ -90,7 +90,7 @@ def _trace_headers(session: Session, name: str) -> bytes:
 
 
 class App:
-    """The command's server: options from :class:`Settings`, handlers, reloading."""
+    """The command's server: options from `Settings`, handlers, reloading."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -245,7 +245,7 @@ class App:
             self._main.cancel()
 
     async def start(self, *, reuse_port: bool = False) -> None:
-        """Listen on every address; raises :class:`StartupError`."""
+        """Listen on every address; raises `StartupError`."""
         for host, port in self.settings.addresses():
             try:
                 await self.server.listen(port, host=host, reuse_port=reuse_port)

@@ -1,8 +1,8 @@
-"""Command-line flags and the TOML config file, merged into :class:`Settings`.
+"""Command-line flags and the TOML config file, merged into `Settings`.
 
 Flags override the config file, which overrides the defaults. Every config key is the
 long flag name with ``_`` (or ``-``); a ``[server]`` table passes any other plain
-:class:`smtpgate.SMTPServer` option.
+`smtpgate.SMTPServer` option.
 """
 
 from __future__ import annotations
@@ -270,7 +270,7 @@ def _from_config(path: str) -> dict[str, Any]:
 
 
 def parse_settings(argv: list[str]) -> Settings:
-    """Flags over config file over defaults; raises :class:`UsageError`."""
+    """Flags over config file over defaults; raises `UsageError`."""
     flags = vars(build_parser().parse_args(argv))
     config_path = flags.pop("config", None)
     values = _from_config(config_path) if config_path else {}

@@ -51,8 +51,8 @@ class JSONFormatter(logging.Formatter):
 
 
 class StartupHandler(logging.Handler):
-    """Keeps records until :meth:`start_output` (start-up went well: write them) or
-    :meth:`discard` (start-up failed: the error line says it all)."""
+    """Keeps records until `start_output` (start-up went well: write them) or
+    `discard` (start-up failed: the error line says it all)."""
 
     def __init__(self, target: logging.Handler) -> None:
         super().__init__()

@@ -1,6 +1,6 @@
 """Password hashes for ``--auth-file`` and the ``hash-password`` subcommand.
 
-A hash is ``scrypt$N$r$p$SALT$HASH``: the parameters of :func:`hashlib.scrypt`, then the
+A hash is ``scrypt$N$r$p$SALT$HASH``: the parameters of `hashlib.scrypt`, then the
 salt and the 32-byte derived key in base64. Plaintext passwords are never accepted.
 """
 

@@ -28,7 +28,7 @@ _POLL = 0.05
 
 def check_addresses(addresses: list[tuple[str, int]]) -> list[tuple[str, int]]:
     """Bind each address once with ``SO_REUSEPORT`` (port 0 gets a real port number);
-    raises :class:`StartupError` if one is taken or unknown."""
+    raises `StartupError` if one is taken or unknown."""
     resolved: list[tuple[str, int]] = []
     for host, port in addresses:
         try:

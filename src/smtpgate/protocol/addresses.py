@@ -1,7 +1,7 @@
 """Parsing the arguments of MAIL and RCPT: the reverse/forward path and ESMTP parameters.
 
 Follows RFC 5321 section 4.1.2 with RFC 6531 (UTF-8) extensions. Everything here is pure
-and raises :class:`SyntaxProblem` with a reason that can go into a 501 reply.
+and raises `SyntaxProblem` with a reason that can go into a 501 reply.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """AUTH (RFC 4954) inside the protocol core: the command, the SASL exchange, the policy.
 
-Mixed into :class:`~smtpgate.protocol.core.ServerProtocol`; kept apart so the state
+Mixed into `smtpgate.protocol.core.ServerProtocol`; kept apart so the state
 machine stays readable. The mechanisms themselves live in :mod:`smtpgate.sasl`.
 """
 

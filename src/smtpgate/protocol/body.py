@@ -1,7 +1,7 @@
 """The message body inside the protocol core: DATA, BDAT (RFC 3030) and the final replies,
 one per recipient in LMTP (RFC 2033).
 
-Mixed into :class:`~smtpgate.protocol.core.ServerProtocol`.
+Mixed into `smtpgate.protocol.core.ServerProtocol`.
 """
 
 from __future__ import annotations

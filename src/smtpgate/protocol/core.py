@@ -1,9 +1,9 @@
 """The sans-I/O SMTP server state machine.
 
-Feed it bytes with :meth:`ServerProtocol.receive_data`, pull events with
-:meth:`ServerProtocol.next_event`, answer the events that need a decision with
-:meth:`ServerProtocol.accept` or :meth:`ServerProtocol.reject`, and write whatever
-:meth:`ServerProtocol.data_to_send` returns. No sockets, no clock, no asyncio: everything
+Feed it bytes with `ServerProtocol.receive_data`, pull events with
+`ServerProtocol.next_event`, answer the events that need a decision with
+`ServerProtocol.accept` or `ServerProtocol.reject`, and write whatever
+`ServerProtocol.data_to_send` returns. No sockets, no clock, no asyncio: everything
 that does not need the application (syntax, sequencing, limits, EHLO, NOOP, RSET...) is
 answered here.
 """
@@ -68,7 +68,7 @@ class _KeepUnknown(dict[str, str]):
 
 @dataclass(frozen=True)
 class ProtocolConfig:
-    """What the core needs to know of the server options (see ``docs/configuration.md``)."""
+    """What the core needs to know of the server options (the configuration reference has each)."""
 
     name: str = "localhost"
     banner: str = ""
@@ -157,7 +157,7 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
 
     @property
     def in_handshake(self) -> bool:
-        """True between the STARTTLS 220 reply and :meth:`tls_established`."""
+        """True between the STARTTLS 220 reply and `tls_established`."""
         return self._phase == _TLS
 
     @property

@@ -1,7 +1,7 @@
 """Postfix XCLIENT and XFORWARD inside the protocol core: a trusted proxy or content filter
 telling the server who the real client is.
 
-Mixed into :class:`~smtpgate.protocol.core.ServerProtocol`. Whether a connection may use
+Mixed into `smtpgate.protocol.core.ServerProtocol`. Whether a connection may use
 them is the driver's decision (``xclient_allowed`` / ``xforward_allowed``), taken from
 the peer address and the server's trust lists.
 """

@@ -1,6 +1,6 @@
 """MAIL FROM and RCPT TO arguments: the path, the ESMTP parameters and their checks.
 
-Pure functions: they return what the transaction needs or raise :class:`Refusal` with
+Pure functions: they return what the transaction needs or raise `Refusal` with
 the reply to send.
 """
 
