@@ -104,8 +104,9 @@ class App:
         self.out: TextIO = sys.stderr if self.sink.uses_stdout else sys.stdout
         try:
             self.server = SMTPServer(**self.server_options())
-        except (TypeError, ValueError) as error:
-            raise StartupError(str(error)) from None
+        except (TypeError, ValueError, OSError) as error:
+            message = str(error).replace("give the 'passphrase' option", "give --tls-passphrase-file")
+            raise StartupError(message) from None
         self._stops = 0
         self._main: asyncio.Task[None] | None = None
         self._closing: asyncio.Future[None] | None = None
@@ -125,7 +126,7 @@ class App:
         if s.name is not None:
             options["name"] = s.name
         if s.tls_cert is not None:
-            options.update(cert=s.tls_cert, key=s.tls_key)
+            options.update(cert=s.tls_cert, key=s.tls_key, passphrase=self._passphrase())
         if s.implicit_tls:
             options["secure"] = True
         if s.require_tls:
@@ -210,6 +211,14 @@ class App:
         except (OSError, ValueError):  # stdout closed: the message is stored all the same
             pass
 
+    def _passphrase(self) -> str | None:
+        """The key's pass phrase from --tls-passphrase-file (first line), if given."""
+        path = self.settings.tls_passphrase_file
+        if path is None:
+            return None
+        with open(path, encoding="utf-8") as file:
+            return file.readline().rstrip("\r\n")
+
     # ------------------------------------------------------------- lifecycle
 
     def reload(self) -> None:
@@ -217,7 +226,7 @@ class App:
         s = self.settings
         if s.tls_cert is not None:
             try:
-                self.server.update_secure_context(cert=s.tls_cert, key=s.tls_key)
+                self.server.update_secure_context(cert=s.tls_cert, key=s.tls_key, passphrase=self._passphrase())
             except (TypeError, ValueError, OSError) as error:
                 logger.error("certificate not reloaded, keeping the old one: %s", error)
             else:

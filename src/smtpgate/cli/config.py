@@ -36,6 +36,7 @@ class Settings:
     name: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    tls_passphrase_file: str | None = None
     implicit_tls: bool = False
     require_tls: bool = False
     auth_file: str | None = None
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--name", help="host name in the greeting and EHLO reply (default: the FQDN)")
     add("--tls-cert", metavar="FILE", help="PEM certificate chain (default: a generated self-signed one)")
     add("--tls-key", metavar="FILE", help="PEM private key")
+    add("--tls-passphrase-file", metavar="FILE", help="file holding the pass phrase of an encrypted --tls-key")
     add("--implicit-tls", action="store_true", help="TLS from the first byte (SMTPS, port 465 style)")
     add("--require-tls", action="store_true", help="refuse MAIL until the client used STARTTLS")
     add("--auth-file", metavar="FILE", help="user:hash lines; AUTH PLAIN/LOGIN required unless --auth-optional")
@@ -208,6 +210,7 @@ _TYPES: dict[str, Any] = {
     "name": str,
     "tls_cert": str,
     "tls_key": str,
+    "tls_passphrase_file": str,
     "implicit_tls": bool,
     "require_tls": bool,
     "auth_file": str,
@@ -260,7 +263,7 @@ def _from_config(path: str) -> dict[str, Any]:
                 value = [str(item) for item in value]
         except (ValueError, argparse.ArgumentTypeError) as error:
             raise UsageError(f"config file {path!r}: {raw_key!r}: {error}") from None
-        if key in ("tls_cert", "tls_key", "auth_file"):
+        if key in ("tls_cert", "tls_key", "tls_passphrase_file", "auth_file"):
             value = os.path.join(base, os.path.expanduser(value))
         elif key == "sink" and ":" in value:
             kind, _, where = value.partition(":")
