@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import trustme
 
 from smtpgate import ServerThread, SMTPServer
 
@@ -139,3 +141,27 @@ def raw_client() -> Iterator[Callable[..., RawClient]]:
     yield connect
     for client in clients:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def test_ca() -> trustme.CA:
+    """A certificate authority for the tests (keys made fresh for each run, never committed)."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def mx_pair(test_ca: trustme.CA) -> dict[str, bytes]:
+    """``key=`` and ``cert=`` for mx.test (and 127.0.0.1, so clients can verify the address they dial)."""
+    leaf = test_ca.issue_cert("mx.test", "127.0.0.1")
+    return {
+        "key": leaf.private_key_pem.bytes(),
+        "cert": b"".join(blob.bytes() for blob in leaf.cert_chain_pems),
+    }
+
+
+@pytest.fixture
+def tls_client(test_ca: trustme.CA) -> ssl.SSLContext:
+    """A client context that trusts only the test CA (and checks the host name)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    test_ca.configure_trust(context)
+    return context

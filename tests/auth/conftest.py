@@ -4,13 +4,11 @@ a TLS certificate for mx.test made with trustme, and a server factory with AUTH 
 from __future__ import annotations
 
 import logging
-import ssl
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-import trustme
 from auth_support import ALL_METHODS, Authenticator
 
 
@@ -48,29 +46,6 @@ def authenticator() -> Authenticator:
 @pytest.fixture
 def mailbox() -> Mailbox:
     return Mailbox()
-
-
-@pytest.fixture(scope="session")
-def auth_ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="session")
-def mx_pair(auth_ca: trustme.CA) -> dict[str, bytes]:
-    """key= and cert= for mx.test (and 127.0.0.1, so clients can verify the address they dial)."""
-    leaf = auth_ca.issue_cert("mx.test", "127.0.0.1")
-    return {
-        "key": leaf.private_key_pem.bytes(),
-        "cert": b"".join(blob.bytes() for blob in leaf.cert_chain_pems),
-    }
-
-
-@pytest.fixture
-def tls_client(auth_ca: trustme.CA) -> ssl.SSLContext:
-    """A client context that trusts only the test CA (and checks the host name)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    auth_ca.configure_trust(context)
-    return context
 
 
 @pytest.fixture
