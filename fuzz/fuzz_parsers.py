@@ -168,12 +168,6 @@ def _check_replies(out: bytes) -> None:
         raise Finding("output ends inside a multi-line reply")
 
 
-def _known_bug(config: ProtocolConfig, stream: bytes) -> bool:
-    """An over-long line inside an AUTH exchange (strict xfail
-    test_core_stateful.py::test_long_sasl_line_same_reply_however_split): skip until fixed."""
-    return bool(config.auth_methods) and any(len(line) > MAX_LINE for line in stream.split(b"\n"))
-
-
 def target_commands(data: bytes) -> None:
     if len(data) < 3:
         return
@@ -190,7 +184,7 @@ def target_commands(data: bytes) -> None:
         pieces.append(stream[pos : pos + step])
         pos += step
     split, split_messages = _session(config, pieces, verdicts)
-    if (split, split_messages) != (whole, messages) and not _known_bug(config, stream):
+    if (split, split_messages) != (whole, messages):
         raise Finding(f"split feeding changed the session:\n{whole!r}\n{split!r}\n{messages!r}\n{split_messages!r}")
 
 

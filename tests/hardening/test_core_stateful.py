@@ -577,13 +577,6 @@ def test_long_bare_lf_line_same_reply_however_split() -> None:
     assert bytewise == whole
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (found by fuzz/fuzz_parsers.py, target commands): an over-long line inside an AUTH exchange "
-    "is answered '501 invalid characters in username' when it arrives in one read, but in pieces it gets "
-    "'500 5.5.6 line too long' and the exchange goes on, so the client's next command (NOOP) is taken as "
-    "the SASL response: two replies for one line and the session out of step",
-)
 def test_long_sasl_line_same_reply_however_split() -> None:
     config = ProtocolConfig(
         name="mx.test", max_command_length=MAX_LINE, auth_methods=("LOGIN",), allow_insecure_auth=True

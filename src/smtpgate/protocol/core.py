@@ -280,6 +280,9 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
                         self._close_reason = "client closed the connection during AUTH"
                         continue
                     return None
+                if len(line.rstrip(b"\r\n")) > self.config.max_command_length:
+                    self._line_too_long()  # the same reply however the line was split
+                    continue
                 event = self._sasl_line(line)
                 if event is not None:
                     self._awaiting = event
@@ -447,6 +450,10 @@ class ServerProtocol(AuthCommands, BodyCommands, ForwardingCommands):
         self._discarding = True
 
     def _line_too_long(self) -> None:
+        if self._phase == _AUTH:  # an over-long SASL response ends the exchange
+            self._sasl = None
+            self._sasl_failure = None
+            self._phase = _COMMAND
         self._bad_command("Error: line too long", "5.5.6")
 
     def _bad_command(self, text: str, enhanced: str) -> None:
