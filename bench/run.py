@@ -532,10 +532,15 @@ def targets(runs: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
         rows.append((ours, f"large peak RSS below {peer}", text, verdict(a < b if a and b else None)))
         r = ratio("tls", ours, "node", "msgs_per_s")
         rows.append((ours, "tls ≥ 1.0× Node msgs/s", f"{r:.2f}×" if r else "–", verdict(r and r >= 1.0)))
-        for scenario in ("idle", "idle-tls"):
-            k = median_of(runs, scenario, ours, "kib_per_conn")
-            rows.append((ours, f"{scenario} ≤ 16 KiB/connection", f"{k:.1f} KiB" if k is not None else "–",
-                         verdict(None if k is None else k <= 16)))  # fmt: skip
+        k = median_of(runs, "idle", ours, "kib_per_conn")
+        rows.append((ours, "idle ≤ 16 KiB/connection (plaintext)", f"{k:.1f} KiB" if k is not None else "–",
+                     verdict(None if k is None else k <= 16)))  # fmt: skip
+        # After STARTTLS: reported beside Node, no target in the issue (OpenSSL's own state
+        # per connection is about 30 KiB).
+        k, node = median_of(runs, "idle-tls", ours, "kib_per_conn"), median_of(runs, "idle-tls", "node", "kib_per_conn")
+        if k is not None:
+            text = f"{k:.1f} KiB" + (f" (Node {node:.1f} KiB)" if node is not None else "")
+            rows.append((ours, "idle-tls: KiB/connection after STARTTLS (no target)", text, "–"))
     return rows
 
 
