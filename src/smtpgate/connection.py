@@ -8,7 +8,6 @@ and the TLS handshakes, and guarantees exactly one ``on_close`` per session.
 from __future__ import annotations
 
 import asyncio
-import asyncio.sslproto
 import base64
 import inspect
 import ipaddress
@@ -37,6 +36,7 @@ from .protocol.events import (
 from .proxy import V2_SIGNATURE, ProxyInfo
 from .sasl import AuthResult
 from .session import Session
+from .starttls import start_tls
 from .stream import DataStream, DataStreamError
 from .tls import tls_info
 
@@ -94,22 +94,6 @@ def _feed(protocol: Any, data: bytes) -> None:
             view = view[size:]
     else:
         protocol.data_received(data)
-
-
-_TLS_READ_BUFFER = 32 * 1024  # two full TLS records
-
-
-def _shrink_tls_read_buffer(transport: Any) -> None:
-    """asyncio's TLS protocol keeps a 256 KiB read buffer per connection for its whole
-    life; SMTP needs far less. Shrink it (asyncio's own class only; uvloop's is small)."""
-    protocol = getattr(transport, "_ssl_protocol", None)
-    if type(protocol) is not asyncio.sslproto.SSLProtocol:
-        return
-    if getattr(protocol, "max_size", 0) > _TLS_READ_BUFFER and hasattr(protocol, "_ssl_buffer_view"):
-        buffer = bytearray(_TLS_READ_BUFFER)
-        setattr(protocol, "max_size", _TLS_READ_BUFFER)  # noqa: B010 (private to asyncio)
-        setattr(protocol, "_ssl_buffer", buffer)  # noqa: B010
-        setattr(protocol, "_ssl_buffer_view", memoryview(buffer))  # noqa: B010
 
 
 class SMTPConnection(asyncio.Protocol):
@@ -870,13 +854,7 @@ class SMTPConnection(asyncio.Protocol):
         context = self.server.tls.context
         self._tls_early_data = []
         try:
-            handshake = self.loop.start_tls(
-                transport,
-                self,
-                context,
-                server_side=True,
-                ssl_handshake_timeout=self.server.options.socket_timeout,
-            )
+            handshake = start_tls(self.loop, transport, self, context, self.server.options.socket_timeout)
             before_tls, self._before_tls = self._before_tls, None
             if before_tls:
                 # start_tls puts its TLS protocol on the transport before its first wait;
@@ -906,7 +884,6 @@ class SMTPConnection(asyncio.Protocol):
                 new_transport.abort()
             return False
         self.transport = new_transport
-        _shrink_tls_read_buffer(new_transport)
         self._tls_active = True
         self._reading_paused = False
         ssl_object = new_transport.get_extra_info("ssl_object")
