@@ -449,6 +449,8 @@ class SMTPConnection(asyncio.Protocol):
         self.log.debug("connection from %s:%s", session.remote_address, session.remote_port)
         if not options.disable_reverse_lookup:
             session.client_hostname = await self._reverse_lookup(session.remote_address)
+            if self._lost:
+                return False  # gone during the lookup: no session to open (nor to close)
         if options.secure:
             if not await self._handshake():
                 return False
