@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
+import struct
 import threading
 
 import pytest
@@ -150,3 +152,31 @@ def test_default_resolver_answers_a_name_or_the_bracketed_address(start_server, 
     greet(raw_client, running)
     name = names.wait_for(1)[0]
     assert name == "[127.0.0.1]" or re.fullmatch(r"[a-z0-9_.-]+", name), name
+
+
+def test_client_gone_during_the_lookup_gets_neither_on_connect_nor_on_close(start_server, raw_client):
+    """on_connect and on_close come in pairs: a client that resets the connection while
+    its name is being looked up never had a session."""
+    looked_up = threading.Event()
+    connects, closes = Recorder(), Recorder()
+
+    async def resolver(address):
+        looked_up.set()
+        await asyncio.sleep(0.5)
+        return "slow.example"
+
+    running = start_server(
+        resolver=resolver,
+        disable_reverse_lookup=False,
+        on_connect=lambda session: connects.add(session.id),
+        on_close=lambda session: closes.add(session.id),
+    )
+    gone = raw_client(running.port)
+    assert looked_up.wait(10)
+    gone.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    gone.close()  # a reset
+    client = greet(raw_client, running)  # the next client is served (after its own lookup)
+    assert client.command("QUIT")[0] == 221
+    closes.wait_for(1)
+    assert len(connects.items) == 1 and len(closes.items) == 1
+    assert connects.items == closes.items
