@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import inspect
-import ipaddress
 import logging
 import re
 import secrets
@@ -20,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from .errors import SMTPError
+from .protocol.addresses import plain_ip
 from .protocol.core import ServerProtocol
 from .protocol.events import (
     AuthAttempt,
@@ -71,14 +71,11 @@ class _ConnectionLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 
 def _plain_address(address: str) -> str:
-    """Drop IPv4-mapped IPv6 prefixes and scope ids; normalise IPv6."""
+    """Drop IPv4-mapped IPv6 prefixes and scope ids; normalise IPv6 (non-IP text as is)."""
     try:
-        parsed = ipaddress.ip_address(address.split("%", 1)[0])
+        return plain_ip(address)
     except ValueError:
         return address
-    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
-        return str(parsed.ipv4_mapped)
-    return str(parsed)
 
 
 def _feed(protocol: Any, data: bytes) -> None:
@@ -196,9 +193,7 @@ class SMTPConnection(asyncio.Protocol):
         if not options.secure and options.disable_reverse_lookup and server.handlers.on_connect is None:
             # Nothing to wait for: greet now, before any client byte can be read (the
             # early-talker check then holds on every event loop) and without a task hop.
-            server.emit("connect", session)
-            self.core.start()
-            transport.write(self.core.data_to_send())
+            self._greet()
             greeted = self._opened = True
         self._task = self.loop.create_task(self._run(greeted))
 
@@ -282,36 +277,52 @@ class SMTPConnection(asyncio.Protocol):
         assert core is not None
         if self._writing_paused or self._shutting_down or self._lost:
             return True
-        handlers = self.server.handlers
         while True:
             event = core.next_event()
             if event is None:
                 break
-            kind = type(event)
-            if kind is DataChunk:
-                stream = self._stream
-                if stream is not None and not stream.feed(event.data):  # type: ignore[attr-defined]
-                    self._must_wait_for_space = True
-                    return True
-            elif kind is MailFrom and handlers.on_mail_from is None:
-                core.accept()
-            elif kind is RcptTo and handlers.on_rcpt_to is None:
-                core.accept()
-            elif kind is DataStart:
-                self._begin_data()
-                core.accept()
-            else:
+            if not self._handle_now(event):
                 self._pending_event = event
                 return True
-        if core.progress != self._seen_progress:
+            if self._must_wait_for_space:
+                return True
+        self._note_progress()
+        self._flush()
+        self._resume_reading_if_drained()
+        return False
+
+    def _handle_now(self, event: object) -> bool:
+        """Handle an event that needs no handler and no wait; False leaves it to the task.
+
+        A body chunk that fills the handler's stream sets ``_must_wait_for_space``."""
+        kind = type(event)
+        if kind is DataChunk:
+            stream = self._stream
+            if stream is not None and not stream.feed(event.data):  # type: ignore[attr-defined]
+                self._must_wait_for_space = True
+        elif kind is DataStart:
+            self._begin_data()
+            self.core.accept()  # type: ignore[union-attr]
+        elif (kind is MailFrom and self.server.handlers.on_mail_from is None) or (
+            kind is RcptTo and self.server.handlers.on_rcpt_to is None
+        ):
+            self.core.accept()  # type: ignore[union-attr]
+        else:
+            return False
+        return True
+
+    def _note_progress(self) -> None:
+        """Completed commands count as activity for the idle timer."""
+        core = self.core
+        if core is not None and core.progress != self._seen_progress:
             self._seen_progress = core.progress
             self._last_activity = self.loop.time()
-        self._flush()
-        if self._reading_paused and core.buffered <= MAX_PENDING_INPUT // 2:
+
+    def _resume_reading_if_drained(self) -> None:
+        if self._reading_paused and self.core is not None and self.core.buffered <= MAX_PENDING_INPUT // 2:
             self._reading_paused = False
-            if self.transport is not None:
+            if self.transport is not None and not self._lost:
                 self.transport.resume_reading()
-        return False
 
     def _release_proxy_probe(self) -> None:
         """Held-back blank lines did not become a PROXY v2 header: they are SMTP after all."""
@@ -354,10 +365,7 @@ class SMTPConnection(asyncio.Protocol):
 
     async def _wait_input(self) -> None:
         self._flush()
-        if self._reading_paused and self.core is not None and self.core.buffered <= MAX_PENDING_INPUT // 2:
-            self._reading_paused = False
-            if self.transport is not None and not self._lost:
-                self.transport.resume_reading()
+        self._resume_reading_if_drained()
         if self._lost:
             return
         self._wakeup = self.loop.create_future()
@@ -468,10 +476,16 @@ class SMTPConnection(asyncio.Protocol):
                 return True
         if self._lost:
             return False
-        server.emit("connect", session)
-        core.start()
+        self._greet()
         self._replay_early_data()  # implicit TLS: what the client sent right after the handshake
         return True
+
+    def _greet(self) -> None:
+        """The session is accepted: the connect event, then the 220 greeting."""
+        assert self.core is not None
+        self.server.emit("connect", self.session)
+        self.core.start()
+        self._flush()
 
     async def _reverse_lookup(self, address: str) -> str:
         resolver = self.server.options.resolver
@@ -517,26 +531,19 @@ class SMTPConnection(asyncio.Protocol):
             else:
                 event = core.next_event()
             if event is None:
-                if core.progress != self._seen_progress:
-                    self._seen_progress = core.progress
-                    self._last_activity = self.loop.time()
+                self._note_progress()
                 if self._shutting_down and core.idle:
                     core.close(421, f"{self.server.options.name} Server shutting down", "4.3.2")
                     continue
                 await self._wait_input()
                 continue
+            if self._handle_now(event):
+                continue
             kind = type(event)
-            if kind is DataChunk:
-                stream = self._stream
-                if stream is not None and not stream.feed(event.data):  # type: ignore[attr-defined]
-                    await self._wait_for_stream(stream)
-            elif kind is MailFrom:
+            if kind is MailFrom:
                 await self._decide(handlers.on_mail_from, event.address, session)  # type: ignore[attr-defined]
             elif kind is RcptTo:
                 await self._decide(handlers.on_rcpt_to, event.address, session)  # type: ignore[attr-defined]
-            elif kind is DataStart:
-                self._begin_data()
-                core.accept()
             elif kind is DataEnd:
                 await self._end_data(event)  # type: ignore[arg-type]
             elif kind is StartTLS:
@@ -761,17 +768,13 @@ class SMTPConnection(asyncio.Protocol):
             stream.finish()
         task = self._data_task
         self._data_task = None
-        deferred, self._data_deferred = self._data_deferred, False
+        self._data_deferred = False
         self._flush()
         self._busy = True
         self._deciding_data = True
         try:
-            if deferred:
+            if task is None:  # a plain handler, or an async one whose body all arrived
                 result = await self._bounded(self._run_on_data(handler, stream))
-            elif task is None:
-                result = handler(stream, self.session)
-                if inspect.isawaitable(result):
-                    result = await self._bounded(result)
             else:
                 result = await self._bounded(task)
         except SMTPError as error:

@@ -185,22 +185,18 @@ class TLSContexts:
         self._name = name
         self._dev_cert: tuple[bytes, bytes] | None = None
         self.default_options = options
-        self.sni_options: dict[str, TLSOptions] = {}
-        self.sni_given: Mapping[str, Any] | None = None  # as the user gave them: inherits anew
+        self.sni_given = sni_options  # as the user gave them: entries inherit anew on rotation
         self._context: ssl.SSLContext | None = None
         self._sni: dict[str, ssl.SSLContext] = {}
-        self._pending: tuple[TLSOptions, Mapping[str, Any] | None] | None = None
         if needed or options.key is not None or options.cert is not None or sni_options:
             self.update(options, sni_options)
-        else:  # no TLS in use (STARTTLS disabled): no development certificate unless asked
-            self._pending = (options, sni_options)
+        # else no TLS in use (STARTTLS disabled): no development certificate unless asked
 
     @property
     def context(self) -> ssl.SSLContext:
         """The default server context (built on first use when it was not needed at start)."""
         if self._context is None:
-            options, sni_options = self._pending or (self.default_options, None)
-            self.update(options, sni_options)
+            self.update(self.default_options, self.sni_given)
         assert self._context is not None
         return self._context
 
@@ -222,7 +218,6 @@ class TLSContexts:
             fallback = self._dev_cert
         context = build_context(options, fallback)
         sni: dict[str, ssl.SSLContext] = {}
-        parsed: dict[str, TLSOptions] = {}
         if sni_options is not None:
             if not isinstance(sni_options, Mapping):
                 raise TypeError("option 'sni_options' must be a mapping of hostname to TLS options")
@@ -240,16 +235,13 @@ class TLSContexts:
                 else:
                     raise TypeError(f"sni_options[{host!r}] must be a mapping of TLS options")
                 sni[normalize_servername(str(host))] = build_context(entry)
-                parsed[normalize_servername(str(host))] = entry
         context.sni_callback = self._choose
         for sni_context in sni.values():
             sni_context.sni_callback = self._choose
         self.default_options = options
-        self.sni_options = parsed
         self.sni_given = sni_options
         self._sni = sni
         self._context = context
-        self._pending = None
 
     def context_for(self, servername: str) -> ssl.SSLContext | None:
         """The SNI context for a name: exact match first, then ``*.`` wildcards."""

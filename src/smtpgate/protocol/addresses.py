@@ -162,3 +162,12 @@ def parse_params(text: str) -> dict[str, str | bool]:
             raise SyntaxProblem(f"control characters in {key} parameter")
         params[key] = decoded
     return params
+
+
+def plain_ip(address: str) -> str:
+    """An IP address as sockets report it: no scope id, IPv4-mapped IPv6 as IPv4,
+    IPv6 in its compressed form. Raises ``ValueError`` if it is no IP address."""
+    parsed = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(parsed)

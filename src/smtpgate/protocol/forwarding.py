@@ -8,12 +8,11 @@ the peer address and the server's trust lists.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import TYPE_CHECKING
 
 from ..session import Session
-from .addresses import xtext_decode
+from .addresses import plain_ip, xtext_decode
 from .events import Event, XClient
 
 if TYPE_CHECKING:
@@ -114,12 +113,8 @@ class ForwardingCommands:
 
 
 def _plain_ip(value: str) -> str:
-    """The address as sockets report it: no IPV6: prefix or scope, IPv4-mapped as IPv4."""
-    text = value[5:] if value[:5].upper() == "IPV6:" else value
-    parsed = ipaddress.ip_address(text.split("%", 1)[0])
-    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
-        return str(parsed.ipv4_mapped)
-    return str(parsed)
+    """An XCLIENT/XFORWARD address (``IPV6:`` prefix allowed) as sockets report it."""
+    return plain_ip(value[5:] if value[:5].upper() == "IPV6:" else value)
 
 
 def _valid(key: str, value: str) -> bool:
