@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 import trustme
 
+from raw_client import RawClient
 from smtpgate import ServerThread, SMTPServer
 
 
@@ -69,63 +69,6 @@ def start_server() -> Iterator[Callable[..., ServerThread]]:
     yield start
     for thread in running:
         thread.stop(timeout=30)
-
-
-class RawClient:
-    """A plain socket speaking bytes, for exchanges real clients refuse to produce."""
-
-    def __init__(self, host: str, port: int, timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.buffer = b""
-
-    def send(self, data: bytes | str) -> None:
-        if isinstance(data, str):
-            data = data.encode()
-        self.sock.sendall(data)
-
-    def read_line(self) -> bytes:
-        while b"\r\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"closed by server; pending {self.buffer!r}")
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\r\n", 1)
-        return line
-
-    def reply(self) -> tuple[int, str]:
-        """One complete (possibly multi-line) reply: code and the text lines joined by \\n."""
-        lines = []
-        while True:
-            line = self.read_line().decode("utf-8", "replace")
-            assert len(line) >= 3 and line[:3].isdigit(), f"malformed reply line {line!r}"
-            lines.append(line[4:])
-            if len(line) == 3 or line[3] == " ":
-                return int(line[:3]), "\n".join(lines)
-            assert line[3] == "-", f"malformed reply line {line!r}"
-
-    def replies(self, count: int) -> list[tuple[int, str]]:
-        return [self.reply() for _ in range(count)]
-
-    def command(self, line: str) -> tuple[int, str]:
-        self.send(line + "\r\n")
-        return self.reply()
-
-    def is_closed(self, timeout: float = 5.0) -> bool:
-        """True if the server closed the connection (EOF) within ``timeout`` seconds."""
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buffer += chunk
-        except TimeoutError:
-            return False
-        except OSError:
-            return True
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture

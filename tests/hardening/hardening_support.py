@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from raw_client import RawClient
 from smtpgate import ServerThread
 from smtpgate.stream import DataStreamError
 
@@ -95,30 +96,22 @@ class Recorder:
             return self.connects == self.closes
 
 
-class Client:
-    """A blocking SMTP client speaking raw bytes, with both ways of hanging up."""
+class Client(RawClient):
+    """A blocking SMTP client on 127.0.0.1 whose replies stay bytes (code and text of
+    every line), with both ways of hanging up."""
 
     def __init__(self, port: int, timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buffer = b""
+        super().__init__("127.0.0.1", port, timeout)
 
-    def reply(self) -> tuple[int, bytes]:
+    def reply(self) -> tuple[int, bytes]:  # type: ignore[override]
         lines = []
         while True:
-            while b"\r\n" not in self.buffer:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError(f"closed by server; pending {self.buffer!r}")
-                self.buffer += chunk
-            line, self.buffer = self.buffer.split(b"\r\n", 1)
+            line = self.read_line()
             lines.append(line)
             if line[3:4] != b"-":
                 return int(line[:3]), b"\n".join(lines)
 
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def command(self, data: bytes) -> tuple[int, bytes]:
+    def command(self, data: bytes) -> tuple[int, bytes]:  # type: ignore[override]
         self.send(data)
         return self.reply()
 
@@ -128,17 +121,7 @@ class Client:
         self.sock.close()
 
     def closed_by_server(self, timeout: float) -> bool:
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buffer += chunk
-        except TimeoutError:
-            return False
-        except OSError:
-            return True
+        return self.is_closed(timeout)
 
 
 def client_hello() -> bytes:

@@ -19,7 +19,7 @@ import threading
 import time
 
 import pytest
-from hardening_support import open_sessions, wait_until
+from hardening_support import Client, open_sessions, wait_until
 
 from smtpgate import ServerThread, SMTPServer
 
@@ -63,52 +63,36 @@ class LoopClient(threading.Thread):
         self.acked: list[bytes] = []
         self.refused: list[bytes] = []
         self.error: BaseException | None = None
-        self.buffer = b""
-
-    def _reply(self, sock: socket.socket) -> int:
-        while True:
-            while b"\r\n" not in self.buffer:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError("closed")
-                self.buffer += chunk
-            line, self.buffer = self.buffer.split(b"\r\n", 1)
-            if line[3:4] != b"-":
-                return int(line[:3])
 
     def run(self) -> None:
         try:
-            sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+            client = Client(self.port, timeout=30)
         except OSError as error:
             self.error = error
             return
         try:
-            self._session(sock)
+            self._session(client)
         except (ConnectionError, OSError):
             pass  # the server closed: whatever was not acknowledged was not delivered
         except BaseException as error:  # pragma: no cover - reported by the test
             self.error = error
         finally:
-            sock.close()
+            client.hang_up()
 
-    def _session(self, sock: socket.socket) -> None:
-        if self._reply(sock) != 220:
+    def _session(self, client: Client) -> None:
+        if client.reply()[0] != 220:
             return
-        sock.sendall(b"EHLO c.example\r\n")
-        if self._reply(sock) != 250:
+        if client.command(b"EHLO c.example\r\n")[0] != 250:
             return
         for i in range(10_000):
             if time.monotonic() > self.deadline:
                 return
             ident = b"c%02d-m%04d" % (self.number, i)
-            sock.sendall(b"MAIL FROM:<a@example.com>\r\n")
-            if self._reply(sock) != 250:
+            if client.command(b"MAIL FROM:<a@example.com>\r\n")[0] != 250:
                 return
-            sock.sendall(b"RCPT TO:<b@example.com>\r\n")
-            if self._reply(sock) != 250:
+            if client.command(b"RCPT TO:<b@example.com>\r\n")[0] != 250:
                 return
-            sock.sendall(b"DATA\r\n")
-            if self._reply(sock) != 354:
+            if client.command(b"DATA\r\n")[0] != 354:
                 return
             body = b"X-Test-Id: " + ident + b"\r\n\r\n" + b"line\r\n" * 20
             if self.slow_handler:
@@ -116,12 +100,11 @@ class LoopClient(threading.Thread):
             self.sent.append(ident)
             if self.slow:
                 for piece in (body[:10], body[10:40], body[40:]):
-                    sock.sendall(piece)
+                    client.send(piece)
                     time.sleep(0.8)
             else:
-                sock.sendall(body)
-            sock.sendall(b".\r\n")
-            code = self._reply(sock)
+                client.send(body)
+            code = client.command(b".\r\n")[0]
             if code == 250:
                 self.acked.append(ident)
             else:
