@@ -11,8 +11,10 @@ from typing import Any, TypeVar
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent / "cli"))
 
-from redis_support import RedisProcess
+from cli_support import Command
+from redis_support import RedisProcess, free_port
 
 T = TypeVar("T")
 
@@ -34,6 +36,27 @@ def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisProcess]]:
         except (AssertionError, ProcessLookupError):
             pass
         process.stop()
+
+
+@pytest.fixture
+def smtpgate_cli(tmp_path: Path) -> Iterator[Callable[..., Command]]:
+    """``smtpgate_cli(*args, cwd=None)`` starts the command on a free port and waits until it
+    listens; every one is killed at the end."""
+    started: list[Command] = []
+
+    def start(*args: str, cwd: Path | None = None, wait: bool = True) -> Command:
+        port = free_port()
+        folder = cwd or tmp_path
+        folder.mkdir(parents=True, exist_ok=True)
+        command = Command(["--port", str(port), *args], folder, port)
+        started.append(command)
+        if wait:
+            command.wait_listening()
+        return command
+
+    yield start
+    for command in started:
+        command.kill()
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from ..sinks import Delivery, MessageInfo, Sink, SinkError, SinkFull, parse_sink
 from .config import Settings
 from .logs import utc_timestamp
 from .passwords import AuthFileError, ScryptHash, load_auth_file, verify_password
+from .scale import ScaleParts
 
 __all__ = ["App", "StartupError", "new_event_loop"]
 
@@ -102,6 +103,7 @@ class App:
             except AuthFileError as error:
                 raise StartupError(str(error)) from None
         self.out: TextIO = sys.stderr if any(sink.uses_stdout for sink in self.sinks) else sys.stdout
+        self.scale = ScaleParts(settings, self.sinks)
         try:
             self.server = SMTPServer(**self.server_options())
         except (TypeError, ValueError, OSError) as error:
@@ -154,7 +156,7 @@ class App:
             options.update(on_auth=self.on_auth, auth_optional=s.auth_optional)
         if s.allow_insecure_auth:
             options["allow_insecure_auth"] = True
-        return options
+        return self.scale.wrap(options)
 
     # ------------------------------------------------------------- handlers
 
@@ -293,6 +295,13 @@ class App:
                 await self.close_sinks()
                 reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
                 raise StartupError(reason) from None
+        try:
+            await self.scale.start(self.server, self.sinks)
+        except OSError as error:
+            await self.server.close()
+            await self.close_sinks()
+            await self.scale.close()
+            raise StartupError(f"--metrics: {error.strerror or error}") from None
 
     async def run(self, *, handle_sigint: bool = True, parent: int | None = None) -> None:
         """Serve until closed by a signal (or the parent process going away)."""
@@ -309,6 +318,7 @@ class App:
         try:
             await self.server.serve_forever()
         finally:
+            await self.scale.close()
             await self.close_sinks()
             if watchdog is not None:
                 watchdog.cancel()

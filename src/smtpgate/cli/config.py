@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, field, fields
 from typing import Any, NoReturn
 
+from ..limits.policy import TrustedNetworks, parse_rate
 from ..sinks import sink_kinds
 
 __all__ = ["Settings", "UsageError", "parse_settings", "build_parser"]
@@ -56,6 +57,16 @@ class Settings:
     log_level: str = "info"
     uvloop: bool = True
     server: dict[str, Any] = field(default_factory=dict)
+    metrics: tuple[str, int] | None = None
+    limit_connections: int = 0
+    limit_connection_rate: str = ""
+    limit_messages: str = ""
+    limit_recipients: str = ""
+    limit_trusted: list[str] = field(default_factory=list)
+    limits_redis: str | None = None
+    redis_replicas: int = 0
+    redis_stream: str | None = None
+    redis_password_file: str | None = None
 
     def addresses(self) -> list[tuple[str, int]]:
         """Where to listen: every ``--listen``, else ``--host``/``--port``."""
@@ -179,7 +190,25 @@ def build_parser() -> argparse.ArgumentParser:
     add("--log-format", choices=("text", "json"), help="log and message lines as text (default) or JSON")
     add("--log-level", choices=LOG_LEVELS, help="default info")
     add("--no-uvloop", dest="uvloop", action="store_false", help="do not use uvloop even if installed")
+    add("--metrics", type=_address_arg, metavar="HOST:PORT", help="serve /livez, /readyz and /metrics over HTTP here")
+    add("--limit-connections", type=_count, metavar="N", help="concurrent connections per client (default: no limit)")
+    add("--limit-connection-rate", type=_rate_arg, metavar="N/min", help="new connections per client")
+    add("--limit-messages", type=_rate_arg, metavar="N/min", help="messages per client and per sender")
+    add("--limit-recipients", type=_rate_arg, metavar="N/min", help="recipients per client and per sender")
+    add("--limit-trusted", action="append", metavar="CIDR", help="network exempt from the limits (repeatable)")
+    add("--limits-redis", metavar="URL", help="keep the limit counters in Redis, shared by every receiver")
+    add("--redis-replicas", type=_count, metavar="N", help="redis sink: 250 only once N replicas have it (WAIT)")
+    add("--redis-stream", metavar="NAME", help="redis sink: the stream's name (default smtpgate)")
+    add("--redis-password-file", metavar="FILE", help="Redis password (or user:password) for the sink and limits")
     return parser
+
+
+def _rate_arg(text: str) -> str:
+    try:
+        parse_rate(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def _load_toml(path: str) -> dict[str, Any]:
@@ -231,6 +260,16 @@ _TYPES: dict[str, Any] = {
     "uvloop": bool,
     "server": dict,
     "listen": list,
+    "metrics": str,
+    "limit_connections": int,
+    "limit_connection_rate": str,
+    "limit_messages": str,
+    "limit_recipients": str,
+    "limit_trusted": list,
+    "limits_redis": str,
+    "redis_replicas": int,
+    "redis_stream": str,
+    "redis_password_file": str,
 }
 
 
@@ -255,7 +294,13 @@ def _from_config(path: str) -> dict[str, Any]:
                 value = _size(str(value))
             elif key in ("timeout", "close_timeout"):
                 value = _seconds(str(value))
-            elif key in ("max_clients", "workers"):
+            elif key == "metrics":
+                value = parse_address(value)
+            elif key in ("limit_connection_rate", "limit_messages", "limit_recipients"):
+                parse_rate(value)
+            elif key == "limit_trusted":
+                value = [str(item) for item in value]
+            elif key in ("max_clients", "workers", "limit_connections", "redis_replicas"):
                 value = _count(str(value))
             elif key == "log_format" and value not in ("text", "json"):
                 raise ValueError("must be 'text' or 'json'")
@@ -265,9 +310,9 @@ def _from_config(path: str) -> dict[str, Any]:
                 value = [str(item) for item in value]
         except (ValueError, argparse.ArgumentTypeError) as error:
             raise UsageError(f"config file {path!r}: {raw_key!r}: {error}") from None
-        if key in ("tls_cert", "tls_key", "tls_passphrase_file", "auth_file"):
+        if key in ("tls_cert", "tls_key", "tls_passphrase_file", "auth_file", "redis_password_file"):
             value = os.path.join(base, os.path.expanduser(value))
-        elif key == "sink" and ":" in value:
+        elif key == "sink" and ":" in value and not value.partition(":")[2].startswith("//"):
             kind, _, where = value.partition(":")
             value = f"{kind}:{os.path.join(base, os.path.expanduser(where))}"
         values[key] = value
@@ -300,4 +345,10 @@ def parse_settings(argv: list[str]) -> Settings:
     for name in settings.server:
         if name.startswith("on_") or name == "resolver":
             raise UsageError(f"[server] option {name!r} cannot be set from a config file")
+    if settings.metrics is not None and settings.workers > 1:
+        raise UsageError("--metrics needs --workers 1 (run one receiver per process behind a load balancer)")
+    try:
+        TrustedNetworks(settings.limit_trusted)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     return settings

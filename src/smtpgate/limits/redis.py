@@ -97,9 +97,11 @@ class RedisBackend:
         return max(1, int(self.lease * 1000))
 
     async def start(self) -> None:
-        await self._client.ping()
+        """Start the heartbeat, then ping (raises if Redis does not answer; the
+        heartbeat goes on, and the limits work again once Redis answers)."""
         if self._heartbeat is None:
             self._heartbeat = asyncio.ensure_future(self._beat())
+        await self._client.ping()
 
     async def acquire(self, key: str, holder: str, limit: int) -> Verdict:
         allowed, count = await self._acquire(keys=[self.prefix + "conn:" + key], args=[holder, limit, self._lease_ms])
