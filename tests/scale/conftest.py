@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 
@@ -15,8 +13,6 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "cli"))
 
 from cli_support import Command
 from redis_support import RedisProcess, free_port
-
-T = TypeVar("T")
 
 
 @pytest.fixture
@@ -62,9 +58,3 @@ def smtpgate_cli(tmp_path: Path) -> Iterator[Callable[..., Command]]:
 @pytest.fixture
 def redis_server(redis_factory: Callable[..., RedisProcess]) -> RedisProcess:
     return redis_factory()
-
-
-def run_in(loop: asyncio.AbstractEventLoop | None, coroutine: Coroutine[Any, Any, T], timeout: float = 30) -> T:
-    """Run a coroutine on a ServerThread's loop and wait for its result."""
-    assert loop is not None
-    return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout)

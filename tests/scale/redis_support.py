@@ -3,13 +3,18 @@ persistence on (AOF, fsync always), always stopped."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -129,3 +134,9 @@ class RedisProcess:
     def resume(self) -> None:
         assert self.process is not None
         os.kill(self.process.pid, signal.SIGCONT)
+
+
+def run_in(loop: asyncio.AbstractEventLoop | None, coroutine: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+    """Run a coroutine on a ServerThread's loop and wait for its result."""
+    assert loop is not None
+    return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout)

@@ -8,9 +8,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from redis_support import RedisProcess
+from redis_support import RedisProcess, run_in
 
-from conftest import run_in
 from raw_client import RawClient
 from smtpgate import ServerThread, SMTPServer
 from smtpgate.limits import (
