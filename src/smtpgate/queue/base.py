@@ -69,12 +69,16 @@ class BodySource(Protocol):
 
 @dataclass(frozen=True)
 class FileBody:
-    """The body is a file on disk (the local queue)."""
+    """The body is a file on disk (the local queue), from byte ``offset`` to the end."""
 
     path: str
+    offset: int = 0
 
     def open(self) -> BinaryIO:
-        return open(self.path, "rb")
+        handle = open(self.path, "rb")
+        if self.offset:
+            handle.seek(self.offset)
+        return handle
 
 
 @dataclass(frozen=True)
@@ -223,7 +227,7 @@ class QueueStats:
     dead: int
     """Messages in the dead-letter area."""
     size: int
-    """Bytes of queued message bodies."""
+    """Bytes the queue holds on disk or in memory (queued and dead messages)."""
     oldest: float | None
     """When the oldest queued message entered the queue (None if empty)."""
 
