@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from .. import AuthRequest, AuthResult, DataStream, DataStreamError, Session, SMTPError, SMTPServer
 from ..sinks import Delivery, MessageInfo, Sink, SinkError, SinkFull, parse_sink
@@ -22,6 +22,9 @@ from .config import Settings
 from .logs import utc_timestamp
 from .passwords import AuthFileError, ScryptHash, load_auth_file, verify_password
 from .scale import ScaleParts
+
+if TYPE_CHECKING:
+    from .delivery import DeliveryService
 
 __all__ = ["App", "StartupError", "new_event_loop"]
 
@@ -95,6 +98,11 @@ class App:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.delivery: DeliveryService | None = None
+        if settings.deliver is not None:
+            from .delivery import DeliveryService
+
+            self.delivery = DeliveryService(settings)
         self.sinks = self._open_sinks()
         self.users: Mapping[str, ScryptHash] | None = None
         if settings.auth_file is not None:
@@ -121,9 +129,12 @@ class App:
     def _open_sinks(self) -> list[Sink]:
         """Every sink a message goes to, ``--sink`` first; all must store it before the 250."""
         try:
-            return [parse_sink(self.settings.sink)]
+            sinks = [parse_sink(self.settings.sink)] if self.settings.sink else []
         except SinkError as error:
             raise StartupError(str(error)) from None
+        if self.delivery is not None:  # --deliver: the queue stores every message too
+            sinks.append(self.delivery.open_queue())
+        return sinks
 
     def describe_sinks(self) -> str:
         """Where messages go, for the start-up line."""
@@ -287,11 +298,15 @@ class App:
             for sink in reversed(started):
                 await sink.close()
             raise StartupError(str(error)) from None
+        if self.delivery is not None:
+            await self.delivery.start()
         for host, port in self.settings.addresses():
             try:
                 await self.server.listen(port, host=host, reuse_port=reuse_port)
             except (OSError, ValueError) as error:
                 await self.server.close()
+                if self.delivery is not None:
+                    await self.delivery.stop()
                 await self.close_sinks()
                 reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
                 raise StartupError(reason) from None
@@ -299,6 +314,8 @@ class App:
             await self.scale.start(self.server, self.sinks)
         except OSError as error:
             await self.server.close()
+            if self.delivery is not None:
+                await self.delivery.stop()
             await self.close_sinks()
             await self.scale.close()
             raise StartupError(f"--metrics: {error.strerror or error}") from None
@@ -318,6 +335,8 @@ class App:
         try:
             await self.server.serve_forever()
         finally:
+            if self.delivery is not None:
+                await self.delivery.stop()
             await self.scale.close()
             await self.close_sinks()
             if watchdog is not None:

@@ -22,6 +22,12 @@ __all__ = ["Settings", "UsageError", "parse_settings", "build_parser"]
 
 DEFAULT_PORT = 2525
 DEFAULT_MAX_SIZE = 25 * 1024 * 1024
+DEFAULT_QUEUE = "./queue"
+DEFAULT_QUEUE_MAX_SIZE = 1024**3
+DEFAULT_QUEUE_MAX_MESSAGES = 100_000
+DEFAULT_RETRY_MIN = 60.0
+DEFAULT_RETRY_MAX_AGE = 5 * 86400.0
+DEFAULT_DELIVER_CONCURRENCY = 10
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -67,6 +73,17 @@ class Settings:
     redis_replicas: int = 0
     redis_stream: str | None = None
     redis_password_file: str | None = None
+    deliver: str | None = None
+    queue: str = DEFAULT_QUEUE
+    queue_max_size: int = DEFAULT_QUEUE_MAX_SIZE
+    queue_max_messages: int = DEFAULT_QUEUE_MAX_MESSAGES
+    deliver_concurrency: int = DEFAULT_DELIVER_CONCURRENCY
+    deliver_ca_file: str | None = None
+    webhook_secret_file: str | None = None
+    webhook_format: str = "raw"
+    relay_auth_file: str | None = None
+    retry_min: float = DEFAULT_RETRY_MIN
+    retry_max_age: float = DEFAULT_RETRY_MAX_AGE
 
     def addresses(self) -> list[tuple[str, int]]:
         """Where to listen: every ``--listen``, else ``--host``/``--port``."""
@@ -138,6 +155,24 @@ def _count(text: str) -> int:
     return number
 
 
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def _duration(text: str) -> float:
+    """Seconds, or a number with a unit: ``90s``, ``30m``, ``12h``, ``5d``, ``1w``."""
+    value = text.strip().lower()
+    scale = _DURATION_UNITS.get(value[-1:], 0.0)
+    if scale:
+        value = value[:-1]
+    try:
+        number = float(value) * (scale or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 3600, 90m, 12h, 5d)") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError("a duration must be greater than 0")
+    return number
+
+
 def _address_arg(text: str) -> tuple[str, int]:
     try:
         return parse_address(text)
@@ -200,6 +235,34 @@ def build_parser() -> argparse.ArgumentParser:
     add("--redis-replicas", type=_count, metavar="N", help="redis sink: 250 only once N replicas have it (WAIT)")
     add("--redis-stream", metavar="NAME", help="redis sink: the stream's name (default smtpgate)")
     add("--redis-password-file", metavar="FILE", help="Redis password (or user:password) for the sink and limits")
+    add(
+        "--deliver",
+        metavar="URL",
+        help="queue every message and hand it on: http(s)://... (webhook), smtp://HOST:PORT, "
+        "smtps://HOST:PORT, lmtp://HOST:PORT or lmtp:/PATH",
+    )
+    add("--queue", metavar="DIR", help=f"the delivery queue's directory (default {DEFAULT_QUEUE})")
+    add("--queue-max-size", type=_size, metavar="BYTES", help="queue size before 452 replies (default 1G)")
+    add(
+        "--queue-max-messages",
+        type=_count,
+        metavar="N",
+        help=f"queued messages before 452 replies (default {DEFAULT_QUEUE_MAX_MESSAGES})",
+    )
+    add(
+        "--deliver-concurrency",
+        type=_count,
+        metavar="N",
+        help=f"deliveries in flight per process (default {DEFAULT_DELIVER_CONCURRENCY})",
+    )
+    add("--deliver-ca-file", metavar="FILE", help="PEM CA certificates to trust for delivery (default: the system's)")
+    add("--webhook-secret-file", metavar="FILE", help="file holding the Standard Webhooks secret (whsec_...)")
+    add("--webhook-format", choices=("raw", "json"), help="webhook body: raw message/rfc822 (default) or json")
+    add("--relay-auth-file", metavar="FILE", help="file holding USER:PASSWORD for the relay's AUTH")
+    add("--retry-min", type=_seconds, metavar="SECONDS", help="delay of the first retry, then doubled (default 60)")
+    add(
+        "--retry-max-age", type=_duration, metavar="DURATION", help="dead-letter after this long, e.g. 12h (default 5d)"
+    )
     return parser
 
 
@@ -270,6 +333,17 @@ _TYPES: dict[str, Any] = {
     "redis_replicas": int,
     "redis_stream": str,
     "redis_password_file": str,
+    "deliver": str,
+    "queue": str,
+    "queue_max_size": (int, str),
+    "queue_max_messages": int,
+    "deliver_concurrency": int,
+    "deliver_ca_file": str,
+    "webhook_secret_file": str,
+    "webhook_format": str,
+    "relay_auth_file": str,
+    "retry_min": (float, int),
+    "retry_max_age": (float, int, str),
 }
 
 
@@ -290,9 +364,9 @@ def _from_config(path: str) -> dict[str, Any]:
                 value = [parse_address(str(item)) for item in value]
             elif key == "port":
                 value = _port(value)
-            elif key == "max_size":
+            elif key in ("max_size", "queue_max_size"):
                 value = _size(str(value))
-            elif key in ("timeout", "close_timeout"):
+            elif key in ("timeout", "close_timeout", "retry_min"):
                 value = _seconds(str(value))
             elif key == "metrics":
                 value = parse_address(value)
@@ -300,7 +374,18 @@ def _from_config(path: str) -> dict[str, Any]:
                 parse_rate(value)
             elif key == "limit_trusted":
                 value = [str(item) for item in value]
-            elif key in ("max_clients", "workers", "limit_connections", "redis_replicas"):
+            elif key == "retry_max_age":
+                value = _duration(str(value))
+            elif key == "webhook_format" and value not in ("raw", "json"):
+                raise ValueError("must be 'raw' or 'json'")
+            elif key in (
+                "max_clients",
+                "workers",
+                "queue_max_messages",
+                "deliver_concurrency",
+                "limit_connections",
+                "redis_replicas",
+            ):
                 value = _count(str(value))
             elif key == "log_format" and value not in ("text", "json"):
                 raise ValueError("must be 'text' or 'json'")
@@ -310,7 +395,17 @@ def _from_config(path: str) -> dict[str, Any]:
                 value = [str(item) for item in value]
         except (ValueError, argparse.ArgumentTypeError) as error:
             raise UsageError(f"config file {path!r}: {raw_key!r}: {error}") from None
-        if key in ("tls_cert", "tls_key", "tls_passphrase_file", "auth_file", "redis_password_file"):
+        if key in (
+            "tls_cert",
+            "tls_key",
+            "tls_passphrase_file",
+            "auth_file",
+            "queue",
+            "deliver_ca_file",
+            "webhook_secret_file",
+            "relay_auth_file",
+            "redis_password_file",
+        ):
             value = os.path.join(base, os.path.expanduser(value))
         elif key == "sink" and ":" in value and not value.partition(":")[2].startswith("//"):
             kind, _, where = value.partition(":")
@@ -330,16 +425,24 @@ def parse_settings(argv: list[str]) -> Settings:
     if ("host" in flags or "port" in flags) and "listen" not in flags:
         values.pop("listen", None)  # --host/--port on the command line win over the file's listen
     values.update(flags)
+    if values.get("deliver") and "sink" not in values:
+        values["sink"] = ""  # --deliver alone: the queue is the only store
     settings = Settings(**values)
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise UsageError("--tls-cert and --tls-key must be given together")
     kind, sep, where = settings.sink.partition(":")
     kinds = sink_kinds()
-    if not (kind == "stdout" and not sep) and (kind.lower() not in kinds or kind == "stdout" or not where):
+    if (
+        settings.sink
+        and not (kind == "stdout" and not sep)
+        and (kind.lower() not in kinds or kind == "stdout" or not where)
+    ):
         forms = ", ".join(f"{name}:..." for name in kinds if name != "stdout")
         raise UsageError(f"invalid sink {settings.sink!r}: expected {forms} or stdout")
     if settings.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if settings.deliver is not None and settings.deliver_concurrency < 1:
+        raise UsageError("--deliver-concurrency must be at least 1")
     if settings.workers > 1 and sys.platform == "win32":  # pragma: no cover
         raise UsageError("--workers needs a POSIX system")
     for name in settings.server:
