@@ -32,7 +32,8 @@ def redact_url(url: str) -> str:
 
 def open_redis(url: str, *, password_file: str | None = None, timeout: float = 5.0, **options: Any) -> Any:
     """A ``redis.asyncio.Redis`` client for ``url`` (no I/O yet). ``timeout`` bounds
-    connecting and every command, so an unreachable or stuck Redis fails fast.
+    connecting and every command, so an unreachable or stuck Redis fails fast; a command
+    that meets a dead pooled connection is sent once more on a new one.
     Raises ``ValueError`` for a bad URL or ``RuntimeError`` without redis-py."""
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in ("redis", "rediss", "unix"):
@@ -50,6 +51,14 @@ def open_redis(url: str, *, password_file: str | None = None, timeout: float = 5
             options["password"] = secret
     options.setdefault("socket_timeout", timeout)
     options.setdefault("socket_connect_timeout", timeout)
+    if "retry" not in options:
+        # One more try on a fresh connection when a pooled one turns out dead (Redis
+        # restarted, a failover): what callers repeat this way must be safe to repeat.
+        retry: Any = importlib.import_module("redis.asyncio.retry")
+        backoff: Any = importlib.import_module("redis.backoff")
+        exceptions: Any = importlib.import_module("redis.exceptions")
+        options["retry"] = retry.Retry(backoff.ConstantBackoff(0.05), 1)
+        options["retry_on_error"] = [exceptions.ConnectionError]
     try:
         return redis_asyncio.Redis.from_url(url, **options)
     except ValueError as error:

@@ -44,7 +44,8 @@ def smtpgate_cli(tmp_path: Path) -> Iterator[Callable[..., Command]]:
         port = free_port()
         folder = cwd or tmp_path
         folder.mkdir(parents=True, exist_ok=True)
-        command = Command(["--port", str(port), *args], folder, port)
+        arguments = list(args) if args and args[0] == "deliver" else ["--port", str(port), *args]
+        command = Command(arguments, folder, port)
         started.append(command)
         if wait:
             command.wait_listening()
