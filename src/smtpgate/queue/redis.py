@@ -49,7 +49,9 @@ __all__ = ["RedisStreamQueue", "redis_sink", "rediss_sink"]
 logger = logging.getLogger("smtpgate.queue")
 
 _PENDING_BODY_TTL_MS = 3600 * 1000  # a body whose message never committed disappears after this
-_WAIT_POLL = 1.0  # longest wait() of an idle worker between looks at the delayed set
+_WAIT_POLL = 1.0
+_UNDO_FOR = 30.0  # seconds a refused (451) message's entry is tried to be taken back
+_UNDOING: set[asyncio.Task[None]] = set()  # longest wait() of an idle worker between looks at the delayed set
 
 _PROMOTE = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
@@ -490,22 +492,40 @@ class _StreamDelivery(Delivery):
         client = queue.client
         deadline = (time.time() + queue.clock_offset + o.timeout * 0.8) * 1000
         fields = [item for pair in entry_fields(message, body, self._chunks).items() for item in pair]
-        entry = await queue._commit(
-            keys=[o.stream, o.bytes_key, o.body_key(self.id)],
-            args=[int(deadline), self._size, "1" if self._chunks else "0", *fields],
-        )
+        # The script and WAIT on one connection: WAIT counts the writes of its own connection.
+        async with client.pipeline(transaction=False) as pipe:
+            await queue._commit(
+                keys=[o.stream, o.bytes_key, o.body_key(self.id)],
+                args=[int(deadline), self._size, "1" if self._chunks else "0", *fields],
+                client=pipe,
+            )
+            if o.replicas:
+                pipe.execute_command("WAIT", o.replicas, int(o.wait_timeout * 1000))
+            results = await pipe.execute(raise_on_error=False)
+        entry = results[0]
+        if isinstance(entry, Exception):
+            raise entry
         if entry is None:
             raise TimeoutError("Redis took too long: the message was not queued")
         self._done = True
         if o.replicas:
-            confirmed = await client.execute_command("WAIT", o.replicas, int(o.wait_timeout * 1000))
-            if int(confirmed) < o.replicas:
+            confirmed = results[1]
+            if isinstance(confirmed, Exception) or int(confirmed) < o.replicas:
                 await self._undo(entry)
+                if isinstance(confirmed, Exception):
+                    raise confirmed
                 raise RuntimeError(f"only {confirmed} of {o.replicas} replicas confirmed the message")
         return self.id
 
     async def _undo(self, entry: bytes) -> None:
-        """The replicas did not confirm: take the entry back (best effort) before the 451."""
+        """The replicas did not confirm: take the entry back before the 451, retrying in
+        the background for a while if Redis does not answer now (a failover)."""
+        if not await self._try_undo(entry):
+            task = asyncio.ensure_future(self._undo_later(entry))
+            _UNDOING.add(task)
+            task.add_done_callback(_UNDOING.discard)
+
+    async def _try_undo(self, entry: bytes) -> bool:
         o = self.queue.options
         try:
             async with self.queue.client.pipeline(transaction=True) as pipe:
@@ -514,7 +534,16 @@ class _StreamDelivery(Delivery):
                 pipe.decrby(o.bytes_key, self._size)
                 await pipe.execute()
         except Exception as error:
-            logger.warning("queue %s: could not take back %s: %s", self.queue.describe(), self.id, error)
+            logger.warning("queue %s: could not take back %s yet: %s", self.queue.describe(), self.id, error)
+            return False
+        return True
+
+    async def _undo_later(self, entry: bytes) -> None:
+        deadline = time.monotonic() + _UNDO_FOR
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            if await self._try_undo(entry):
+                return
 
     def abort(self) -> None:
         if self._done or not self._chunks:
