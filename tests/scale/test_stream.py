@@ -197,6 +197,48 @@ def test_wait_for_replicas(redis_factory: Callable[..., RedisProcess]) -> None:
     asyncio.run(main())
 
 
+def test_workers_wait_until_a_message_is_settled(redis_factory: Callable[..., RedisProcess]) -> None:
+    """A worker that reads an entry while its receiver still waits for the replicas does
+    not deliver it before ``settle``; by then a refused one was taken back."""
+    primary = redis_factory("primary")
+    replica = redis_factory("replica", replica_of=primary.port)
+    replica.wait_replica_synced()
+
+    async def main() -> None:
+        good = RedisStreamQueue(primary.url + "?stream=t7&replicas=1")
+        refused = RedisStreamQueue(primary.url + "?stream=t7&replicas=2&wait-timeout=0.8")
+        worker_queue = RedisStreamQueue(primary.url + "?stream=t7&settle=1.2")
+        for queue in (good, refused, worker_queue):
+            await queue.start()
+        delivered: list[tuple[bytes, float]] = []
+
+        async def deliver(message: QueuedMessage) -> Delivered:
+            delivered.append((await message.read_body(), time.monotonic()))
+            return Delivered()
+
+        worker = DeliveryWorker(worker_queue, deliver)
+        await worker.start()
+        with pytest.raises(RuntimeError, match="replicas confirmed"):
+            await store(refused, b"refused\r\n")
+        stored = time.monotonic()
+        await store(good, b"confirmed\r\n")
+        await until(lambda: len(delivered) == 1)
+        await asyncio.sleep(1.5)
+        await worker.stop()
+        assert [body for body, _ in delivered] == [b"confirmed\r\n"]
+        assert delivered[0][1] - stored >= 1.0
+        assert await worker_queue.client.xpending("t7", "smtpgate") == {
+            "pending": 0,
+            "min": None,
+            "max": None,
+            "consumers": [],
+        }
+        for queue in (good, refused, worker_queue):
+            await queue.close()
+
+    asyncio.run(main())
+
+
 def test_redis_down_and_back_without_a_restart(redis_server: RedisProcess) -> None:
     async def main() -> None:
         queue = RedisStreamQueue(redis_server.url + "?stream=t6&timeout=1")

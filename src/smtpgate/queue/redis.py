@@ -33,22 +33,21 @@ from typing import Any
 
 from ..redisconn import open_redis, redact_url
 from ..sinks import Delivery, MessageInfo, SinkError
-from .base import MessageQueue, QueuedMessage, QueueStats, new_message_id
+from .base import MessageQueue, QueuedMessage, QueueStats
 from .redis_codec import (
     ChunkBody,
     StreamOptions,
     entry_fields,
     message_from_fields,
-    new_message,
     parse_spec,
     requeued,
 )
+from .redis_sink import COMMIT_SCRIPT, StreamDelivery
 
 __all__ = ["RedisStreamQueue", "redis_sink", "rediss_sink"]
 
 logger = logging.getLogger("smtpgate.queue")
 
-_PENDING_BODY_TTL_MS = 3600 * 1000  # a body whose message never committed disappears after this
 _WAIT_POLL = 1.0
 _UNDO_FOR = 30.0  # seconds a refused (451) message's entry is tried to be taken back
 _UNDOING: set[asyncio.Task[None]] = set()  # longest wait() of an idle worker between looks at the delayed set
@@ -63,18 +62,6 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
 end
 return #ids
-"""
-
-
-# Adds the entry unless the receiver's deadline passed: a command that reaches a stalled
-# Redis late (the client already answered 451) adds nothing.
-_COMMIT = """
-local t = redis.call('TIME')
-if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[1]) then return false end
-if ARGV[3] == '1' then redis.call('PERSIST', KEYS[3]) end
-local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
-redis.call('INCRBY', KEYS[2], ARGV[2])
-return id
 """
 
 
@@ -113,6 +100,7 @@ class RedisStreamQueue(MessageQueue):
         self.clock_offset = 0.0
         """Redis's clock minus ours (seconds), measured at `start`."""
         self._held: dict[str, _Held] = {}
+        self._settling: dict[bytes, tuple[dict[bytes, bytes], float]] = {}
         self._cursor = b"0-0"
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -144,7 +132,7 @@ class RedisStreamQueue(MessageQueue):
             except (ValueError, RuntimeError, OSError) as error:
                 raise SinkError(f"sink {self.describe()}: {error}") from None
             self._promote = self._client.register_script(_PROMOTE)
-            self._commit = self._client.register_script(_COMMIT)
+            self._commit = self._client.register_script(COMMIT_SCRIPT)
         return self._client
 
     async def start(self) -> None:
@@ -195,7 +183,7 @@ class RedisStreamQueue(MessageQueue):
     # ------------------------------------------------------------------ sink side
 
     def open(self, info: MessageInfo) -> Delivery:
-        return _StreamDelivery(self, info)
+        return StreamDelivery(self, info)
 
     # ------------------------------------------------------------------ worker side
 
@@ -229,7 +217,7 @@ class RedisStreamQueue(MessageQueue):
             self._heartbeat = asyncio.ensure_future(self._beat())
         try:
             await self._promote(keys=[o.delayed, o.stream], args=[time.time(), max(limit, 100), f"{o.delayed}:"])
-            claimed: list[QueuedMessage] = []
+            claimed = await self._settled(limit)
             result = await client.xautoclaim(
                 o.stream, o.group, self.consumer, int(o.claim_timeout * 1000), start_id=self._cursor, count=limit
             )
@@ -240,11 +228,15 @@ class RedisStreamQueue(MessageQueue):
                     if message is not None:
                         logger.info("queue %s: took over %s from a silent worker", self.describe(), message.id)
                         claimed.append(message)
-            room = limit - len(claimed)
+            room = limit - len(claimed) - len(self._settling)
             if room > 0:
                 streams = await client.xreadgroup(o.group, self.consumer, {o.stream: ">"}, count=room)
                 for _, entries in streams or []:
                     for entry, fields in entries:
+                        wait = self._settle_time(entry)
+                        if wait > 0:
+                            self._settling[entry] = (fields, time.monotonic() + wait)
+                            continue
                         message = self._take(entry, fields)
                         if message is not None:
                             claimed.append(message)
@@ -254,6 +246,38 @@ class RedisStreamQueue(MessageQueue):
                 return []
             raise
         return claimed
+
+    def _settle_time(self, entry: bytes) -> float:
+        """Seconds until an entry is old enough to deliver (``settle``): by then the
+        receiver that added it knows whether the replicas confirmed it, and has taken it
+        back if not."""
+        if not self.options.settle:
+            return 0.0
+        added = int(entry.split(b"-", 1)[0]) / 1000
+        age = time.time() + self.clock_offset - added
+        return self.options.settle - age
+
+    async def _settled(self, limit: int) -> list[QueuedMessage]:
+        """The settling entries whose time came and that are still in the stream."""
+        now = time.monotonic()
+        due = [entry for entry, (_, when) in self._settling.items() if when <= now][:limit]
+        if not due:
+            return []
+        o = self.options
+        async with self.client.pipeline(transaction=False) as pipe:
+            for entry in due:
+                pipe.xrange(o.stream, min=entry, max=entry)
+            found = await pipe.execute()
+        taken: list[QueuedMessage] = []
+        for entry, still in zip(due, found, strict=True):
+            fields, _ = self._settling.pop(entry)
+            if not still:  # taken back by its receiver (the client got 451)
+                await self.client.xack(o.stream, o.group, entry)
+                continue
+            message = self._take(entry, fields)
+            if message is not None:
+                taken.append(message)
+        return taken
 
     async def wait(self, timeout: float) -> None:
         """Until a new entry arrives (``XREAD BLOCK``), at most ``timeout`` (and 1 s, so
@@ -269,7 +293,7 @@ class RedisStreamQueue(MessageQueue):
         o = self.options
         while True:
             await asyncio.sleep(o.claim_timeout / 3)
-            entries = [held.entry for held in self._held.values()]
+            entries = [held.entry for held in self._held.values()] + list(self._settling)
             if not entries:
                 continue
             try:
@@ -450,115 +474,6 @@ class RedisStreamQueue(MessageQueue):
         return QueueStats(
             queued=int(queued) + int(delayed), dead=int(dead), size=int(size or 0), oldest=min(oldest, default=None)
         )
-
-
-class _StreamDelivery(Delivery):
-    """One message into the stream: small bodies inline, large ones pushed in chunks as
-    they arrive; the entry is added (and replicated) in `commit`."""
-
-    def __init__(self, queue: RedisStreamQueue, info: MessageInfo) -> None:
-        self.queue = queue
-        self.info = info
-        self.id = new_message_id()
-        self._buffer = bytearray()
-        self._chunks = 0
-        self._size = 0
-        self._done = False
-
-    async def write(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        self._buffer += chunk
-        size = self.queue.options.chunk_size
-        while len(self._buffer) >= size:
-            await self._push(bytes(self._buffer[:size]))
-            del self._buffer[:size]
-
-    async def _push(self, data: bytes) -> None:
-        key = self.queue.options.body_key(self.id)
-        async with self.queue.client.pipeline(transaction=True) as pipe:
-            pipe.rpush(key, data)
-            pipe.pexpire(key, _PENDING_BODY_TTL_MS)
-            await pipe.execute()
-        self._chunks += 1
-
-    async def commit(self) -> str:
-        queue = self.queue
-        o = queue.options
-        if self._chunks and self._buffer:
-            await self._push(bytes(self._buffer))
-            self._buffer.clear()
-        body = bytes(self._buffer) if not self._chunks else None
-        message = new_message(self.id, self.info, self._size, time.time())
-        client = queue.client
-        deadline = (time.time() + queue.clock_offset + o.timeout * 0.8) * 1000
-        fields = [item for pair in entry_fields(message, body, self._chunks).items() for item in pair]
-        # The script and WAIT on one connection: WAIT counts the writes of its own connection.
-        async with client.pipeline(transaction=False) as pipe:
-            await queue._commit(
-                keys=[o.stream, o.bytes_key, o.body_key(self.id)],
-                args=[int(deadline), self._size, "1" if self._chunks else "0", *fields],
-                client=pipe,
-            )
-            if o.replicas:
-                pipe.execute_command("WAIT", o.replicas, int(o.wait_timeout * 1000))
-            results = await pipe.execute(raise_on_error=False)
-        entry = results[0]
-        if isinstance(entry, Exception):
-            raise entry
-        if entry is None:
-            raise TimeoutError("Redis took too long: the message was not queued")
-        self._done = True
-        if o.replicas:
-            confirmed = results[1]
-            if isinstance(confirmed, Exception) or int(confirmed) < o.replicas:
-                await self._undo(entry)
-                if isinstance(confirmed, Exception):
-                    raise confirmed
-                raise RuntimeError(f"only {confirmed} of {o.replicas} replicas confirmed the message")
-        return self.id
-
-    async def _undo(self, entry: bytes) -> None:
-        """The replicas did not confirm: take the entry back before the 451, retrying in
-        the background for a while if Redis does not answer now (a failover)."""
-        if not await self._try_undo(entry):
-            task = asyncio.ensure_future(self._undo_later(entry))
-            _UNDOING.add(task)
-            task.add_done_callback(_UNDOING.discard)
-
-    async def _try_undo(self, entry: bytes) -> bool:
-        o = self.queue.options
-        try:
-            async with self.queue.client.pipeline(transaction=True) as pipe:
-                pipe.xdel(o.stream, entry)
-                pipe.delete(o.body_key(self.id))
-                pipe.decrby(o.bytes_key, self._size)
-                await pipe.execute()
-        except Exception as error:
-            logger.warning("queue %s: could not take back %s yet: %s", self.queue.describe(), self.id, error)
-            return False
-        return True
-
-    async def _undo_later(self, entry: bytes) -> None:
-        deadline = time.monotonic() + _UNDO_FOR
-        while time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-            if await self._try_undo(entry):
-                return
-
-    def abort(self) -> None:
-        if self._done or not self._chunks:
-            return
-        self._done = True
-        key = self.queue.options.body_key(self.id)
-
-        async def drop() -> None:
-            with contextlib.suppress(Exception):
-                await self.queue.client.delete(key)
-
-        try:
-            asyncio.get_running_loop().create_task(drop())
-        except RuntimeError:  # no loop: the chunks expire by themselves
-            pass
 
 
 def redis_sink(rest: str) -> RedisStreamQueue:

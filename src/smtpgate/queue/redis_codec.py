@@ -49,6 +49,10 @@ class StreamOptions:
     """Seconds after which a message held by a silent consumer is taken over (``XAUTOCLAIM``)."""
     max_attempts: int = 25
     """Attempts before a message goes to the dead-letter stream (0: no limit)."""
+    settle: float = 0.0
+    """Workers: seconds a new entry waits before delivery. With receivers that use
+    ``replicas``, set it to their ``wait-timeout`` (plus a little): a message the replicas
+    did not confirm is then taken back (and answered ``451``) before anyone delivers it."""
     timeout: float = 5.0
     """Seconds for connecting and for each command: a stuck Redis fails fast (``451``)."""
     password_file: str | None = None
@@ -81,6 +85,7 @@ _CONVERT: dict[str, Any] = {
     "claim_timeout": float,
     "max_attempts": int,
     "timeout": float,
+    "settle": float,
     "password_file": str,
 }
 
