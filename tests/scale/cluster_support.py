@@ -254,7 +254,10 @@ class Load:
         for sequence in range(100_000):
             if self._stop.is_set():
                 return
-            send_one(self.port, f"c{number}-{sequence}", self.outcomes)
+            token = f"c{number}-{sequence}"
+            send_one(self.port, token, self.outcomes)
+            if self.outcomes.by_token.get(token) != "acked":
+                time.sleep(0.1)  # refused: do not spin
 
     def start(self) -> Load:
         for thread in self._threads:
