@@ -148,7 +148,8 @@ def start_redis(folder: Path, port: int, fsync: str, replica_of: int | None = No
 def run_case(name: str, specs: list[str], args: argparse.Namespace) -> float:
     ports = [free_port() for _ in specs]
     receivers = [
-        subprocess.Popen([sys.executable, __file__, "--receiver", spec, str(port)]) for spec, port in zip(specs, ports)
+        subprocess.Popen([sys.executable, __file__, "--receiver", spec, str(port)])
+        for spec, port in zip(specs, ports, strict=True)
     ]
     try:
         for port in ports:
