@@ -152,6 +152,22 @@ def test_a_silent_worker_messages_are_taken_over_with_the_same_id(redis_server: 
     asyncio.run(main())
 
 
+def test_an_entry_that_is_no_message_is_moved_aside(redis_server: RedisProcess) -> None:
+    async def main() -> None:
+        queue = RedisStreamQueue(redis_server.url + "?stream=t8")
+        await queue.start()
+        await queue.client.xadd("t8", {"hello": "world"})
+        message_id = await store(queue, b"real\r\n")
+        assert [m.id for m in await queue.claim(10)] == [message_id]
+        await queue.claim(10)
+        assert await queue.client.xlen("t8:unreadable") == 1
+        await queue.remove(message_id)
+        assert await queue.client.xlen("t8") == 0
+        await queue.close()
+
+    asyncio.run(main())
+
+
 def test_heartbeat_keeps_a_slow_delivery(redis_server: RedisProcess) -> None:
     async def main() -> None:
         url = redis_server.url + "?stream=t4&claim-timeout=0.6"

@@ -101,6 +101,7 @@ class RedisStreamQueue(MessageQueue):
         """Redis's clock minus ours (seconds), measured at `start`."""
         self._held: dict[str, _Held] = {}
         self._settling: dict[bytes, tuple[dict[bytes, bytes], float]] = {}
+        self._unreadable: dict[bytes, dict[bytes, bytes]] = {}
         self._cursor = b"0-0"
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -205,10 +206,24 @@ class RedisStreamQueue(MessageQueue):
         try:
             message, _ = message_from_fields(fields, self._chunk_body)
         except (KeyError, ValueError, TypeError) as error:
-            logger.error("queue %s: entry %r unreadable, left pending: %s", self.describe(), entry, error)
+            logger.error("queue %s: entry %r unreadable, moved aside: %s", self.describe(), entry, error)
+            self._unreadable[entry] = fields
             return None
         self._held[message.id] = _Held(entry, fields, message.size)
         return message
+
+    async def _move_unreadable(self) -> None:
+        """Entries that are not messages (written by something else) go to
+        ``STREAM:unreadable``, out of the workers' way."""
+        o = self.options
+        while self._unreadable:
+            entry, fields = next(iter(self._unreadable.items()))
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.xadd(f"{o.stream}:unreadable", fields or {b"entry": entry})
+                pipe.xack(o.stream, o.group, entry)
+                pipe.xdel(o.stream, entry)
+                await pipe.execute()
+            del self._unreadable[entry]
 
     async def claim(self, limit: int) -> list[QueuedMessage]:
         o = self.options
@@ -217,6 +232,7 @@ class RedisStreamQueue(MessageQueue):
             self._heartbeat = asyncio.ensure_future(self._beat())
         try:
             await self._promote(keys=[o.delayed, o.stream], args=[time.time(), max(limit, 100), f"{o.delayed}:"])
+            await self._move_unreadable()
             claimed = await self._settled(limit)
             result = await client.xautoclaim(
                 o.stream, o.group, self.consumer, int(o.claim_timeout * 1000), start_id=self._cursor, count=limit
