@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any, NoReturn
 
-from ..queue.base import QueuedMessage
+from ..queue.base import MessageQueue, QueuedMessage
 from ..queue.local import LocalQueue
 from ..sinks import SinkError
 from .config import DEFAULT_QUEUE
@@ -100,7 +100,7 @@ def _print_message(message: QueuedMessage) -> None:
         print(f"{'':>40}<{recipient.address}> {recipient.status}{detail}")
 
 
-async def _list(queue: LocalQueue, as_json: bool) -> int:
+async def _list(queue: MessageQueue, as_json: bool) -> int:
     queued = await queue.messages()
     dead = await queue.messages(dead=True)
     stats = await queue.stats()
@@ -121,6 +121,10 @@ async def _list(queue: LocalQueue, as_json: bool) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    if args.queue.startswith(("redis://", "rediss://")):  # the Redis stream queue
+        from .redisqueue import run_on_stream
+
+        return await run_on_stream(args, _act)
     if not os.path.isdir(args.queue):
         print(f"smtpgate queue: error: no queue directory {args.queue!r} (see --queue)", file=sys.stderr)
         return 1
@@ -129,6 +133,11 @@ async def _run(args: argparse.Namespace) -> int:
     except SinkError as error:
         print(f"smtpgate queue: error: {error}", file=sys.stderr)
         return 1
+    return await _act(queue, args)
+
+
+async def _act(queue: MessageQueue, args: argparse.Namespace) -> int:
+    """The action of ``args`` on ``queue``."""
     if args.action == "list":
         return await _list(queue, args.json)
     target = None if args.target == "all" else args.target
