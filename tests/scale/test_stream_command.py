@@ -124,3 +124,24 @@ def test_queue_command_on_the_stream(redis_server: RedisProcess, tmp_path: Path)
     assert "Mail queue is empty" in run_once(["queue", "--queue", url, "list"], tmp_path).stdout
     down = run_once(["queue", "--queue", "redis://127.0.0.1:1/0?timeout=0.5", "list"], tmp_path)
     assert down.returncode == 1 and down.stderr.startswith("smtpgate queue: error: redis://127.0.0.1:1/0")
+
+
+def test_redis_flags_reach_every_worker_process(
+    smtpgate_cli: Callable[..., Command], redis_server: RedisProcess
+) -> None:
+    """--redis-replicas 1 without a replica: every worker process answers 451 (WAIT fails)."""
+    receiver = smtpgate_cli(
+        "--workers",
+        "2",
+        "--sink",
+        redis_server.url + "?wait-timeout=0.3",
+        "--redis-replicas",
+        "1",
+        marker="ready: 2 workers",
+    )
+    for _ in range(4):
+        with receiver.smtp() as client:
+            client.ehlo("client.test")
+            client.mail("a@x.test")
+            client.rcpt("b@y.test")
+            assert client.data(b"Subject: x\r\n\r\nx\r\n")[0] == 451

@@ -21,7 +21,7 @@ from ..sinks import Delivery, MessageInfo, Sink, SinkError, SinkFull, parse_sink
 from .config import Settings
 from .logs import utc_timestamp
 from .passwords import AuthFileError, ScryptHash, load_auth_file, verify_password
-from .scale import ScaleParts
+from .scale import ScaleParts, configure_sinks
 
 if TYPE_CHECKING:
     from .delivery import DeliveryService
@@ -134,6 +134,7 @@ class App:
             raise StartupError(str(error)) from None
         if self.delivery is not None:  # --deliver: the queue stores every message too
             sinks.append(self.delivery.open_queue())
+        configure_sinks(self.settings, sinks)
         return sinks
 
     def describe_sinks(self) -> str:

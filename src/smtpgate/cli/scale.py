@@ -13,7 +13,7 @@ from ..limits import Limiter, LimitPolicy, RedisBackend, parse_rate
 from ..sinks import Sink
 from .config import Settings
 
-__all__ = ["ScaleParts", "limit_policy"]
+__all__ = ["ScaleParts", "configure_sinks", "limit_policy"]
 
 logger = logging.getLogger("smtpgate.cli")
 
@@ -28,6 +28,19 @@ def limit_policy(settings: Settings) -> LimitPolicy:
         recipients=parse_rate(s.limit_recipients or "0"),
         trusted=tuple(s.limit_trusted),
     )
+
+
+def configure_sinks(settings: Settings, sinks: Sequence[Sink]) -> None:
+    """Apply ``--redis-replicas``, ``--redis-stream`` and ``--redis-password-file`` to the
+    Redis stream sinks (over their URL's parameters)."""
+    for sink in sinks:
+        configure = getattr(sink, "configure", None)
+        if sink.kind in ("redis", "rediss") and configure is not None:
+            configure(
+                replicas=settings.redis_replicas,
+                stream=settings.redis_stream,
+                password_file=settings.redis_password_file,
+            )
 
 
 class ScaleParts:
@@ -54,14 +67,6 @@ class ScaleParts:
             for sink in sinks:
                 if callable(getattr(sink, "stats", None)):
                     self.metrics.add_queue(sink.describe(), sink)
-        for sink in sinks:
-            configure = getattr(sink, "configure", None)
-            if sink.kind in ("redis", "rediss") and configure is not None:
-                configure(
-                    replicas=settings.redis_replicas,
-                    stream=settings.redis_stream,
-                    password_file=settings.redis_password_file,
-                )
         self._runner: Any = None
 
     def wrap(self, options: dict[str, Any]) -> dict[str, Any]:
