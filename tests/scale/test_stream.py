@@ -168,6 +168,23 @@ def test_an_entry_that_is_no_message_is_moved_aside(redis_server: RedisProcess) 
     asyncio.run(main())
 
 
+def test_a_stopping_worker_puts_back_what_it_let_settle(redis_server: RedisProcess) -> None:
+    async def main() -> None:
+        patient = RedisStreamQueue(redis_server.url + "?stream=t9&settle=30")
+        other = RedisStreamQueue(redis_server.url + "?stream=t9")
+        await patient.start()
+        await other.start()
+        message_id = await store(patient, b"x\r\n")
+        assert await patient.claim(10) == []  # read, settling
+        assert await other.claim(10) == []  # pending with the patient worker
+        await patient.close()
+        assert [m.id for m in await other.claim(10)] == [message_id]
+        await other.remove(message_id)
+        await other.close()
+
+    asyncio.run(main())
+
+
 def test_heartbeat_keeps_a_slow_delivery(redis_server: RedisProcess) -> None:
     async def main() -> None:
         url = redis_server.url + "?stream=t4&claim-timeout=0.6"

@@ -42,7 +42,7 @@ from .redis_codec import (
     parse_spec,
     requeued,
 )
-from .redis_sink import COMMIT_SCRIPT, StreamDelivery
+from .redis_sink import StreamDelivery
 
 __all__ = ["RedisStreamQueue", "redis_sink", "rediss_sink"]
 
@@ -96,7 +96,6 @@ class RedisStreamQueue(MessageQueue):
         self._client: Any = None
         self._sync: Any = None
         self._promote: Any = None
-        self._commit: Any = None
         self.clock_offset = 0.0
         """Redis's clock minus ours (seconds), measured at `start`."""
         self._held: dict[str, _Held] = {}
@@ -133,7 +132,6 @@ class RedisStreamQueue(MessageQueue):
             except (ValueError, RuntimeError, OSError) as error:
                 raise SinkError(f"sink {self.describe()}: {error}") from None
             self._promote = self._client.register_script(_PROMOTE)
-            self._commit = self._client.register_script(COMMIT_SCRIPT)
         return self._client
 
     async def start(self) -> None:
@@ -169,6 +167,13 @@ class RedisStreamQueue(MessageQueue):
         return None
 
     async def close(self) -> None:
+        """Put back the entries still settling (so that no worker waits for them to be
+        taken over), stop the heartbeat and disconnect."""
+        if self._settling and self._client is not None:
+            try:
+                await self._put_back_settling()
+            except Exception as error:
+                logger.info("queue %s: settling entries left to be taken over: %s", self.describe(), error)
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -317,6 +322,17 @@ class RedisStreamQueue(MessageQueue):
             except Exception as error:
                 logger.warning("queue %s: heartbeat failed: %s", self.describe(), error)
 
+    async def _put_back_settling(self) -> None:
+        o = self.options
+        while self._settling:
+            entry, (fields, _) = next(iter(self._settling.items()))
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.xadd(o.stream, fields)
+                pipe.xack(o.stream, o.group, entry)
+                pipe.xdel(o.stream, entry)
+                await pipe.execute()
+            del self._settling[entry]
+
     async def _end(self, message_id: str, steps: Any) -> None:
         """One transaction: ``steps(pipeline)`` then acknowledge and delete the held entry."""
         o = self.options
@@ -335,6 +351,8 @@ class RedisStreamQueue(MessageQueue):
             await self.bury(message, f"gave up after {message.attempts} attempts: {message.last_error}")
             return
         held = self._held.get(message.id)
+        if held is None:
+            raise KeyError(f"message {message.id} is not held by this worker")
         fields = entry_fields(message, *self._body_of(held))
 
         def steps(pipe: Any, held: _Held | None) -> None:
@@ -345,9 +363,9 @@ class RedisStreamQueue(MessageQueue):
 
         await self._end(message.id, steps)
 
-    def _body_of(self, held: _Held | None) -> tuple[bytes | None, int]:
-        if held is None or b"body" in held.fields:
-            return (held.fields[b"body"] if held is not None else b""), 0
+    def _body_of(self, held: _Held) -> tuple[bytes | None, int]:
+        if b"body" in held.fields:
+            return held.fields[b"body"], 0
         return None, int(held.fields.get(b"chunks", b"0"))
 
     async def remove(self, message_id: str) -> None:
@@ -363,6 +381,8 @@ class RedisStreamQueue(MessageQueue):
     async def bury(self, message: QueuedMessage, reason: str) -> None:
         o = self.options
         held = self._held.get(message.id)
+        if held is None:
+            raise KeyError(f"message {message.id} is not held by this worker")
         dead = dataclasses.replace(message, dead_reason=reason or "failed")
         fields = entry_fields(dead, *self._body_of(held))
 
