@@ -39,6 +39,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The media type of `Metrics.render`'s output."""
 
 _OUTCOME = "_smtpgate_metrics_outcome"  # session attribute: "refused" or "message" once known
+_OPEN = "_smtpgate_metrics_open"  # session attribute: counted as an open connection
 _STATS_TIMEOUT = 2.0
 
 
@@ -133,8 +134,10 @@ class Metrics:
         inner_connect = options.get("on_connect")
 
         async def on_connect(session: Session) -> Any:
-            self.connections.inc()
-            self.connections_active.inc()
+            if not getattr(session, _OPEN, False):  # not again for XCLIENT's new identity
+                setattr(session, _OPEN, True)
+                self.connections.inc()
+                self.connections_active.inc()
             if inner_connect is None:
                 return None
             try:
@@ -149,7 +152,9 @@ class Metrics:
         inner_close = options.get("on_close")
 
         async def on_close(session: Session) -> Any:
-            self.connections_active.dec()
+            if getattr(session, _OPEN, False):
+                setattr(session, _OPEN, False)
+                self.connections_active.dec()
             self.sessions.labels(getattr(session, _OUTCOME, "no_message")).inc()
             if inner_close is not None:
                 return await timed("on_close", inner_close, session)
