@@ -11,9 +11,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
-from .server import SMTPServer
+from .server import SMTPServer, check_port
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .options import ServerSettings
 
 __all__ = ["ServerThread"]
 
@@ -33,13 +38,13 @@ class ServerThread:
         host: str = "127.0.0.1",
         port: int = 0,
         loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
-        **options: Any,
+        **options: Unpack[ServerSettings],
     ) -> None:
         if server is not None and options:
             raise TypeError("give either a server or options, not both")
+        self.port = check_port(port)
         self.server = server if server is not None else SMTPServer(**options)
         self.host = host
-        self.port = port
         self.loop: asyncio.AbstractEventLoop | None = None
         self._loop_factory = loop_factory or asyncio.new_event_loop
         self._thread: threading.Thread | None = None
