@@ -267,7 +267,7 @@ def build_options(kwargs: dict[str, Any]) -> ServerOptions:
     known = {f.name for f in fields(ServerOptions)}
     for name in kwargs:
         if name not in known:
-            hint = difflib.get_close_matches(name, known, n=1)
+            hint = difflib.get_close_matches(name.lower(), known, n=1)
             extra = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise TypeError(f"unknown SMTPServer option {name!r}{extra}")
     values = dict(kwargs)

@@ -106,7 +106,7 @@ _PEM_LABEL = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 def _check_pem_kind(data: bytes, what: str, source: str) -> None:
     """A ``cert`` or ``ca`` must hold a certificate, a ``key`` a private key."""
     labels = [label.decode("ascii") for label in _PEM_LABEL.findall(data)]
-    found = f"it holds {' and '.join(dict.fromkeys(labels))}" if labels else "no PEM block"
+    found = f"found {', '.join(dict.fromkeys(labels))}" if labels else "no PEM block"
     if what == "key":
         if not any(label.endswith("PRIVATE KEY") for label in labels):
             raise ValueError(f"TLS key {source}: not a private key ({found})")
