@@ -18,18 +18,20 @@ from smtpgate.tls import TLSOptions, TLSSettings
 
 BAD = """
 from smtpgate import Address, DataStream, ServerThread, Session, SMTPServer
+from smtpgate.pytest_plugin import SMTPTestServer
 
 
 def on_rcpt(address: Address, session: Session) -> None: ...
 def on_data(stream: DataStream) -> None: ...
 
 
-SMTPServer(hide_STARTTLS=True)  # line 9
-SMTPServer(size="10MB")  # line 10
-SMTPServer(on_data=on_data)  # line 11
-SMTPServer(on_rcpt_to=on_rcpt, min_version="TLSv1.1")  # line 12
-ServerThread(hide_starttls=1.5)  # line 13
-SMTPServer(sni_options={"a.example": {"crt": "c.pem"}})  # line 14
+SMTPServer(hide_STARTTLS=True)  # line 10
+SMTPServer(size="10MB")  # line 11
+SMTPServer(on_data=on_data)  # line 12
+SMTPServer(on_rcpt_to=on_rcpt, min_version="TLSv1.1")  # line 13
+ServerThread(hide_starttls=1.5)  # line 14
+SMTPServer(sni_options={"a.example": {"crt": "c.pem"}})  # line 15
+SMTPTestServer(users={"a": "b"}, sise=10)  # line 16
 """
 
 GOOD = """
@@ -63,6 +65,7 @@ server = SMTPServer(
 )
 ServerThread(server, port=0)
 ServerThread(size=1000, hide_starttls=True, bare_lf="reject")
+SMTPTestServer(users={"a": "b"}, reject_recipients=["x@example.com"], size=1000, auth_optional=True)
 server.update_secure_context(cert="new.pem", key="new-key.pem")
 """
 
@@ -95,13 +98,14 @@ def test_mypy_strict_refuses_misspelled_options_wrong_types_and_wrong_handlers(t
     errors = [line for line in output.splitlines() if ": error:" in line]
     assert not [line for line in errors if line.startswith("good.py")], output
     by_line = {int(re.match(r"bad\.py:(\d+):", line).group(1)): line for line in errors}  # type: ignore[union-attr]
-    assert sorted(by_line) == [9, 10, 11, 12, 13, 14], output
-    assert 'Unexpected keyword argument "hide_STARTTLS"' in by_line[9]
-    assert '"size"' in by_line[10] and '"str"' in by_line[10]
-    assert '"on_data"' in by_line[11]
-    assert '"min_version"' in by_line[12]
-    assert '"hide_starttls"' in by_line[13]
-    assert "TLSSettings" in by_line[14]  # {"crt": ...} is no TLSSettings
+    assert sorted(by_line) == [10, 11, 12, 13, 14, 15, 16], output
+    assert 'Unexpected keyword argument "hide_STARTTLS"' in by_line[10]
+    assert '"size"' in by_line[11] and '"str"' in by_line[11]
+    assert '"on_data"' in by_line[12]
+    assert '"min_version"' in by_line[13]
+    assert '"hide_starttls"' in by_line[14]
+    assert "TLSSettings" in by_line[15]  # {"crt": ...} is no TLSSettings
+    assert 'Unexpected keyword argument "sise"' in by_line[16]
 
 
 def test_mypy_strict_accepts_correct_code_and_the_fixture_type(tmp_path: Path) -> None:

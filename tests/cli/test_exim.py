@@ -74,9 +74,7 @@ class Exim:
     def send(self, port: int, sender: str, recipients: list[str], message: bytes) -> subprocess.CompletedProcess[bytes]:
         """Submit ``message`` with ``exim -bm -odi``: delivered to smtpgate before exim returns."""
         config = self.work / f"exim-{port}.conf"
-        config.write_text(
-            CONFIG.format(exim=self.binary, user=self.user, group=self.group, work=self.work, port=port)
-        )
+        config.write_text(CONFIG.format(exim=self.binary, user=self.user, group=self.group, work=self.work, port=port))
         config.chmod(0o644)
         extra = {"user": self.user, "group": self.group, "extra_groups": []} if self.as_user else {}
         return subprocess.run(
