@@ -89,11 +89,13 @@ class Handlers:
 class SMTPServer:
     """An SMTP (or LMTP) server.
 
-    Options are keyword arguments (every one is in the configuration reference); handlers
-    are options too, or methods of a subclass:
+    Options are keyword arguments, typed by `ServerSettings` (every one is in the
+    configuration reference); handlers are options too, or methods of a subclass. Unknown,
+    ill-typed and contradictory options raise ``TypeError``/``ValueError`` here.
 
     ```python
     server = SMTPServer(on_data=on_data, size=10 * 1024 * 1024)
+    server.run(2525, host="127.0.0.1")  # until SIGINT/SIGTERM; or, in a running loop:
     await server.listen(2525, host="127.0.0.1")
     ...
     await server.close()
