@@ -7,26 +7,28 @@ import inspect
 import logging
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .connection import SMTPConnection
 from .listener import ProxyListener, bind_socket
-from .options import HANDLER_ARGUMENTS, HANDLER_NAMES, ServerOptions, build_options
+from .options import HANDLER_ARGUMENTS, HANDLER_NAMES, ServerOptions, ServerSettings, build_options
 from .protocol.core import ProtocolConfig
 from .proxy import ProxyInfo, TrustList
-from .tls import TLS_OPTION_NAMES, TLSContexts, TLSOptions, check_tls_options
+from .tls import TLS_OPTION_NAMES, TLSContexts, TLSOptions, TLSSettings, check_tls_options
 
-if TYPE_CHECKING:
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+elif TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from .options import ServerSettings
-    from .tls import TLSOptions as _TLSOptions
-    from .tls import TLSSettings
 
-    class _TLSUpdate(TLSSettings, total=False):
-        sni_options: Mapping[str, TLSSettings | _TLSOptions] | None
+class TLSUpdate(TLSSettings, total=False):
+    """The keyword arguments of `SMTPServer.update_secure_context`."""
+
+    sni_options: Mapping[str, TLSSettings | TLSOptions] | None
 
 
 __all__ = ["SMTPServer", "check_port"]
@@ -402,7 +404,7 @@ class SMTPServer:
 
     # ----------------------------------------------------------------- TLS
 
-    def update_secure_context(self, **tls_options: Unpack[_TLSUpdate]) -> None:
+    def update_secure_context(self, **tls_options: Unpack[TLSUpdate]) -> None:
         """Replace TLS options (``key``, ``cert``, ``ca``, ..., ``sni_options``) for new
         connections; sessions already running keep theirs. Raises, keeping the old
         certificate, if the new one cannot be loaded."""

@@ -9,16 +9,18 @@ For synchronous code and tests (aiosmtpd users know this as ``Controller``)::
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .options import ServerSettings
 from .server import SMTPServer, check_port
 
-if TYPE_CHECKING:
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+elif TYPE_CHECKING:
     from typing_extensions import Unpack
-
-    from .options import ServerSettings
 
 __all__ = ["ServerThread"]
 

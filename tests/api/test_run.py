@@ -35,7 +35,12 @@ def on_close(session: Session) -> None:
 
 server = SMTPServer(name="mx.test", disable_reverse_lookup=True, close_timeout=20, on_data=on_data, on_close=on_close)
 server.on("listening", lambda server: print("listening", server.port, flush=True))
-server.run(0, host="127.0.0.1")
+loop_factory = None
+if sys.argv[2] == "uvloop":
+    import uvloop
+
+    loop_factory = uvloop.new_event_loop
+server.run(0, host="127.0.0.1", loop_factory=loop_factory)
 print("run returned", flush=True)
 """
 
@@ -59,14 +64,18 @@ def _wait_for(path: Path, text: str, process: subprocess.Popen[bytes], timeout: 
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_run_closes_gracefully_on_signal(tmp_path: Path, signum: signal.Signals) -> None:
+@pytest.mark.parametrize(
+    ("signum", "loop"), [(signal.SIGINT, "asyncio"), (signal.SIGTERM, "asyncio"), (signal.SIGTERM, "uvloop")]
+)
+def test_run_closes_gracefully_on_signal(tmp_path: Path, signum: signal.Signals, loop: str) -> None:
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
     script = tmp_path / "server.py"
     script.write_text(SCRIPT)
     store, out, err = tmp_path / "store.eml", tmp_path / "out.txt", tmp_path / "err.txt"
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, str(script), str(store)], stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL
+            [sys.executable, str(script), str(store), loop], stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL
         )
     try:
         port = int(_wait_for(out, "listening ", process).split("listening ", 1)[1].split()[0])
@@ -104,7 +113,7 @@ def test_run_second_signal_ends_sessions_at_once(tmp_path: Path) -> None:
     out, err = tmp_path / "out.txt", tmp_path / "err.txt"
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, str(script), str(tmp_path / "store.eml")], stdout=stdout, stderr=stderr
+            [sys.executable, str(script), str(tmp_path / "store.eml"), "asyncio"], stdout=stdout, stderr=stderr
         )
     try:
         port = int(_wait_for(out, "listening ", process).split("listening ", 1)[1].split()[0])
