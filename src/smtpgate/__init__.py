@@ -3,6 +3,7 @@
 from .errors import SMTPError
 from .options import ServerSettings
 from .protocol.core import ProtocolConfig, ServerProtocol
+from .proxy import ProxyInfo
 from .sasl import AuthRequest, AuthResult, XOAuth2Error
 from .server import SMTPServer
 from .session import Address, Envelope, Session, TLSInfo
@@ -20,6 +21,7 @@ __all__ = [
     "Envelope",
     "Address",
     "TLSInfo",
+    "ProxyInfo",
     "AuthRequest",
     "AuthResult",
     "XOAuth2Error",
