@@ -105,7 +105,8 @@ def exim(tmp_path: Path) -> Iterator[Exim]:
         user, group, as_user = pwd.getpwuid(os.getuid()).pw_name, str(os.getgid()), False
     try:
         binary = work / "exim4"
-        shutil.copy(EXIM, binary)  # reachable by the unprivileged user wherever the checkout is
+        shutil.copyfile(EXIM, binary)  # reachable by the unprivileged user wherever the checkout is
+        binary.chmod(0o755)  # and not set-uid: Exim runs as that user only
         for folder in ("spool", "log"):
             (work / folder).mkdir()
         if as_user:
