@@ -113,6 +113,8 @@ def _check_pem_kind(data: bytes, what: str, source: str) -> None:
         return
     if not any(label in ("CERTIFICATE", "TRUSTED CERTIFICATE") for label in labels):
         raise ValueError(f"TLS {what} {source}: not a certificate ({found})")
+    if "CERTIFICATE" not in labels:  # OpenSSL's TRUSTED CERTIFICATE only: left to OpenSSL
+        return
     from cryptography import x509
 
     try:
