@@ -335,6 +335,11 @@ class SMTPServer:
                 loop.run_until_complete(self.close())
         finally:
             try:
+                leftover = [task for task in asyncio.all_tasks(loop) if not task.done()]
+                for task in leftover:  # e.g. serve() after a KeyboardInterrupt
+                    task.cancel()
+                if leftover:
+                    loop.run_until_complete(asyncio.wait(leftover))
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
                 loop.close()
