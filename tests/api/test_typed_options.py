@@ -32,6 +32,7 @@ SMTPServer(on_rcpt_to=on_rcpt, min_version="TLSv1.1")  # line 13
 ServerThread(hide_starttls=1.5)  # line 14
 SMTPServer(sni_options={"a.example": {"crt": "c.pem"}})  # line 15
 SMTPTestServer(users={"a": "b"}, sise=10)  # line 16
+SMTPServer().update_secure_context(size=10)  # line 17
 """
 
 GOOD = """
@@ -98,7 +99,7 @@ def test_mypy_strict_refuses_misspelled_options_wrong_types_and_wrong_handlers(t
     errors = [line for line in output.splitlines() if ": error:" in line]
     assert not [line for line in errors if line.startswith("good.py")], output
     by_line = {int(re.match(r"bad\.py:(\d+):", line).group(1)): line for line in errors}  # type: ignore[union-attr]
-    assert sorted(by_line) == [10, 11, 12, 13, 14, 15, 16], output
+    assert sorted(by_line) == [10, 11, 12, 13, 14, 15, 16, 17], output
     assert 'Unexpected keyword argument "hide_STARTTLS"' in by_line[10]
     assert '"size"' in by_line[11] and '"str"' in by_line[11]
     assert '"on_data"' in by_line[12]
@@ -106,6 +107,7 @@ def test_mypy_strict_refuses_misspelled_options_wrong_types_and_wrong_handlers(t
     assert '"hide_starttls"' in by_line[14]
     assert "TLSSettings" in by_line[15]  # {"crt": ...} is no TLSSettings
     assert 'Unexpected keyword argument "sise"' in by_line[16]
+    assert 'Unexpected keyword argument "size" for "update_secure_context"' in by_line[17]
 
 
 def test_mypy_strict_accepts_correct_code_and_the_fixture_type(tmp_path: Path) -> None:
