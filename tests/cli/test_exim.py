@@ -10,6 +10,7 @@ own configuration (``-C``) and spool in a temporary directory, as an unprivilege
 from __future__ import annotations
 
 import base64
+import grp
 import os
 import pwd
 import random
@@ -102,7 +103,7 @@ def exim(tmp_path: Path) -> Iterator[Exim]:
     else:
         work = tmp_path / "exim"
         work.mkdir()
-        user, group, as_user = pwd.getpwuid(os.getuid()).pw_name, str(os.getgid()), False
+        user, group, as_user = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name, False
     try:
         binary = work / "exim4"
         shutil.copyfile(EXIM, binary)  # reachable by the unprivileged user wherever the checkout is
