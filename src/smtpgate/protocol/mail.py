@@ -14,7 +14,7 @@ from ..session import Address, Envelope
 from .addresses import SyntaxProblem, parse_mailbox, parse_params, split_path_argument
 
 if TYPE_CHECKING:
-    from .core import ProtocolConfig
+    from .config import ProtocolConfig
 
 __all__ = ["Refusal", "MailRequest", "parse_mail", "parse_rcpt"]
 
