@@ -331,6 +331,17 @@ def test_truncated_header_then_close(start_server, raw_client, smtpgate_log, dat
     still_serves(running, raw_client)
 
 
+def test_short_invalid_v1_line_closes_at_once(start_server, raw_client, smtpgate_log):
+    running = start_server(use_proxy=True, proxy_timeout=60)
+    client = raw_client(running.port)
+    client.send(b"PROXY BOGUS\r\n")
+    assert client.is_closed(timeout=10), "closed long before proxy_timeout"
+    assert client.buffer == b""
+    record = wait_for_log(smtpgate_log, "bad PROXY header")
+    assert "TCP4|TCP6" in record.getMessage()
+    still_serves(running, raw_client)
+
+
 def test_header_that_never_arrives_times_out(start_server, raw_client, smtpgate_log):
     running = start_server(use_proxy=True, proxy_timeout=0.5)
     silent = raw_client(running.port)

@@ -14,7 +14,7 @@ from .config import ProtocolConfig
 from .data import DataDecoder
 from .events import BodyAborted, DataChunk, DataEnd
 from .mail import Refusal
-from .replies import SIZE_EXCEEDED_CODE, ReplyWriter, format_reply
+from .replies import SIZE_EXCEEDED_CODE, ReplyWriter, format_reply, size_exceeded_text
 
 __all__ = ["BodyReceiver", "BodyResult", "parse_bdat"]
 
@@ -175,7 +175,7 @@ class BodyReceiver:
                     result.code, result.message, result.enhanced or (SIZE_EXCEEDED_CODE if result.code == 552 else None)
                 )
             elif event.size_exceeded and config.reject_oversized:
-                reply(552, f"Error: message exceeds fixed maximum message size {config.size}", SIZE_EXCEEDED_CODE)
+                reply(552, size_exceeded_text(config.size), SIZE_EXCEEDED_CODE)
             elif config.lmtp:
                 reply(250, result or f"<{address}> OK: message accepted", "2.6.0")
             else:

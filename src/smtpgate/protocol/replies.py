@@ -7,7 +7,7 @@ import re
 
 from ..errors import default_enhanced_code
 
-__all__ = ["format_reply", "ReplyWriter", "SIZE_EXCEEDED_CODE"]
+__all__ = ["format_reply", "ReplyWriter", "SIZE_EXCEEDED_CODE", "size_exceeded_text"]
 
 # Anything that could break a reply line or a terminal: C0 and C1 controls, DEL.
 _UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
@@ -15,6 +15,11 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 SIZE_EXCEEDED_CODE = "5.3.4"
 """The enhanced code of every 552 about the message size (RFC 3463: message too big)."""
+
+
+def size_exceeded_text(size: int) -> str:
+    """The text of the 552 for a message (or a declared SIZE) over the ``size`` option."""
+    return f"Error: message exceeds fixed maximum message size {size}"
 
 
 def _clean(line: str) -> str:
