@@ -4,7 +4,7 @@ from .errors import SMTPError
 from .protocol.core import ProtocolConfig, ServerProtocol
 from .sasl import AuthRequest, AuthResult, XOAuth2Error
 from .server import SMTPServer
-from .session import Address, Envelope, Session, TLSInfo
+from .session import Address, Envelope, Session, TLSDetails, TLSInfo
 from .stream import DataStream, DataStreamError
 from .thread import ServerThread
 
@@ -16,6 +16,7 @@ __all__ = [
     "Envelope",
     "Address",
     "TLSInfo",
+    "TLSDetails",
     "AuthRequest",
     "AuthResult",
     "XOAuth2Error",

@@ -87,6 +87,29 @@ def test_trusted_header_gives_the_client_address(start_server, raw_client, recei
     assert received.messages[0][3].remote_address == address
 
 
+def test_session_proxy_has_the_header_for_handlers(start_server, raw_client):
+    running, seen = server_with_recorder(start_server, use_proxy=True)
+    client = raw_client(running.port)
+    client.send(v2_tcp4("192.0.2.12", "198.51.100.7", 40010, 2525, tlvs=tlv(0x01, b"smtp") + tlv(0xE0, b"id-42")))
+    assert client.reply()[0] == 220
+    proxy = seen.wait_for(1)[0].proxy
+    assert (proxy.version, proxy.local) == (2, False)
+    assert (proxy.source_address, proxy.source_port) == ("192.0.2.12", 40010)
+    assert (proxy.destination_address, proxy.destination_port) == ("198.51.100.7", 2525)
+    assert proxy.tlvs == {0x01: b"smtp", 0xE0: b"id-42"}
+    other = raw_client(running.port)
+    other.send(b"PROXY UNKNOWN\r\n")
+    assert other.reply()[0] == 220
+    assert seen.wait_for(2)[1].proxy.local is True
+
+
+def test_session_proxy_is_none_without_a_header(start_server, raw_client):
+    running, seen = server_with_recorder(start_server)
+    client = raw_client(running.port)
+    assert client.reply()[0] == 220
+    assert seen.wait_for(1)[0].proxy is None
+
+
 @pytest.mark.parametrize("header", [v2_local(), v2_local(tlv(0x04, b"\x00" * 4)), b"PROXY UNKNOWN\r\n"])
 def test_local_and_unknown_keep_the_real_peer(start_server, raw_client, header):
     running, seen = server_with_recorder(start_server, use_proxy=["127.0.0.0/8"])
