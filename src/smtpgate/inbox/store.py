@@ -31,7 +31,6 @@ import json
 import mmap
 import os
 import queue
-import secrets
 import sqlite3
 import threading
 import time
@@ -42,7 +41,18 @@ from typing import Any, TypeVar
 
 from ..sinks.base import MessageInfo
 from .events import Event, Hub, Subscription
-from .parse import ParsedMessage, find_part, header_map, iter_decoded, parse_message, rfc3339
+from .parse import ParsedMessage, find_part, header_map, parse_message, rfc3339
+from .records import (
+    RawMessage,
+    address_text,
+    mailboxes_of,
+    new_id,
+    part_chunks,
+    summary_json,
+    tags_of,
+    with_buffer,
+)
+from .schema import SchemaError, connect
 from .search import parse_query, to_sql
 from .spool import Spool
 
@@ -50,83 +60,18 @@ __all__ = ["InboxStore", "StoreError", "RawMessage", "BLOB_LIMIT", "MAX_PAGE", "
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
 BLOB_LIMIT = 256 * 1024
 """Raw messages up to this size live in the database; larger ones in files beside it."""
 MAX_PAGE = 1000
 """The largest page of a listing."""
 _BATCH = 128
-_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
-_MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE messages(
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL UNIQUE,
-        created INTEGER NOT NULL,
-        message_id TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        subject_lc TEXT NOT NULL,
-        addr_from TEXT NOT NULL,
-        addr_to TEXT NOT NULL,
-        addr_cc TEXT NOT NULL,
-        addr_bcc TEXT NOT NULL,
-        addr_reply_to TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        attachments INTEGER NOT NULL,
-        inline INTEGER NOT NULL,
-        read INTEGER NOT NULL DEFAULT 0,
-        username TEXT NOT NULL,
-        summary TEXT NOT NULL,
-        detail TEXT NOT NULL,
-        envelope TEXT NOT NULL,
-        raw_file TEXT
-    );
-    CREATE INDEX messages_created ON messages(created);
-    CREATE TABLE raw(seq INTEGER PRIMARY KEY, data BLOB NOT NULL);
-    CREATE TABLE mailboxes(mailbox TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(mailbox, seq)) WITHOUT ROWID;
-    CREATE INDEX mailboxes_seq ON mailboxes(seq);
-    CREATE TABLE tags(tag TEXT NOT NULL COLLATE NOCASE, seq INTEGER NOT NULL, PRIMARY KEY(tag, seq)) WITHOUT ROWID;
-    CREATE INDEX tags_seq ON tags(seq);
-    CREATE VIRTUAL TABLE fts USING fts5(text, tokenize='trigram');
-    """,
-}
+
+_Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
 
 
 class StoreError(Exception):
     """The store cannot be opened or used: one clear line."""
-
-
-def new_id() -> str:
-    """A random 22-character base62 ID (like Mailpit's)."""
-    number = int.from_bytes(secrets.token_bytes(16), "big")
-    chars = []
-    for _ in range(22):
-        number, digit = divmod(number, 62)
-        chars.append(_ALPHABET[digit])
-    return "".join(chars)
-
-
-@dataclass
-class RawMessage:
-    """The raw bytes of a stored message: in memory (small) or a file path (large)."""
-
-    id: str
-    size: int
-    data: bytes | None = None
-    path: str | None = None
-
-    def chunks(self, size: int = 256 * 1024) -> Iterator[bytes]:
-        if self.data is not None:
-            yield self.data
-            return
-        assert self.path is not None
-        with open(self.path, "rb") as handle:
-            while chunk := handle.read(size):
-                yield chunk
-
-    def read(self) -> bytes:
-        return b"".join(self.chunks())
 
 
 @dataclass
@@ -146,39 +91,6 @@ class _Prepared:
     size: int
     data: bytes | None
     file_name: str | None
-
-
-def _address_text(addresses: Iterable[dict[str, str] | None]) -> str:
-    return "\n".join(f"{a['Name']} <{a['Address']}>".lower() for a in addresses if a)
-
-
-def _mailboxes(info: MessageInfo) -> set[str]:
-    boxes: set[str] = set()
-    for recipient in info.recipients:
-        address = recipient.strip().lower()
-        if not address:
-            continue
-        boxes.add(address)
-        local, at, domain = address.rpartition("@")
-        if at and "+" in local:
-            boxes.add(f"{local.split('+', 1)[0]}@{domain}")
-    if info.user:
-        boxes.add(info.user.strip().lower())
-    return boxes
-
-
-def _tags(info: MessageInfo, parsed: ParsedMessage) -> list[str]:
-    found: dict[str, str] = {}
-    addresses = list(info.recipients) + [a["Address"] for a in parsed.to + parsed.cc]
-    for address in addresses:
-        local, at, _ = address.rpartition("@")
-        if at and "+" in local:
-            tag = local.split("+", 1)[1].strip()
-            if tag:
-                found.setdefault(tag.lower(), tag)
-    for tag in parsed.header_tags:
-        found.setdefault(tag.lower(), tag)
-    return list(found.values())[:50]
 
 
 class InboxStore:
@@ -223,7 +135,7 @@ class InboxStore:
         try:
             await asyncio.to_thread(self._prepare_files)
             connection = await asyncio.to_thread(self._connect)
-        except (OSError, sqlite3.Error) as error:
+        except (OSError, sqlite3.Error, SchemaError) as error:
             raise StoreError(f"cannot open inbox {self.path!r}: {error}") from None
         self._writer = threading.Thread(target=self._write_loop, args=(connection,), name="inbox-writer", daemon=True)
         self._writer.start()
@@ -256,33 +168,12 @@ class InboxStore:
             os.unlink(os.path.join(tmp, name))
 
     def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=FULL")
-        connection.execute("PRAGMA foreign_keys=OFF")
-        self._migrate(connection)
+        connection = connect(self.path, writer=True)
         self._remove_orphans(connection)
         return connection
 
-    def _migrate(self, connection: sqlite3.Connection) -> None:
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            connection.execute("CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)")
-            row = connection.execute("SELECT MAX(version) FROM schema_version").fetchone()
-            version = row[0] or 0
-            if version > SCHEMA_VERSION:
-                raise StoreError(f"inbox {self.path!r} has schema {version}, newer than this smtpgate ({SCHEMA_VERSION})")
-            for number in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        connection.execute(statement)
-                connection.execute("INSERT INTO schema_version(version) VALUES (?)", (number,))
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-
     def _remove_orphans(self, connection: sqlite3.Connection) -> None:
+        """Files of messages whose transaction never committed (a crash) go."""
         known = {row[0] for row in connection.execute("SELECT raw_file FROM messages WHERE raw_file IS NOT NULL")}
         for name in os.listdir(self.files):
             if name.endswith(".eml") and name not in known:
@@ -291,8 +182,7 @@ class InboxStore:
     def _reader(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
-            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-            connection.execute("PRAGMA query_only=ON")
+            connection = connect(self.path, writer=False)
             self._local.connection = connection
             with self._lock:
                 self._reader_connections.append(connection)
@@ -332,7 +222,9 @@ class InboxStore:
         finally:
             connection.close()
 
-    def _run_batch(self, connection: sqlite3.Connection, batch: list[tuple[Callable[..., Any], asyncio.Future[Any]]]) -> None:
+    def _run_batch(
+        self, connection: sqlite3.Connection, batch: list[tuple[Callable[..., Any], asyncio.Future[Any]]]
+    ) -> None:
         """One transaction for the whole batch (a savepoint per change), retention, then
         the files of deleted messages are removed and the futures settled."""
         results: list[tuple[bool, Any, _Op]] = []
@@ -368,7 +260,7 @@ class InboxStore:
             if stats is not None:
                 extra.events.append(stats)
         assert self._loop is not None
-        for (_, future), (ok, value, op) in zip(batch, results):
+        for (_, future), (ok, value, op) in zip(batch, results, strict=True):
             self._loop.call_soon_threadsafe(self._settle, future, ok, value, op.events)
         if extra.events:
             self._loop.call_soon_threadsafe(self._publish, extra.events)
@@ -470,8 +362,8 @@ class InboxStore:
 
     def _insert(self, connection: sqlite3.Connection, item: _Prepared) -> tuple[str, _Op]:
         parsed, info = item.parsed, item.info
-        tags = _tags(info, parsed)
-        boxes = _mailboxes(info)
+        tags = tags_of(info, parsed)
+        boxes = mailboxes_of(info)
         created_text = rfc3339(item.created / 1000)
         attachments = len(parsed.attachments)
         summary = {
@@ -513,11 +405,11 @@ class InboxStore:
                 parsed.message_id,
                 parsed.subject,
                 parsed.subject.lower(),
-                _address_text([parsed.from_]),
-                _address_text(parsed.to),
-                _address_text(parsed.cc),
-                _address_text(parsed.bcc),
-                _address_text(parsed.reply_to),
+                address_text([parsed.from_]),
+                address_text(parsed.to),
+                address_text(parsed.cc),
+                address_text(parsed.bcc),
+                address_text(parsed.reply_to),
                 item.size,
                 attachments,
                 len(parsed.inline),
@@ -549,7 +441,7 @@ class InboxStore:
 
     # ------------------------------------------------------------- reading
 
-    async def list(
+    async def list_messages(
         self,
         *,
         query: str = "",
@@ -590,7 +482,7 @@ class InboxStore:
                     scope_params,
                 )
             ]
-            messages = [self._summary(row, tags.get(row[0], [])) for row in rows]
+            messages = [summary_json(row, tags.get(row[0], [])) for row in rows]
             return {
                 "total": total,
                 "unread": unread,
@@ -629,28 +521,6 @@ class InboxStore:
                 found.setdefault(seq, []).append(tag)
         return found
 
-    @staticmethod
-    def _summary(row: tuple[Any, ...], tags: list[str]) -> dict[str, Any]:
-        _, message_id, created, read, size, attachments, summary_json = row
-        summary = json.loads(summary_json)
-        return {
-            "ID": message_id,
-            "MessageID": summary["MessageID"],
-            "Read": bool(read),
-            "From": summary["From"],
-            "To": summary["To"],
-            "Cc": summary["Cc"],
-            "Bcc": summary["Bcc"],
-            "ReplyTo": summary["ReplyTo"],
-            "Subject": summary["Subject"],
-            "Created": rfc3339(created / 1000),
-            "Username": summary["Username"],
-            "Tags": tags,
-            "Size": size,
-            "Attachments": attachments,
-            "Snippet": summary["Snippet"],
-        }
-
     def _resolve(self, connection: sqlite3.Connection, message_id: str, mailbox: str | None) -> tuple[Any, ...] | None:
         columns = "m.seq, m.id, m.created, m.read, m.size, m.attachments, m.summary, m.detail, m.envelope, m.raw_file"
         condition, params = self._condition("", mailbox, None, None)
@@ -662,7 +532,9 @@ class InboxStore:
             result = connection.execute(sql, [message_id, *params]).fetchone()
         return result
 
-    async def get(self, message_id: str, *, mailbox: str | None = None, mark_read: bool = False) -> dict[str, Any] | None:
+    async def get(
+        self, message_id: str, *, mailbox: str | None = None, mark_read: bool = False
+    ) -> dict[str, Any] | None:
         """A message in Mailpit's ``Message`` shape (``latest`` works), or None."""
 
         def run(connection: sqlite3.Connection) -> dict[str, Any] | None:
@@ -670,7 +542,7 @@ class InboxStore:
             if row is None:
                 return None
             seq = row[0]
-            summary = self._summary(row[:7], self._tags_of(connection, [seq]).get(seq, []))
+            summary = summary_json(row[:7], self._tags_of(connection, [seq]).get(seq, []))
             detail = json.loads(row[7])
             boxes = [r[0] for r in connection.execute("SELECT mailbox FROM mailboxes WHERE seq = ? ORDER BY 1", (seq,))]
             message = {key: summary[key] for key in ("ID", "MessageID", "From", "To", "Cc", "Bcc", "ReplyTo")}
@@ -705,7 +577,7 @@ class InboxStore:
         raw = await self.raw(message_id, mailbox=mailbox)
         if raw is None:
             return None
-        return await asyncio.to_thread(_with_buffer, raw, header_map)
+        return await asyncio.to_thread(with_buffer, raw, header_map)
 
     async def part(
         self, message_id: str, part_id: str, *, mailbox: str | None = None
@@ -726,10 +598,10 @@ class InboxStore:
                 name = ""
             return {"ContentType": location.content_type, "FileName": name}
 
-        meta = await asyncio.to_thread(_with_buffer, raw, describe)
+        meta = await asyncio.to_thread(with_buffer, raw, describe)
         if meta is None:
             return None
-        return meta, _part_chunks(raw, part_id)
+        return meta, part_chunks(raw, part_id)
 
     async def mailboxes(self) -> list[dict[str, Any]]:
         """Every mailbox with its message and unread counts."""
@@ -846,34 +718,6 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
-
-
-def _with_buffer(raw: RawMessage, function: Callable[[Any], T]) -> T:
-    if raw.data is not None:
-        return function(raw.data)
-    assert raw.path is not None
-    with open(raw.path, "rb") as handle:
-        if os.fstat(handle.fileno()).st_size == 0:
-            return function(b"")
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            return function(mapped)
-
-
-def _part_chunks(raw: RawMessage, part_id: str) -> Iterator[bytes]:
-    """The decoded chunks of one part, reading the file while iterated (in a thread)."""
-    if raw.data is not None:
-        location = find_part(raw.data, part_id)
-        if location is not None:
-            yield from iter_decoded(raw.data, location)
-        return
-    assert raw.path is not None
-    with open(raw.path, "rb") as handle:
-        if os.fstat(handle.fileno()).st_size == 0:
-            return
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            location = find_part(mapped, part_id)
-            if location is not None:
-                yield from iter_decoded(mapped, location)
 
 
 def _version() -> str:
