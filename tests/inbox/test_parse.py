@@ -24,7 +24,8 @@ def test_text_html_attachment_inline() -> None:
         + base64.b64encode(b"\x89PNG fake")
     )
     attachment = (
-        b'Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="r\xc3\xa9sum\xc3\xa9.bin"\r\n'
+        b"Content-Type: application/octet-stream\r\n"
+        b'Content-Disposition: attachment; filename="r\xc3\xa9sum\xc3\xa9.bin"\r\n'
         b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(bytes(range(256)) * 10)
     )
     related = multipart([html, inline], b"rel", b"related")
