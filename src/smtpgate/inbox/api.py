@@ -311,9 +311,11 @@ class _API:
         return web.Response(text="ok")
 
     async def message(self, request: web.Request) -> web.Response:
-        found = await self.store.get(request.match_info["id"], mailbox=_mailbox(request), mark_read=True)
+        found = await self.store.get(request.match_info["id"], mailbox=_mailbox(request))
         if found is None:
             raise _Problem(404, "message not found")
+        if not found["Read"]:  # Mailpit marks a message read when it is fetched
+            await self.store.set_read([found["ID"]], True)
         return web.json_response(found)
 
     async def headers(self, request: web.Request) -> web.Response:
