@@ -10,6 +10,12 @@ import pytest
 from inbox_support import AppThread
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """pytester for the plugin tests (loaded here: see tests/plugin/conftest.py)."""
+    if not config.pluginmanager.has_plugin("pytester"):
+        config.pluginmanager.import_plugin("pytester")
+
+
 @pytest.fixture
 def inbox_app_factory(tmp_path: Path) -> Iterator[Callable[..., AppThread]]:
     """``factory(**settings)`` starts an `AppThread` (stopped after the test)."""
