@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from inbox_support import AppThread, make_message
 
-
 SOURCE = """
 import smtplib, threading, time
 from email.message import EmailMessage
