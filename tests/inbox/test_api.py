@@ -217,6 +217,14 @@ def test_raw_and_parts_cannot_run_in_the_api_origin(inbox_app: AppThread) -> Non
     assert "sandbox" in headers["Content-Security-Policy"] and headers["X-Content-Type-Options"] == "nosniff"
     status, headers, _ = http(inbox_app, "GET", f"/api/v1/message/{found['ID']}/raw")
     assert headers["Content-Type"].startswith("text/plain") and headers["X-Content-Type-Options"] == "nosniff"
+    html = make_message("html body")
+    html.add_alternative('<p onmouseover="x()">hi</p><script>alert(1)</script>', subtype="html")
+    inbox_app.send(html)
+    status, headers, body = http(inbox_app, "GET", "/view/latest.html")
+    assert status == 200 and b"<script>" in body and headers["Content-Security-Policy"].startswith("sandbox")
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    status, _, body = http(inbox_app, "GET", "/view/latest.txt")
+    assert status == 200 and body.strip() == b"Hello there"
 
 
 def test_chaos_triggers_refuse_over_smtp(inbox_app: AppThread) -> None:

@@ -225,6 +225,8 @@ def inbox_routes(
         web.get("/api/v1/chaos", api.get_chaos),
         web.put("/api/v1/chaos", api.set_chaos),
         web.get("/api/events", api.events),
+        web.get("/view/{id}.txt", api.view_text),
+        web.get("/view/{id}.html", api.view_html),
     ]
     try:
         ui: Any = importlib.import_module("smtpgate.inbox.ui")
@@ -357,6 +359,22 @@ class _API:
             await response.write(chunk)
         await response.write_eof()
         return response
+
+    async def view_text(self, request: web.Request) -> web.Response:
+        """Mailpit's ``/view/{ID}.txt``: the text body alone."""
+        found = await self.store.get(request.match_info["id"], mailbox=_mailbox(request))
+        if found is None:
+            raise _Problem(404, "message not found")
+        return web.Response(text=found["Text"], headers={"X-Content-Type-Options": "nosniff"})
+
+    async def view_html(self, request: web.Request) -> web.Response:
+        """Mailpit's ``/view/{ID}.html``: the HTML body alone, in a sandbox (no script
+        runs, nothing remote loads, the page has no access to this origin)."""
+        found = await self.store.get(request.match_info["id"], mailbox=_mailbox(request))
+        if found is None or not found["HTML"]:
+            raise _Problem(404, "message not found" if found is None else "the message has no HTML part")
+        headers = {"Content-Security-Policy": _SANDBOX, "X-Content-Type-Options": "nosniff"}
+        return web.Response(text=found["HTML"], content_type="text/html", headers=headers)
 
     async def tags(self, request: web.Request) -> web.Response:
         page = await self.store.list_messages(mailbox=_mailbox(request), limit=1)
