@@ -271,7 +271,7 @@ def test_events_websocket(inbox_app: AppThread) -> None:
                 client = inbox_app.client()
                 await asyncio.to_thread(client.delete, query="subject:live")
                 deadline = asyncio.get_running_loop().time() + 30
-                while not any(event["Type"] == "delete" for event in seen):
+                while not {"delete", "stats"} <= {event["Type"] for event in seen}:
                     remaining = deadline - asyncio.get_running_loop().time()
                     message = await socket.receive(timeout=max(0.1, remaining))
                     seen.append(json.loads(message.data))

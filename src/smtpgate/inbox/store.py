@@ -60,6 +60,8 @@ T = TypeVar("T")
 BLOB_LIMIT = 256 * 1024
 """Raw messages up to this size live in the database; larger ones in files beside it."""
 _BATCH = 128
+STATS_INTERVAL = 0.25
+"""Seconds between two ``stats`` events (they follow changes)."""
 
 
 _Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
@@ -114,6 +116,8 @@ class InboxStore(StoreReads):
         self._local = threading.local()
         self._lock = threading.Lock()
         self._pruner: asyncio.Task[None] | None = None
+        self._stats_timer: asyncio.TimerHandle | None = None
+        self._stats_task: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------- lifecycle
 
@@ -140,6 +144,11 @@ class InboxStore(StoreReads):
 
     async def close(self) -> None:
         """Finish queued writes and close every connection."""
+        if self._stats_timer is not None:
+            self._stats_timer.cancel()
+            self._stats_timer = None
+        if self._stats_task is not None:
+            await asyncio.gather(self._stats_task, return_exceptions=True)
         if self._pruner is not None:
             self._pruner.cancel()
             self._pruner = None
@@ -250,10 +259,6 @@ class InboxStore(StoreReads):
         for _, _, op in [*results, (True, None, extra)]:
             for path in op.unlink:
                 _unlink(path)
-        if any(ok and op.events for ok, _, op in results) or extra.events:
-            stats = self._stats_event(connection)
-            if stats is not None:
-                extra.events.append(stats)
         assert self._loop is not None
         for (_, future), (ok, value, op) in zip(batch, results, strict=True):
             self._loop.call_soon_threadsafe(self._settle, future, ok, value, op.events)
@@ -263,6 +268,21 @@ class InboxStore(StoreReads):
     def _publish(self, events: list[Event]) -> None:
         for event in events:
             self.hub.publish(event)
+        if events and self._stats_timer is None and self._loop is not None:
+            # one "stats" event at most every STATS_INTERVAL, after the changes (like Mailpit)
+            self._stats_timer = self._loop.call_later(STATS_INTERVAL, self._send_stats)
+
+    def _send_stats(self) -> None:
+        async def send() -> None:
+            try:
+                event = await self._read(self._stats_event)
+            except Exception:  # closing, or a busy disk: the next change sends them
+                return
+            finally:
+                self._stats_timer = None
+            self.hub.publish(event)
+
+        self._stats_task = asyncio.ensure_future(send())
 
     def _settle(self, future: asyncio.Future[Any], ok: bool, value: Any, events: list[Event]) -> None:
         self._publish(events)
@@ -273,11 +293,9 @@ class InboxStore(StoreReads):
         else:
             future.set_exception(value)
 
-    def _stats_event(self, connection: sqlite3.Connection) -> Event | None:
-        try:
-            total, unread = connection.execute("SELECT COUNT(*), COALESCE(SUM(read = 0), 0) FROM messages").fetchone()
-        except sqlite3.Error:
-            return None
+    @staticmethod
+    def _stats_event(connection: sqlite3.Connection) -> Event:
+        total, unread = connection.execute("SELECT COUNT(*), COALESCE(SUM(read = 0), 0) FROM messages").fetchone()
         return Event("stats", {"Total": total, "Unread": unread, "Version": _version()})
 
     def _retention(self, connection: sqlite3.Connection) -> tuple[_Op, int] | None:
