@@ -317,3 +317,27 @@ def test_root_is_a_plain_404_until_the_ui_exists(inbox_app: AppThread) -> None:
         assert status == 404
     else:
         assert status == 200
+
+
+def test_a_full_inbox_answers_452_and_keeps_what_it_has(inbox_app: AppThread) -> None:
+    import smtplib
+
+    inbox_app.send(make_message("before"))
+
+    def limit(connection: Any) -> tuple[None, Any]:
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        connection.execute(f"PRAGMA max_page_count = {pages + 1}")
+        return None, _no_op()
+
+    inbox_app.call(inbox_app.store._write(limit))
+    with pytest.raises(smtplib.SMTPDataError) as caught:
+        inbox_app.send(make_message("too much", body="x" * 200_000))
+    assert caught.value.smtp_code == 452
+    assert [m["Subject"] for m in inbox_app.client().messages()["messages"]] == ["before"]
+    assert inbox_app.call(inbox_app.store.integrity_check()) == "ok"
+
+
+def _no_op() -> Any:
+    from smtpgate.inbox.store import _Op
+
+    return _Op()

@@ -231,31 +231,41 @@ class InboxStore(StoreReads):
     ) -> None:
         """One transaction for the whole batch (a savepoint per change), retention, then
         the files of deleted messages are removed and the futures settled."""
-        results: list[tuple[bool, Any, _Op]] = []
+        results: list[tuple[bool, Any, _Op]] = [(False, None, _Op())] * len(batch)
+        pending = list(range(len(batch)))
         extra = _Op()
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            for function, _ in batch:
-                connection.execute("SAVEPOINT op")
-                try:
-                    value, op = function(connection)
-                    connection.execute("RELEASE op")
-                    results.append((True, value, op))
-                except Exception as error:
-                    connection.execute("ROLLBACK TO op")
-                    connection.execute("RELEASE op")
-                    results.append((False, error, _Op()))
-            pruned = self._retention(connection)
-            if pruned is not None:
-                extra = pruned[0]
-            connection.execute("COMMIT")
-        except Exception as error:
+        while True:  # at most len(batch) + 1 rounds: each repeat drops the change that failed
+            aborted = False
             try:
-                connection.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            results = [(False, error, _Op())] * len(batch)
-            extra = _Op()
+                connection.execute("BEGIN IMMEDIATE")
+                for index in pending:
+                    connection.execute("SAVEPOINT op")
+                    try:
+                        value, op = batch[index][0](connection)
+                        connection.execute("RELEASE op")
+                        results[index] = (True, value, op)
+                    except Exception as error:
+                        results[index] = (False, error, _Op())
+                        if not connection.in_transaction:  # SQLite rolled everything back (disk full)
+                            aborted = True
+                            pending.remove(index)
+                            break
+                        connection.execute("ROLLBACK TO op")
+                        connection.execute("RELEASE op")
+                if aborted:
+                    continue  # the others again, in a new transaction
+                pruned = self._retention(connection)
+                extra = pruned[0] if pruned is not None else _Op()
+                connection.execute("COMMIT")
+            except Exception as error:
+                try:
+                    connection.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                for index in pending:
+                    results[index] = (False, error, _Op())
+                extra = _Op()
+            break
         for _, _, op in [*results, (True, None, extra)]:
             for path in op.unlink:
                 _unlink(path)
@@ -340,11 +350,14 @@ class InboxStore(StoreReads):
         """Store a spooled message durably; returns its ID (the spool is consumed)."""
         prepared = await asyncio.to_thread(self._prepare, spool, info)
         try:
-            return await self._write(lambda connection: self._insert(connection, prepared))
+            message_id = await self._write(lambda connection: self._insert(connection, prepared))
         except BaseException:
             if prepared.file_name is not None:
                 _unlink(os.path.join(self.files, prepared.file_name))
             raise
+        self.accepted += 1
+        self.accepted_size += prepared.size
+        return message_id
 
     async def add_bytes(self, raw: bytes, info: MessageInfo | None = None) -> str:
         """Store a whole message given as bytes (CRLF or LF line endings)."""
@@ -439,8 +452,6 @@ class InboxStore(StoreReads):
         connection.executemany("INSERT OR IGNORE INTO mailboxes(mailbox, seq) VALUES (?, ?)", [(b, seq) for b in boxes])
         connection.executemany("INSERT OR IGNORE INTO tags(tag, seq) VALUES (?, ?)", [(t, seq) for t in tags])
         connection.execute("INSERT INTO fts(rowid, text) VALUES (?, ?)", (seq, parsed.search_text))
-        self.accepted += 1
-        self.accepted_size += item.size
         event_data = {
             "ID": item.id,
             **summary,
