@@ -127,3 +127,33 @@ def test_100_mb_attachment_with_bounded_memory(tmp_path: Path) -> None:
         assert peak < 80 * 1024 * 1024, f"peak anonymous memory {peak / 2**20:.0f} MiB"
     finally:
         command.terminate()
+
+
+def test_startup_line_and_a_taken_http_port(tmp_path: Path) -> None:
+    command, _, client = start(tmp_path)
+    try:
+        assert f"inbox UI and API on {client.url}/" in command.stderr
+        assert "storing to inbox:inbox.sqlite3" in command.stderr
+        taken = client.url.rsplit(":", 1)[1]
+        second = CommandProcess(
+            ["--port", str(free_port()), "--http", taken, "--sink", "inbox:other.sqlite3"], tmp_path
+        )
+        assert second.process.wait(30) == 1
+        lines = second.stderr.strip().splitlines()
+        assert lines[-1] == f"smtpgate: error: --http 127.0.0.1:{taken}: Address already in use"
+    finally:
+        assert command.terminate() == 0
+
+
+def test_http_with_another_sink_also_fills_the_inbox(tmp_path: Path) -> None:
+    http_port, smtp_port = free_port(), free_port()
+    args = ["--port", str(smtp_port), "--http", str(http_port), "--sink", "maildir:mail"]
+    command = CommandProcess(args, tmp_path).wait_ready()
+    try:
+        assert "storing to maildir:mail and inbox:./inbox.sqlite3" in command.stderr
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=30) as smtp:
+            smtp.sendmail("a@x.test", ["b@x.test"], message("both"))
+        assert InboxClient(f"http://127.0.0.1:{http_port}").wait_for("subject:both", timeout=30)
+        assert len(list((tmp_path / "mail" / "new").iterdir())) == 1
+    finally:
+        assert command.terminate() == 0

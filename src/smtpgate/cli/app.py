@@ -355,7 +355,8 @@ class App:
             await self.http.start()
         except OSError as error:
             self.http = None
-            raise StartupError(f"--http {host}:{port}: {error.strerror or error}") from None
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise StartupError(f"--http {host}:{port}: {reason}") from None
 
     async def run(self, *, handle_sigint: bool = True, parent: int | None = None) -> None:
         """Serve until closed by a signal (or the parent process going away)."""
