@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiohttp import WSMsgType, web
 
 from .chaos import Chaos, ChaosError
-from .records import RawMessage
+from .records import RawMessage, smtpgate_version
 from .search import SearchError, parse_query
 from .store import MAX_PAGE, InboxStore
 
@@ -244,11 +244,9 @@ class _API:
 
     async def info(self, request: web.Request) -> web.Response:
         stats = await self.store.stats()
-        from .store import _version
-
         return web.json_response(
             {
-                "Version": _version(),
+                "Version": smtpgate_version(),
                 "LatestVersion": "",
                 "Database": self.database,
                 "DatabaseSize": stats["DatabaseSize"],

@@ -48,6 +48,7 @@ from .records import (
     address_text,
     mailboxes_of,
     new_id,
+    smtpgate_version,
     tags_of,
 )
 from .schema import SchemaError, connect
@@ -306,7 +307,7 @@ class InboxStore(StoreReads):
     @staticmethod
     def _stats_event(connection: sqlite3.Connection) -> Event:
         total, unread = connection.execute("SELECT COUNT(*), COALESCE(SUM(read = 0), 0) FROM messages").fetchone()
-        return Event("stats", {"Total": total, "Unread": unread, "Version": _version()})
+        return Event("stats", {"Total": total, "Unread": unread, "Version": smtpgate_version()})
 
     def _retention(self, connection: sqlite3.Connection) -> tuple[_Op, int] | None:
         seqs: list[int] = []
@@ -548,12 +549,3 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("smtpgate")
-    except Exception:
-        return "0"
