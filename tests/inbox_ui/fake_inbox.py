@@ -82,7 +82,21 @@ class FakeInbox:
 
     @staticmethod
     def summary(message: dict[str, Any]) -> dict[str, Any]:
-        keys = ["ID", "MessageID", "Read", "From", "To", "Cc", "Bcc", "ReplyTo", "Subject", "Created", "Tags", "Size", "Snippet"]
+        keys = [
+            "ID",
+            "MessageID",
+            "Read",
+            "From",
+            "To",
+            "Cc",
+            "Bcc",
+            "ReplyTo",
+            "Subject",
+            "Created",
+            "Tags",
+            "Size",
+            "Snippet",
+        ]
         result = {key: message[key] for key in keys}
         result["Attachments"] = len(message["Attachments"])
         return result
@@ -206,6 +220,11 @@ class FakeInbox:
                 ]
             )
 
+        async def info(request: web.Request) -> web.Response:
+            return web.json_response(
+                {"Messages": len(self.messages), "Unread": sum(not m["Read"] for m in self.messages)}
+            )
+
         async def events(request: web.Request) -> web.WebSocketResponse:
             socket = web.WebSocketResponse()
             await socket.prepare(request)
@@ -228,6 +247,7 @@ class FakeInbox:
             web.get("/api/v1/message/{id}/part/{part}", part),
             web.get("/api/v1/mailboxes", mailboxes),
             web.get("/api/events", events),
+            web.get("/api/v1/info", info),
             *ui_routes(message_json),
         ]
 

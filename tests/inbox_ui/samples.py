@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import struct
 import zlib
+from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from datetime import datetime, timezone
 
 
 def png(width: int, height: int, start: tuple[int, int, int], end: tuple[int, int, int]) -> bytes:
@@ -16,7 +16,7 @@ def png(width: int, height: int, start: tuple[int, int, int], end: tuple[int, in
         row = bytearray([0])
         for x in range(width):
             t = (x / max(width - 1, 1) + y / max(height - 1, 1)) / 2
-            row += bytes(round(a + (b - a) * t) for a, b in zip(start, end))
+            row += bytes(round(a + (b - a) * t) for a, b in zip(start, end, strict=True))
         rows.append(bytes(row))
 
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -24,7 +24,10 @@ def png(width: int, height: int, start: tuple[int, int, int], end: tuple[int, in
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+        + chunk(b"IEND", b"")
     )
 
 
@@ -38,7 +41,9 @@ def _message(sender: str, to: str, subject: str) -> EmailMessage:
     return message
 
 
-def plain(subject: str, to: str = "dev@example.test", sender: str = "Ada Lovelace <ada@example.test>", text: str = "") -> bytes:
+def plain(
+    subject: str, to: str = "dev@example.test", sender: str = "Ada Lovelace <ada@example.test>", text: str = ""
+) -> bytes:
     message = _message(sender, to, subject)
     message.set_content(text or f"{subject}\n\nThis is a plain text message.\n")
     return message.as_bytes()
@@ -63,22 +68,32 @@ def newsletter(to: str = "dev@example.test") -> bytes:
         "Open the dashboard: https://northwind.example.test/reports/march\n\n— The Northwind team\n"
     )
     logo_cid = make_msgid(domain="northwind.example.test")
+    card = "border-radius:8px;padding:14px;text-align:center"
+    figure = "font-size:24px;font-weight:bold"
+    caption = '<div style="color:#6b7280;font-size:13px">'
+    button = "display:inline-block;background:#0f766e;color:#fff;text-decoration:none;padding:10px 18px"
     message.add_alternative(
-        f"""<!doctype html><html><body style="margin:0;background:#f3f4f6;font-family:Helvetica,Arial,sans-serif">
-<table role="presentation" width="100%" cellpadding="0" cellspacing="0"><tr><td align="center" style="padding:28px 12px">
-<table role="presentation" width="560" cellpadding="0" cellspacing="0" style="background:#ffffff;border-radius:12px;overflow:hidden">
+        f"""<!doctype html><html>
+<body style="margin:0;background:#f3f4f6;font-family:Helvetica,Arial,sans-serif">
+<table role="presentation" width="100%" cellpadding="0" cellspacing="0">
+<tr><td align="center" style="padding:28px 12px">
+<table role="presentation" width="560" cellpadding="0" cellspacing="0"
+       style="background:#ffffff;border-radius:12px;overflow:hidden">
 <tr><td style="background:#0f766e;padding:22px 28px;color:#fff">
-<img src="cid:{logo_cid[1:-1]}" width="44" height="44" alt="Northwind" style="border-radius:10px;vertical-align:middle">
+<img src="cid:{logo_cid[1:-1]}" width="44" height="44" alt="Northwind"
+     style="border-radius:10px;vertical-align:middle">
 <span style="font-size:20px;font-weight:bold;vertical-align:middle;margin-left:12px">Northwind</span></td></tr>
 <tr><td style="padding:28px;color:#111827;font-size:15px;line-height:1.55">
 <h1 style="font-size:22px;margin:0 0 12px">Your March report is ready</h1>
 <p>Hi Sam, here is how last month went.</p>
 <table role="presentation" width="100%" style="margin:18px 0"><tr>
-<td style="background:#ecfdf5;border-radius:8px;padding:14px;text-align:center"><div style="font-size:24px;font-weight:bold;color:#047857">1,284</div><div style="color:#6b7280;font-size:13px">orders (+12%)</div></td>
+<td style="background:#ecfdf5;{card}"><div style="{figure};color:#047857">1,284</div>
+{caption}orders (+12%)</div></td>
 <td width="12"></td>
-<td style="background:#eff6ff;border-radius:8px;padding:14px;text-align:center"><div style="font-size:24px;font-weight:bold;color:#1d4ed8">97.8%</div><div style="color:#6b7280;font-size:13px">on time</div></td>
+<td style="background:#eff6ff;{card}"><div style="{figure};color:#1d4ed8">97.8%</div>
+{caption}on time</div></td>
 </tr></table>
-<p><a href="https://northwind.example.test/reports/march" style="display:inline-block;background:#0f766e;color:#fff;text-decoration:none;padding:10px 18px;border-radius:6px">Open the dashboard</a></p>
+<p><a href="https://northwind.example.test/reports/march" style="{button};border-radius:6px">Open the dashboard</a></p>
 <p style="color:#6b7280;font-size:13px">The full report is attached as a PDF.</p>
 </td></tr></table></td></tr></table></body></html>""",
         subtype="html",
@@ -97,7 +112,8 @@ def hostile(marker_url: str, to: str = "dev@example.test") -> bytes:
     return html(
         "Hostile HTML",
         f"""<html><head><title>untouched</title>
-<script>document.title = "script ran"; fetch("{marker_url}?from=script"); new Image().src = "{marker_url}?from=script-img";</script>
+<script>document.title = "script ran"; fetch("{marker_url}?from=script");
+new Image().src = "{marker_url}?from=script-img";</script>
 </head><body>
 <h1 id="hostile">Nothing here runs</h1>
 <img src="x-does-not-exist" onerror="document.title='onerror ran'; fetch('{marker_url}?from=onerror')">

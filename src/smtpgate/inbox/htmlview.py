@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from urllib.parse import unquote
 
-__all__ = ["PreparedHTML", "prepare_html"]
+__all__ = ["BLANK_IMAGE", "PreparedHTML", "prepare_html"]
 
 # Attributes that make the browser fetch something, per element ("*" for every element).
 _RESOURCE_ATTRIBUTES: dict[str, frozenset[str]] = {
@@ -43,6 +43,8 @@ _CSS_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)'"]*?))\s*\)""", re
 _CSS_IMPORT = re.compile(r"""@import\s+(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)
 # Whitespace and control characters a browser ignores inside a URL.
 _URL_JUNK = re.compile(r"[\x00-\x20\x7f]+")
+# What a held-back image shows instead: a transparent pixel (no broken-image icon).
+BLANK_IMAGE = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
 
 
 @dataclass
@@ -155,8 +157,13 @@ class _Rewriter(HTMLParser):
             if value is None:
                 result.append((name, value))
                 continue
+            if _scheme(value) in {"javascript", "vbscript"}:
+                changed = True
+                continue
             if name in resources:
                 new = None if tag in _FRAMES else self._resource(value, srcset=(name == "srcset"))
+                if new is None and tag == "img" and name == "src":
+                    new = BLANK_IMAGE
                 if new is None:
                     changed = True
                     continue
@@ -167,9 +174,9 @@ class _Rewriter(HTMLParser):
                 new_style = self._css(value)
                 changed = changed or new_style != value
                 result.append((name, new_style))
-            elif name == "href" and tag in _LINK_TARGETS:
+            elif name in {"href", "xlink:href"} and tag in _LINK_TARGETS:
                 scheme = _scheme(value)
-                if scheme in {"javascript", "vbscript", "data"}:
+                if scheme == "data":
                     changed = True
                     continue
                 if scheme == "cid":

@@ -47,6 +47,7 @@ export function listMessages({ query = "", mailbox = "", start = 0, limit = 50 }
   return request("GET", "api/v1/messages", { query: params });
 }
 
+export const getInfo = () => request("GET", "api/v1/info");
 export const getMessage = (id) => request("GET", messageURL(id));
 export const getHeaders = (id) => request("GET", `${messageURL(id)}/headers`);
 export const getRaw = (id) => request("GET", rawURL(id), { as: "text" });

@@ -14,8 +14,10 @@ const state = {
   mailbox: "",
   start: 0,
   count: 0, // messages matching the current list
-  total: 0,
+  total: 0, // in the current mailbox
   unread: 0,
+  allTotal: 0, // in the whole inbox
+  allUnread: 0,
   openId: null,
   tab: null,
   loadSeq: 0,
@@ -105,11 +107,15 @@ function updateCounts() {
   $("#empty-text").textContent = filtered()
     ? "No messages match."
     : "No messages yet. Send one over SMTP and it appears here at once.";
-  $("#unread-count").textContent = state.unread ? `${state.unread.toLocaleString()} unread` : "";
-  $("#total-count").textContent = plural(state.total, "message");
+  if (!filtered()) {
+    state.allTotal = state.total;
+    state.allUnread = state.unread;
+  }
+  $("#unread-count").textContent = state.allUnread ? `${state.allUnread.toLocaleString()} unread` : "";
+  $("#total-count").textContent = plural(state.allTotal, "message");
   $("#delete-all").textContent = filtered() ? "Delete matching" : "Delete all";
   $("#delete-all").disabled = filtered() ? shown === 0 : state.total === 0;
-  document.title = `${state.unread ? `(${state.unread}) ` : ""}Inbox · smtpgate`;
+  document.title = `${state.allUnread ? `(${state.allUnread}) ` : ""}Inbox · smtpgate`;
 }
 
 function showError(text) {
@@ -129,11 +135,20 @@ function setPage(start) {
 
 async function loadMailboxes() {
   let boxes;
+  let info = null;
   try {
-    boxes = await api.getMailboxes();
+    [boxes, info] = await Promise.all([api.getMailboxes(), api.getInfo().catch(() => null)]);
   } catch {
     return;
   }
+  if (info && typeof info.Messages === "number") {
+    state.allTotal = info.Messages;
+    state.allUnread = info.Unread ?? 0;
+  } else if (!filtered()) {
+    state.allTotal = state.total;
+    state.allUnread = state.unread;
+  }
+  updateCounts();
   const nav = $("#mailbox-nav");
   if (boxes === null) {
     nav.hidden = true;
@@ -160,7 +175,7 @@ async function loadMailboxes() {
       ),
     );
   $("#mailboxes").replaceChildren(
-    item("", "All mail", state.unread),
+    item("", "All mail", state.allUnread),
     ...boxes.map((box) => item(box.name, box.name, box.unread)),
   );
 }
@@ -291,8 +306,12 @@ function onEvent(event) {
   const data = event.Data || {};
   switch (event.Type) {
     case "new":
-      if (!filtered()) state.total += 1;
-      if (!data.Read && !filtered()) state.unread += 1;
+      state.allTotal += 1;
+      if (!data.Read) state.allUnread += 1;
+      if (!filtered()) {
+        state.total += 1;
+        if (!data.Read) state.unread += 1;
+      }
       if (state.start === 0 && !filtered() && data.ID) {
         list.prepend(data, LIMIT);
         state.count += 1;
@@ -325,8 +344,12 @@ function onEvent(event) {
       }
       break;
     case "stats":
-      if (typeof data.Total === "number") state.total = data.Total;
-      if (typeof data.Unread === "number") state.unread = data.Unread;
+      if (typeof data.Total === "number") state.allTotal = data.Total;
+      if (typeof data.Unread === "number") state.allUnread = data.Unread;
+      if (!filtered()) {
+        state.total = state.allTotal;
+        state.unread = state.allUnread;
+      }
       updateCounts();
       break;
     case "truncate":
