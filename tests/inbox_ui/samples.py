@@ -134,3 +134,50 @@ def remote_image(image_url: str, to: str = "dev@example.test") -> bytes:
 </body></html>""",
         to=to,
     )
+
+
+def showcase() -> list[tuple[bytes, list[str]]]:
+    """A believable inbox for the screenshots, oldest first: (message, recipients)."""
+    shipped = html(
+        "Your order #4471 has shipped",
+        """<html><body style="font-family:Helvetica,Arial,sans-serif;color:#1f2937">
+<h2 style="color:#b45309">On its way!</h2><p>Your order <b>#4471</b> left our warehouse today.</p>
+<p>Expected delivery: <b>Thursday</b>.</p></body></html>""",
+        to="Sam <sam@example.test>",
+        sender="Parcel Co <orders@parcel.example.test>",
+    )
+    return [
+        (
+            plain("Welcome to the team", text="Hi Sam,\n\nGlad you're here! Your desk is by the window.\n"),
+            ["dev@example.test"],
+        ),
+        (
+            plain(
+                "[CI] main passed: 1,221 tests",
+                sender="CI <ci@build.example.test>",
+                text="All checks passed on main (afb13cb) in 6 min 12 s.\n",
+            ),
+            ["dev@example.test"],
+        ),
+        (shipped, ["sam@example.test"]),
+        (
+            plain(
+                "Reset your password",
+                to="qa+reset@example.test",
+                sender="Accounts <no-reply@app.example.test>",
+                text="Someone asked to reset your password. The link is valid for 30 minutes:\n"
+                "https://app.example.test/reset?token=3f9a\n",
+            ),
+            ["qa+reset@example.test"],
+        ),
+        (
+            plain(
+                "Confirm your email address",
+                to="qa+signup@example.test",
+                sender="Accounts <no-reply@app.example.test>",
+                text="Welcome aboard! Confirm your address: https://app.example.test/confirm?c=81b2\n",
+            ),
+            ["qa+signup@example.test"],
+        ),
+        (newsletter("Sam <sam@example.test>"), ["sam@example.test"]),
+    ]
