@@ -39,7 +39,10 @@ def _describe(app: App, loop_name: str) -> str:
     cert = s.tls_cert or "generated certificate"
     auth = "no AUTH" if s.auth_file is None else ("AUTH optional" if s.auth_optional else "AUTH required")
     proto = "LMTP" if s.lmtp else "SMTP"
-    return f"smtpgate {proto} on {where} ({tls}, {cert}; {auth}) storing to {app.sink.describe()} [{loop_name}]"
+    line = f"smtpgate {proto} on {where} ({tls}, {cert}; {auth}) storing to {app.describe_sinks()} [{loop_name}]"
+    if app.http is not None:
+        line += f"; inbox UI and API on {app.http.url}/"
+    return line
 
 
 def _serve_one(app: App, startup: StartupHandler) -> int:
