@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import smtplib
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -135,12 +138,41 @@ class Inbox:
             client.sendmail(sender, recipients or ["dev@example.test"], message)
 
 
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    from fake_inbox import FakeServer
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
-    server = FakeServer().start()
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Iterator[Inbox]:
+    """The ``smtpgate`` command with the inbox and ``--http`` on free loopback ports (killed at the end)."""
+    smtp_port, http_port = _free_port(), _free_port()
+    stderr_path = tmp_path / "stderr.txt"
+    with open(tmp_path / "stdout.txt", "wb") as out, open(stderr_path, "wb") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "smtpgate", "--port", str(smtp_port), "--http", f"127.0.0.1:{http_port}"],
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            start_new_session=True,
+        )
     try:
-        yield Inbox(f"http://127.0.0.1:{server.http_port}/", server.smtp_port)
+
+        def started() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"smtpgate exited ({process.returncode}):\n{stderr_path.read_text()}")
+            return "Ctrl-C to stop" in stderr_path.read_text(errors="replace")
+
+        wait_until(started, timeout=30, what="smtpgate to listen")
+        yield Inbox(f"http://127.0.0.1:{http_port}/", smtp_port)
     finally:
-        server.stop()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)

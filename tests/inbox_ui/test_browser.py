@@ -50,6 +50,14 @@ def row_for(browser: WebDriver, subject: str) -> Any:
     return wait_until(find, what=f"a row for {subject!r}")
 
 
+def open_subject(browser: WebDriver) -> str:
+    """The subject of the open message ("" while none is shown)."""
+    try:
+        return " ".join(element.text for element in browser.find_elements(By.CSS_SELECTOR, ".message-subject"))
+    except StaleElementReferenceException:
+        return ""
+
+
 def press(browser: WebDriver, keys: str) -> None:
     browser.find_element(By.TAG_NAME, "body").send_keys(keys)
 
@@ -80,8 +88,11 @@ def test_opening_a_message_shows_its_html_inline_images_and_attachments(browser:
 
     frame = wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#panel-html iframe"), what="the HTML frame")[0]
     assert frame.get_attribute("sandbox") == "allow-popups allow-popups-to-escape-sandbox"
-    names = [link.get_attribute("download") for link in browser.find_elements(By.CSS_SELECTOR, ".attachment a")]
-    assert names == ["march-report.pdf", "orders-chart.png"]
+    links = browser.find_elements(By.CSS_SELECTOR, ".attachment a")
+    assert [link.get_attribute("download") for link in links] == ["march-report.pdf", "orders-chart.png"]
+    with urllib.request.urlopen(links[0].get_attribute("href"), timeout=20) as response:
+        assert response.headers["Content-Disposition"].startswith("attachment")
+        assert response.read().startswith(b"%PDF")
     thumbnail = browser.find_element(By.CSS_SELECTOR, ".attachment img")
     wait_until(lambda: browser.execute_script("return arguments[0].naturalWidth", thumbnail) == 160, what="thumbnail")
     verdicts = wait_until(
@@ -205,8 +216,7 @@ def test_keyboard_moves_opens_switches_tabs_and_marks_unread(browser: WebDriver,
     press(browser, "j")
     wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, ".message-subject"), what="a message")
     press(browser, "j")
-    subject = wait_until(lambda: browser.find_element(By.CSS_SELECTOR, ".message-subject").text == "Middle")
-    assert subject
+    wait_until(lambda: open_subject(browser) == "Middle", what="the middle message")
     press(browser, "2")
     text = wait_until(lambda: [p for p in browser.find_elements(By.ID, "panel-text") if p.is_displayed()])
     assert "Body of Middle" in text[0].text
@@ -216,7 +226,7 @@ def test_keyboard_moves_opens_switches_tabs_and_marks_unread(browser: WebDriver,
     press(browser, "u")
     wait_until(lambda: "unread" in row_for(browser, "Middle").get_attribute("class"), what="unread again")
     press(browser, "k")
-    wait_until(lambda: browser.find_element(By.CSS_SELECTOR, ".message-subject").text == "Newest")
+    wait_until(lambda: open_subject(browser) == "Newest", what="the newest message")
     press(browser, Keys.ESCAPE)
     wait_until(lambda: not browser.find_elements(By.CSS_SELECTOR, ".message-subject"), what="the message to close")
 
@@ -234,3 +244,9 @@ def test_mailbox_filter_shows_one_mailbox(browser: WebDriver, inbox: Inbox) -> N
     inbox.send(samples.plain("Another for B", to="b-456@test"), ["b-456@test"])
     inbox.send(samples.plain("Another for A", to="a-123@test"), ["a-123@test"])
     wait_until(lambda: subjects(browser) == ["Another for A", "For A"], what="live update within the mailbox")
+
+    browser.find_element(By.ID, "delete-all").click()
+    assert "matching mailbox a-123@test" in browser.find_element(By.ID, "confirm-text").text
+    browser.find_element(By.ID, "confirm-delete").click()
+    wait_until(lambda: not rows(browser), what="mailbox a to be empty")
+    assert sorted(m["Subject"] for m in api(inbox, "api/v1/messages")["messages"]) == ["Another for B", "For B"]

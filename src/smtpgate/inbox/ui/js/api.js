@@ -38,6 +38,8 @@ async function request(method, path, { query, body, as = "json" } = {}) {
 export const messageURL = (id) => `api/v1/message/${encodeURIComponent(id)}`;
 export const partURL = (id, part) => `${messageURL(id)}/part/${encodeURIComponent(part)}`;
 export const rawURL = (id) => `${messageURL(id)}/raw`;
+/** Links that download (the server answers with Content-Disposition: attachment). */
+export const download = (url) => `${url}?dl=1`;
 export const viewURL = (id, remote) => `view/${encodeURIComponent(id)}.html${remote ? "?remote=1" : ""}`;
 
 /** A page of summaries: the search endpoint when there is a query, the listing otherwise. */
@@ -55,12 +57,12 @@ export const getRemote = (id) => request("GET", `view/${encodeURIComponent(id)}/
 export const setRead = (ids, read) => request("PUT", "api/v1/messages", { body: { IDs: ids, Read: read }, as: "none" });
 export const deleteMessages = (ids) => request("DELETE", "api/v1/messages", { body: { IDs: ids }, as: "none" });
 
-/** Delete everything, or everything a search and/or mailbox matches. */
+/** Delete everything (in `mailbox`, if given), or everything a search matches. */
 export function deleteAll({ query = "", mailbox = "" } = {}) {
-  if (query.trim() || mailbox) {
+  if (query.trim()) {
     return request("DELETE", "api/v1/search", { query: { query: query.trim(), mailbox }, as: "none" });
   }
-  return request("DELETE", "api/v1/messages", { body: {}, as: "none" });
+  return request("DELETE", "api/v1/messages", { query: { mailbox }, body: {}, as: "none" });
 }
 
 /** The mailboxes as [{name, total, unread}], or null when the server has none to offer. */

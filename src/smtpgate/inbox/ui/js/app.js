@@ -115,6 +115,11 @@ function updateCounts() {
   $("#total-count").textContent = plural(state.allTotal, "message");
   $("#delete-all").textContent = filtered() ? "Delete matching" : "Delete all";
   $("#delete-all").disabled = filtered() ? shown === 0 : state.total === 0;
+  const allBadge = document.querySelector('.mailbox[data-mailbox=""] .badge');
+  if (allBadge) {
+    allBadge.textContent = state.allUnread.toLocaleString();
+    allBadge.hidden = !state.allUnread;
+  }
   document.title = `${state.allUnread ? `(${state.allUnread}) ` : ""}Inbox · smtpgate`;
 }
 

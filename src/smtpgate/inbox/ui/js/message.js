@@ -89,7 +89,7 @@ export class MessageView {
         h("button", { type: "button", class: "ghost back", onclick: () => this.actions.onClose(), title: "Back to the list (Esc)" }, icon("back"), "Back"),
         h("span", { class: "spacer" }),
         this.readButton,
-        h("a", { class: "button ghost", href: api.rawURL(message.ID), download: `${message.ID}.eml`, title: "Download the message (.eml)" }, icon("download"), "Download"),
+        h("a", { class: "button ghost", href: api.download(api.rawURL(message.ID)), download: `${message.ID}.eml`, title: "Download the message (.eml)" }, icon("download"), "Download"),
         h("button", { type: "button", class: "ghost danger", onclick: () => this.actions.onDelete(message.ID), title: "Delete (Del)" }, icon("trash"), "Delete"),
       ),
       h("h1", { class: "message-subject" }, message.Subject || "(no subject)"),
@@ -184,7 +184,7 @@ export class MessageView {
           { class: "attachment" },
           h(
             "a",
-            { href: url, download: name, title: `Download ${name}` },
+            { href: api.download(url), download: name, title: `Download ${name}` },
             image ? h("img", { src: url, alt: name, loading: "lazy", class: "thumb" }) : h("span", { class: "file-icon" }, icon("paperclip")),
             h("span", { class: "attachment-text" }, h("span", { class: "file-name" }, name), h("span", { class: "file-meta" }, `${part.ContentType || "application/octet-stream"} · ${size(part.Size)}`)),
             icon("download"),
@@ -303,7 +303,7 @@ export class MessageView {
     }
     const cut = raw.length > RAW_LIMIT;
     panel.replaceChildren(
-      cut ? h("p", { class: "notice" }, `Showing the first ${size(RAW_LIMIT)} of ${size(raw.length)}. `, h("a", { href: api.rawURL(message.ID), download: `${message.ID}.eml` }, "Download the whole message")) : null,
+      cut ? h("p", { class: "notice" }, `Showing the first ${size(RAW_LIMIT)} of ${size(raw.length)}. `, h("a", { href: api.download(api.rawURL(message.ID)), download: `${message.ID}.eml` }, "Download the whole message")) : null,
       h("pre", { class: "raw-body" }, cut ? raw.slice(0, RAW_LIMIT) : raw),
     );
   }
