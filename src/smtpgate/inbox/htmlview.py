@@ -15,8 +15,9 @@ import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from urllib.parse import unquote
+
+from .htmltokens import Doctype, EndTag, RawText, StartTag, Text, tokenize
 
 __all__ = ["BLANK_IMAGE", "PreparedHTML", "prepare_html"]
 
@@ -39,8 +40,14 @@ _DROPPED = frozenset({"base"})
 _LINK_TARGETS = frozenset({"a", "area"})
 _REMOTE_URL = re.compile(r"^(?:https?:)?//", re.IGNORECASE)
 _SCHEME = re.compile(r"^([a-z][a-z0-9+.\-]*):", re.IGNORECASE)
-_CSS_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)'"]*?))\s*\)""", re.IGNORECASE)
-_CSS_IMPORT = re.compile(r"""@import\s+(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)
+# url(...) in any form, or a quoted string holding a remote URL (@import "...",
+# image-set("..." 1x)). Linear: every part after the opening is optional, so a match
+# never backtracks.
+_CSS_REFERENCE = re.compile(
+    r"""url\(\s*(?:"([^"]*)"?|'([^']*)'?|([^)]*))\s*\)?"""
+    r"""|(["'])([\t\n\f\r ]*(?:https?:)?//[^"']*)(?:\4)?""",
+    re.IGNORECASE,
+)
 # Whitespace and control characters a browser ignores inside a URL.
 _URL_JUNK = re.compile(r"[\x00-\x20\x7f]+")
 # What a held-back image shows instead: a transparent pixel (no broken-image icon).
@@ -65,67 +72,58 @@ class PreparedHTML:
 
 
 def prepare_html(html_text: str, part_url: Callable[[str], str | None], allow_remote: bool = False) -> PreparedHTML:
-    """Rewrite ``html_text`` for display in the sandboxed frame.
+    """Rewrite ``html_text`` for display in the sandboxed frame (linear time in its length).
 
     ``part_url`` maps a Content-ID (without angle brackets) to the URL of that part, or
     ``None`` when the message has no such part. Remote URLs are recorded in the result
     and, unless ``allow_remote``, removed from the document.
     """
     rewriter = _Rewriter(part_url, allow_remote)
-    rewriter.feed(html_text)
-    rewriter.close()
-    return PreparedHTML("".join(rewriter.out), rewriter.remote)
+    out: list[str] = []
+    skipping = False  # inside a dropped <script>
+    for token in tokenize(html_text):
+        if skipping:
+            if isinstance(token, EndTag) and token.lname == "script":
+                skipping = False
+            continue
+        if isinstance(token, Text):
+            out.append(token.text)
+        elif isinstance(token, RawText):
+            # Style text: remote URLs rewritten, and no "<" left that could start a tag
+            # where a browser reads the element as markup (inside <svg>, say).
+            out.append(rewriter.css(token.text).replace("<", "\\3c "))
+        elif isinstance(token, StartTag):
+            if token.lname in _DROPPED_WITH_CONTENT:
+                skipping = True  # even <script/>: a browser ignores the slash in HTML
+                continue
+            out.append(rewriter.start_tag(token))
+        elif isinstance(token, EndTag):
+            if token.lname not in _DROPPED:
+                out.append(f"</{token.name}>")
+        elif isinstance(token, Doctype):
+            out.append(token.raw)
+        # Comments (conditional comments, CDATA, bogus comments) are left out.
+    return PreparedHTML("".join(out), rewriter.remote)
 
 
-class _Rewriter(HTMLParser):
+class _Rewriter:
     def __init__(self, part_url: Callable[[str], str | None], allow_remote: bool) -> None:
-        super().__init__(convert_charrefs=False)
         self.part_url = part_url
         self.allow_remote = allow_remote
-        self.out: list[str] = []
         self.remote: list[str] = []
-        self.skipping: str | None = None  # inside a dropped element: its name
-        self.in_style = False
 
-    # Tags ---------------------------------------------------------------
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._start(tag, attrs, self_closing=False)
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._start(tag, attrs, self_closing=True)
-
-    def _start(self, tag: str, attrs: list[tuple[str, str | None]], self_closing: bool) -> None:
-        if self.skipping is not None:
-            return
-        if tag in _DROPPED_WITH_CONTENT:
-            if not self_closing:
-                self.skipping = tag
-            return
-        if tag in _DROPPED or self._drop_meta_or_link(tag, attrs):
-            return
-        original = self.get_starttag_text() or ""
-        rewritten, changed = self._rewrite_attributes(tag, attrs)
-        if tag == "style" and not self_closing:
-            self.in_style = True
+    def start_tag(self, token: StartTag) -> str:
+        """The tag as it is written, or rebuilt without what must not load or run ("" to drop it)."""
+        tag = token.lname
+        if tag in _DROPPED or self._drop_meta_or_link(tag, token.attrs):
+            return ""
+        rewritten, changed = self._rewrite_attributes(tag, token.attrs)
         if not changed:
-            self.out.append(original)
-            return
-        parts = [tag]
+            return token.raw
+        parts = [token.name]
         for name, value in rewritten:
             parts.append(name if value is None else f'{name}="{html.escape(value, quote=True)}"')
-        self.out.append("<" + " ".join(parts) + (" />" if self_closing else ">"))
-
-    def handle_endtag(self, tag: str) -> None:
-        if self.skipping is not None:
-            if tag == self.skipping:
-                self.skipping = None
-            return
-        if tag in _DROPPED_WITH_CONTENT or tag in _DROPPED:
-            return
-        if tag == "style":
-            self.in_style = False
-        self.out.append(f"</{tag}>")
+        return "<" + " ".join(parts) + (" />" if token.self_closing else ">")
 
     def _drop_meta_or_link(self, tag: str, attrs: list[tuple[str, str | None]]) -> bool:
         values = {name: (value or "") for name, value in attrs}
@@ -171,7 +169,7 @@ class _Rewriter(HTMLParser):
                     changed = True
                 result.append((name, new))
             elif name == "style":
-                new_style = self._css(value)
+                new_style = self.css(value)
                 changed = changed or new_style != value
                 result.append((name, new_style))
             elif name in {"href", "xlink:href"} and tag in _LINK_TARGETS:
@@ -232,47 +230,19 @@ class _Rewriter(HTMLParser):
     def _is_remote(self, value: str) -> bool:
         return bool(_REMOTE_URL.match(_URL_JUNK.sub("", value)))
 
-    def _css(self, css: str) -> str:
-        def replace_url(match: re.Match[str]) -> str:
-            url = next((group for group in match.groups() if group is not None), "")
+    def css(self, css: str) -> str:
+        """``css`` with every URL rewritten like a resource attribute's."""
+
+        def replace(match: re.Match[str]) -> str:
+            double, single, bare, quote, string = match.groups()
+            if quote is not None:
+                new = self._url(string)
+                return '"about:invalid"' if new is None else '"' + new.replace('"', "%22") + '"'
+            url = next((group for group in (double, single, bare) if group is not None), "").strip()
             new = self._url(_css_unescape(url))
             return 'url("about:invalid")' if new is None else 'url("' + new.replace('"', "%22") + '")'
 
-        def replace_import(match: re.Match[str]) -> str:
-            url = next((group for group in match.groups() if group is not None), "")
-            new = self._url(_css_unescape(url))
-            return '@import "about:invalid"' if new is None else '@import "' + new.replace('"', "%22") + '"'
-
-        return _CSS_IMPORT.sub(replace_import, _CSS_URL.sub(replace_url, css))
-
-    # Everything else passes through -------------------------------------------
-
-    def handle_data(self, data: str) -> None:
-        if self.skipping is not None:
-            return
-        self.out.append(self._css(data) if self.in_style else data)
-
-    def handle_entityref(self, name: str) -> None:
-        if self.skipping is None:
-            self.out.append(f"&{name};")
-
-    def handle_charref(self, name: str) -> None:
-        if self.skipping is None:
-            self.out.append(f"&#{name};")
-
-    def handle_comment(self, data: str) -> None:
-        # Comments can hide IE conditional markup; nothing in them is needed for display.
-        return
-
-    def handle_decl(self, decl: str) -> None:
-        if self.skipping is None:
-            self.out.append(f"<!{decl}>")
-
-    def handle_pi(self, data: str) -> None:
-        return
-
-    def unknown_decl(self, data: str) -> None:
-        return
+        return _CSS_REFERENCE.sub(replace, css)
 
 
 def _scheme(value: str) -> str:

@@ -16,9 +16,11 @@ What this module adds is the safety around a message's HTML:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -67,6 +69,8 @@ _CONTENT_TYPES = {
     ".svg": "image/svg+xml",
     ".png": "image/png",
 }
+_CACHED_VIEWS = 16
+"""Rewritten documents kept (most recently used), so the frame and the UI's check share one."""
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(?::[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?$")
 
 
@@ -118,13 +122,26 @@ def ui_routes(message_json: MessageJSON) -> list[web.RouteDef]:
             raise web.HTTPNotFound(text="Not found")
         return send_asset(request, found, {})
 
+    cache: OrderedDict[tuple[str, int, bool], PreparedHTML] = OrderedDict()
+
     async def prepared(request: web.Request, allow_remote: bool) -> PreparedHTML:
         message = await message_json(request.match_info["id"])
         if message is None or not message.get("HTML"):
             raise web.HTTPNotFound(
                 text=json.dumps({"Error": "message or HTML part not found"}), content_type="application/json"
             )
-        return prepare_html(str(message["HTML"]), _part_urls(message), allow_remote)
+        source = str(message["HTML"])
+        # A message never changes: the frame and the remote-content check share one rewrite.
+        key = (str(message.get("ID", "")), len(source), allow_remote)
+        document = cache.get(key)
+        if document is None:
+            # Linear, but a large message takes a while: never on the event loop.
+            document = await asyncio.to_thread(prepare_html, source, _part_urls(message), allow_remote)
+            cache[key] = document
+            while len(cache) > _CACHED_VIEWS:
+                cache.popitem(last=False)
+        cache.move_to_end(key)
+        return document
 
     async def view(request: web.Request) -> web.Response:
         allow_remote = request.query.get("remote") == "1"
