@@ -8,7 +8,6 @@ import base64
 import json
 import socket
 import ssl
-import struct
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -20,6 +19,7 @@ import standardwebhooks
 import trustme
 from aiohttp import web
 from delivery_services import make_message
+from webhook_receiver import Receiver
 
 from smtpgate.deliver.webhook import WebhookDeliverer, WebhookVerificationError, sign, verify
 from smtpgate.queue import Delivered, Retry
@@ -30,53 +30,6 @@ from smtpgate.sinks import MessageInfo
 SECRET = "whsec_" + base64.b64encode(b"a secret of thirty-two bytes....").decode()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class Receiver:
-    """An aiohttp app on 127.0.0.1 that records every request and answers with the next
-    behaviour of its script (the last one repeats)."""
-
-    def __init__(self, script: list[str]) -> None:
-        self.script = script
-        self.requests: list[tuple[float, dict[str, str], bytes]] = []
-        self.runner: web.AppRunner | None = None
-        self.port = 0
-        self.released = asyncio.Event()
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        self.requests.append((time.monotonic(), dict(request.headers), body))
-        step = self.script[min(len(self.requests), len(self.script)) - 1]
-        if step == "timeout":
-            await self.released.wait()  # longer than the client waits
-            return web.Response(status=504)
-        if step == "reset":
-            sock = request.transport.get_extra_info("socket") if request.transport else None
-            if sock is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            assert request.transport is not None
-            request.transport.abort()
-            return web.Response(status=500)
-        if step.startswith("429"):
-            return web.Response(status=429, headers={"Retry-After": step.split(":")[1]}, text="slow down")
-        return web.Response(status=int(step), text="ok" if step.startswith("2") else "no")
-
-    async def start(self, ssl_context: ssl.SSLContext | None = None) -> Receiver:
-        app = web.Application()
-        app.router.add_post("/hook", self.handle)
-        self.runner = web.AppRunner(app, handle_signals=False)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=ssl_context)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def stop(self) -> None:
-        self.released.set()
-        if self.runner is not None:
-            await self.runner.cleanup()
 
 
 async def _queue_one(queue: LocalQueue, body: bytes, recipients: tuple[str, ...] = ("app@example.test",)) -> str:

@@ -66,11 +66,15 @@ def _fsync_dir(path: str) -> None:
 def _write_atomic(directory: str, name: str, data: bytes, tmp: str) -> None:
     """Write ``directory/name`` through a temporary file: fsync, rename, fsync the folder."""
     temp = os.path.join(tmp, f"{name}.{os.getpid()}.{os.urandom(4).hex()}")
-    with open(temp, "xb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, os.path.join(directory, name))
+    try:
+        with open(temp, "xb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, os.path.join(directory, name))
+    except BaseException:
+        _unlink(temp)
+        raise
     _fsync_dir(directory)
 
 
