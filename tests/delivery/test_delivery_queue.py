@@ -362,3 +362,26 @@ def test_backoff_grows_and_stays_within_bounds(attempts: int, retry_min: float, 
     assert backoff_delay(attempts + 1, retry_min, retry_max, jitter=0) >= backoff_delay(
         attempts, retry_min, retry_max, jitter=0
     )
+
+
+def test_an_outcome_that_cannot_be_stored_holds_the_message_a_while(tmp_path: Path) -> None:
+    calls: list[float] = []
+
+    async def deliver(message: QueuedMessage) -> Any:
+        calls.append(time.monotonic())
+        return Retry("451 later")
+
+    async def main() -> None:
+        queue = await started(tmp_path)
+        await enqueue(queue)
+        (tmp_path / "tmp").rename(tmp_path / "tmp-away")  # state files cannot be written now
+        (tmp_path / "tmp").write_text("in the way")
+        worker = worker_for(queue, deliver, retry_min=0.5)
+        await worker.start()
+        await asyncio.sleep(1.2)
+        await worker.stop()
+        [message] = await queue.messages()
+        assert message.attempts == 0  # nothing recorded, the message is still there
+
+    run(main())
+    assert 2 <= len(calls) <= 3  # not a tight loop: one attempt per half second
