@@ -63,8 +63,13 @@ class Server:
                 start_new_session=True,
                 preexec_fn=limits,
             )
-        wait_until(lambda: "Ctrl-C to stop" in self.output or self.process.poll() is not None, what="start-up")
+        wait_until(lambda: self.listening or self.process.poll() is not None, what="start-up")
         assert self.process.poll() is None, self.output
+
+    @property
+    def listening(self) -> bool:
+        output = self.output
+        return "Ctrl-C to stop" in output or "workers listening on" in output
 
     @property
     def output(self) -> str:
@@ -254,3 +259,40 @@ def test_bad_delivery_settings_fail_with_one_line(tmp_path: Path) -> None:
     assert age.returncode == 2 and "invalid duration" in age.stderr
     no_queue = queue_command(tmp_path, "list")
     assert no_queue.returncode == 1 and "no queue directory" in no_queue.stderr
+
+
+@pytest.mark.slow
+def test_workers_share_one_queue(tmp_path: Path, serve: Callable[..., Server]) -> None:
+    with ThreadedReceiver(["200"]) as receiver:
+        server = serve(
+            "--workers", "2", "--deliver", f"http://127.0.0.1:{receiver.port}/hook", "--queue", str(tmp_path / "queue")
+        )
+        for _ in range(12):
+            assert server.send()[0] == 250
+        acknowledged = set(ids_in(server.output))
+        assert len(acknowledged) == 12
+        wait_until(lambda: acknowledged <= receiver.delivered_ids(), what="every message delivered")
+        wait_until(lambda: "Mail queue is empty" in queue_command(tmp_path, "list").stdout, what="an empty queue")
+    assert len(receiver.ok_ids) == 12  # each once: a held message is not taken by the other worker
+
+
+def test_unusable_queue_directory_stops_start_up(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "smtpgate",
+            "--port",
+            str(free_port()),
+            "--deliver",
+            "https://example.test/",
+            "--queue",
+            str(tmp_path / "file" / "queue"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "queue" in result.stderr
