@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from .. import AuthRequest, AuthResult, DataStream, DataStreamError, Session, SMTPError, SMTPServer
 from ..inbox.chaos import Chaos
@@ -22,6 +22,9 @@ from ..sinks import Delivery, MessageInfo, Sink, SinkError, SinkFull, parse_sink
 from .config import DEFAULT_INBOX_SINK, Settings
 from .logs import utc_timestamp
 from .passwords import AuthFileError, ScryptHash, load_auth_file, verify_password
+
+if TYPE_CHECKING:
+    from .delivery import DeliveryService
 
 __all__ = ["App", "StartupError", "new_event_loop"]
 
@@ -95,6 +98,11 @@ class App:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.delivery: DeliveryService | None = None
+        if settings.deliver is not None:
+            from .delivery import DeliveryService
+
+            self.delivery = DeliveryService(settings)
         self.sinks = self._open_sinks()
         self.users: Mapping[str, ScryptHash] | None = None
         if settings.auth_file is not None:
@@ -128,7 +136,7 @@ class App:
     def _open_sinks(self) -> list[Sink]:
         """Every sink a message goes to, ``--sink`` first; all must store it before the 250."""
         try:
-            sinks = [parse_sink(self.settings.sink)]
+            sinks = [parse_sink(self.settings.sink)] if self.settings.sink else []
             if self.settings.http is not None and not any(sink.kind == "inbox" for sink in sinks):
                 sinks.append(parse_sink(DEFAULT_INBOX_SINK))  # the HTTP API reads an inbox
         except SinkError as error:
@@ -138,6 +146,8 @@ class App:
             if store is not None:
                 store.max_messages = self.settings.inbox_max_messages
                 store.max_age = self.settings.inbox_max_age
+        if self.delivery is not None:  # --deliver: the queue stores every message too
+            sinks.append(self.delivery.open_queue())
         return sinks
 
     @property
@@ -330,11 +340,15 @@ class App:
             for sink in reversed(started):
                 await sink.close()
             raise StartupError(str(error)) from None
+        if self.delivery is not None:
+            await self.delivery.start()
         for host, port in self.settings.addresses():
             try:
                 await self.server.listen(port, host=host, reuse_port=reuse_port)
             except (OSError, ValueError) as error:
                 await self.server.close()
+                if self.delivery is not None:
+                    await self.delivery.stop()
                 await self.close_sinks()
                 reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
                 raise StartupError(reason) from None
@@ -343,6 +357,8 @@ class App:
                 await self._start_http(*self.settings.http)
             except StartupError:
                 await self.server.close()
+                if self.delivery is not None:
+                    await self.delivery.stop()
                 await self.close_sinks()
                 raise
 
@@ -379,6 +395,8 @@ class App:
         finally:
             if self.http is not None:
                 await self.http.close()
+            if self.delivery is not None:
+                await self.delivery.stop()
             await self.close_sinks()
             if watchdog is not None:
                 watchdog.cancel()
