@@ -82,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] == "hash-password":
         return _hash_password(args[1:])
+    if args and args[0] == "deliver":
+        from .consume import deliver_command
+
+        return deliver_command(args[1:])
     if args and args[0] == "queue":
         from .queuecmd import queue_command
 

@@ -22,6 +22,7 @@ from ..sinks import Delivery, MessageInfo, Sink, SinkError, SinkFull, parse_sink
 from .config import DEFAULT_INBOX_SINK, Settings
 from .logs import utc_timestamp
 from .passwords import AuthFileError, ScryptHash, load_auth_file, verify_password
+from .scale import ScaleParts
 
 if TYPE_CHECKING:
     from .delivery import DeliveryService
@@ -119,6 +120,7 @@ class App:
         self.chaos = Chaos()
         self.http: Any = None
         self.out: TextIO = sys.stderr if any(sink.uses_stdout for sink in self.sinks) else sys.stdout
+        self.scale = ScaleParts(settings, self.sinks)
         try:
             self.server = SMTPServer(**self.server_options())
         except (TypeError, ValueError, OSError) as error:
@@ -191,7 +193,7 @@ class App:
             options["allow_insecure_auth"] = True
         if s.http is not None:  # chaos triggers set over the API
             options.update(on_mail_from=self.on_mail_from, on_rcpt_to=self.on_rcpt_to)
-        return options
+        return self.scale.wrap(options)
 
     # ------------------------------------------------------------- handlers
 
@@ -361,6 +363,17 @@ class App:
                     await self.delivery.stop()
                 await self.close_sinks()
                 raise
+        try:
+            await self.scale.start(self.server, self.sinks)
+        except OSError as error:
+            await self.server.close()
+            if self.http is not None:
+                await self.http.close()
+            if self.delivery is not None:
+                await self.delivery.stop()
+            await self.close_sinks()
+            await self.scale.close()
+            raise StartupError(f"--metrics: {error.strerror or error}") from None
 
     async def _start_http(self, host: str, port: int) -> None:
         """The inbox API (and UI) on ``--http``."""
@@ -397,6 +410,7 @@ class App:
                 await self.http.close()
             if self.delivery is not None:
                 await self.delivery.stop()
+            await self.scale.close()
             await self.close_sinks()
             if watchdog is not None:
                 watchdog.cancel()

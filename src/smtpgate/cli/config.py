@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, field, fields
 from typing import Any, NoReturn
 
+from ..limits.policy import TrustedNetworks, parse_rate
 from ..sinks import sink_kinds
 
 __all__ = ["Settings", "UsageError", "parse_settings", "build_parser"]
@@ -67,6 +68,16 @@ class Settings:
     http_auth_file: str | None = None
     inbox_max_messages: int = 0
     inbox_max_age: float = 0.0
+    metrics: tuple[str, int] | None = None
+    limit_connections: int = 0
+    limit_connection_rate: str = ""
+    limit_messages: str = ""
+    limit_recipients: str = ""
+    limit_trusted: list[str] = field(default_factory=list)
+    limits_redis: str | None = None
+    redis_replicas: int = 0
+    redis_stream: str | None = None
+    redis_password_file: str | None = None
     deliver: str | None = None
     queue: str = DEFAULT_QUEUE
     queue_max_size: int = DEFAULT_QUEUE_MAX_SIZE
@@ -236,6 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("--log-format", choices=("text", "json"), help="log and message lines as text (default) or JSON")
     add("--log-level", choices=LOG_LEVELS, help="default info")
     add("--no-uvloop", dest="uvloop", action="store_false", help="do not use uvloop even if installed")
+    add("--metrics", type=_address_arg, metavar="HOST:PORT", help="serve /livez, /readyz and /metrics over HTTP here")
+    add("--limit-connections", type=_count, metavar="N", help="concurrent connections per client (default: no limit)")
+    add("--limit-connection-rate", type=_rate_arg, metavar="N/min", help="new connections per client")
+    add("--limit-messages", type=_rate_arg, metavar="N/min", help="messages per client and per sender")
+    add("--limit-recipients", type=_rate_arg, metavar="N/min", help="recipients per client and per sender")
+    add("--limit-trusted", action="append", metavar="CIDR", help="network exempt from the limits (repeatable)")
+    add("--limits-redis", metavar="URL", help="keep the limit counters in Redis, shared by every receiver")
+    add("--redis-replicas", type=_count, metavar="N", help="redis sink: 250 only once N replicas have it (WAIT)")
+    add("--redis-stream", metavar="NAME", help="redis sink: the stream's name (default smtpgate)")
+    add("--redis-password-file", metavar="FILE", help="Redis password (or user:password) for the sink and limits")
     add(
         "--http",
         type=_http_arg,
@@ -280,6 +301,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--retry-max-age", type=_duration, metavar="DURATION", help="dead-letter after this long, e.g. 12h (default 5d)"
     )
     return parser
+
+
+def _rate_arg(text: str) -> str:
+    try:
+        parse_rate(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def _load_toml(path: str) -> dict[str, Any]:
@@ -335,6 +364,16 @@ _TYPES: dict[str, Any] = {
     "http_auth_file": str,
     "inbox_max_messages": int,
     "inbox_max_age": (float, int, str),
+    "metrics": str,
+    "limit_connections": int,
+    "limit_connection_rate": str,
+    "limit_messages": str,
+    "limit_recipients": str,
+    "limit_trusted": list,
+    "limits_redis": str,
+    "redis_replicas": int,
+    "redis_stream": str,
+    "redis_password_file": str,
     "deliver": str,
     "queue": str,
     "queue_max_size": (int, str),
@@ -370,11 +409,24 @@ def _from_config(path: str) -> dict[str, Any]:
                 value = _size(str(value))
             elif key in ("timeout", "close_timeout", "retry_min"):
                 value = _seconds(str(value))
+            elif key == "metrics":
+                value = parse_address(value)
+            elif key in ("limit_connection_rate", "limit_messages", "limit_recipients"):
+                parse_rate(value)
+            elif key == "limit_trusted":
+                value = [str(item) for item in value]
             elif key == "retry_max_age":
                 value = _duration(str(value))
             elif key == "webhook_format" and value not in ("raw", "json"):
                 raise ValueError("must be 'raw' or 'json'")
-            elif key in ("max_clients", "workers", "queue_max_messages", "deliver_concurrency"):
+            elif key in (
+                "max_clients",
+                "workers",
+                "queue_max_messages",
+                "deliver_concurrency",
+                "limit_connections",
+                "redis_replicas",
+            ):
                 value = _count(str(value))
             elif key == "log_format" and value not in ("text", "json"):
                 raise ValueError("must be 'text' or 'json'")
@@ -400,9 +452,10 @@ def _from_config(path: str) -> dict[str, Any]:
             "deliver_ca_file",
             "webhook_secret_file",
             "relay_auth_file",
+            "redis_password_file",
         ):
             value = os.path.join(base, os.path.expanduser(value))
-        elif key == "sink" and ":" in value:
+        elif key == "sink" and ":" in value and not value.partition(":")[2].startswith("//"):
             kind, _, where = value.partition(":")
             value = f"{kind}:{os.path.join(base, os.path.expanduser(where))}"
         values[key] = value
@@ -455,4 +508,10 @@ def parse_settings(argv: list[str]) -> Settings:
     for name in settings.server:
         if name.startswith("on_") or name == "resolver":
             raise UsageError(f"[server] option {name!r} cannot be set from a config file")
+    if settings.metrics is not None and settings.workers > 1:
+        raise UsageError("--metrics needs --workers 1 (run one receiver per process behind a load balancer)")
+    try:
+        TrustedNetworks(settings.limit_trusted)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     return settings
