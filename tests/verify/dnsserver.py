@@ -37,9 +37,7 @@ def free_port() -> int:
 
 
 def knotd_path() -> str | None:
-    return shutil.which("knotd") or (
-        "/usr/sbin/knotd" if Path("/usr/sbin/knotd").exists() else None
-    )
+    return shutil.which("knotd") or ("/usr/sbin/knotd" if Path("/usr/sbin/knotd").exists() else None)
 
 
 class KnotServer:
@@ -95,9 +93,7 @@ class KnotServer:
             raise RuntimeError("knotd is not installed (Debian package knot)")
         self.port = free_port()
         config = self._write()
-        self.process = subprocess.Popen(
-            [knotd, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        self.process = subprocess.Popen([knotd, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + START_TIMEOUT
         origin = next((o for o, t in self.zones.items() if t is not None), None)
         while True:
@@ -137,11 +133,7 @@ class KnotServer:
 def zone(origin: str, records: str) -> str:
     """A zone file: SOA and NS at the apex, then ``records`` (relative names allowed)."""
     origin = origin.rstrip(".") + "."
-    head = (
-        f"$ORIGIN {origin}\n$TTL 60\n"
-        f"@ SOA ns.{origin} hostmaster.{origin} 1 3600 600 86400 60\n"
-        f"@ NS ns.{origin}\n"
-    )
+    head = f"$ORIGIN {origin}\n$TTL 60\n@ SOA ns.{origin} hostmaster.{origin} 1 3600 600 86400 60\n@ NS ns.{origin}\n"
     return head + records.strip("\n") + "\n"
 
 

@@ -31,7 +31,9 @@ _MODIFIER = re.compile(r"([A-Za-z][A-Za-z0-9_.\-]*)=(.*)\Z", re.DOTALL)
 _MECHANISM = re.compile(r"([+\-~?]?)([A-Za-z][A-Za-z0-9]*)(.*)\Z", re.DOTALL)
 _DOMAIN_CIDR = re.compile(r"(?::(?P<spec>.+?))?(?:/(?P<c4>\d+))?(?://(?P<c6>\d+))?\Z", re.DOTALL)
 _CIDR = re.compile(r"0|[1-9][0-9]{0,2}\Z")
-_MACRO = re.compile(r"%(?:\{(?P<letter>[A-Za-z])(?P<digits>[0-9]*)(?P<reverse>[rR]?)(?P<delims>[.\-+,/_=]*)\}|(?P<esc>[%_\-]))")
+_MACRO = re.compile(
+    r"%(?:\{(?P<letter>[A-Za-z])(?P<digits>[0-9]*)(?P<reverse>[rR]?)(?P<delims>[.\-+,/_=]*)\}|(?P<esc>[%_\-]))"
+)
 _TOPLABEL = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9]+\Z|[A-Za-z0-9]+-[A-Za-z0-9\-]*[A-Za-z0-9]\Z")
 _MACRO_LETTERS = set("slodiphv")
 _EXP_LETTERS = _MACRO_LETTERS | set("crt")
