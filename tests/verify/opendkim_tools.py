@@ -100,7 +100,8 @@ class OpenDKIM:
     def verify(self, message: bytes) -> dict[str, str]:
         """header.b (first 8 characters) → OpenDKIM's dkim= result, for every signature."""
         output = self._run(
-            f"Mode v\nResolverConfiguration {self.unbound}\nClockDrift 1\nAlwaysAddARHeader yes\nMaximumSignaturesToVerify 10\n",
+            f"Mode v\nResolverConfiguration {self.unbound}\nClockDrift 1\n"
+            "AlwaysAddARHeader yes\nMaximumSignaturesToVerify 10\n",
             message,
         )
         results: dict[str, str] = {}

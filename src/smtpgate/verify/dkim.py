@@ -84,7 +84,7 @@ class KeyCache:
         if not wanted:
             return
         answers = await asyncio.gather(*(resolver.txt(name) for name in wanted), return_exceptions=True)
-        for name, answer in zip(wanted, answers):
+        for name, answer in zip(wanted, answers, strict=True):
             if isinstance(answer, DNSTempError):
                 self.records[name] = answer
             elif isinstance(answer, BaseException):

@@ -129,7 +129,7 @@ class Resolver:
         answer = await self._query(name, dns.rdatatype.TXT)
         if answer is None or answer.rrset is None:
             return []
-        return [b"".join(rdata.strings).decode("utf-8", "replace") for rdata in answer.rrset]  # type: ignore[attr-defined]
+        return [b"".join(rdata.strings).decode("utf-8", "replace") for rdata in answer.rrset]
 
     async def a(self, name: str) -> list[str]:
         """IPv4 addresses of ``name``."""
@@ -143,14 +143,14 @@ class Resolver:
         answer = await self._query(name, rdtype)
         if answer is None or answer.rrset is None:
             return []
-        return [rdata.address for rdata in answer.rrset]  # type: ignore[attr-defined]
+        return [rdata.address for rdata in answer.rrset]
 
     async def mx(self, name: str) -> list[tuple[int, str]]:
         """(preference, exchange) pairs of ``name``, exchanges without the final dot."""
         answer = await self._query(name, dns.rdatatype.MX)
         if answer is None or answer.rrset is None:
             return []
-        pairs = [(rdata.preference, rdata.exchange.to_text(omit_final_dot=True)) for rdata in answer.rrset]  # type: ignore[attr-defined]
+        pairs = [(rdata.preference, rdata.exchange.to_text(omit_final_dot=True)) for rdata in answer.rrset]
         return sorted(pairs)
 
     async def ptr(self, address: str) -> list[str]:
@@ -162,7 +162,7 @@ class Resolver:
         answer = await self._query(name, dns.rdatatype.PTR)
         if answer is None or answer.rrset is None:
             return []
-        return [rdata.target.to_text(omit_final_dot=True) for rdata in answer.rrset]  # type: ignore[attr-defined]
+        return [rdata.target.to_text(omit_final_dot=True) for rdata in answer.rrset]
 
 
 def _first_line(error: BaseException) -> str:

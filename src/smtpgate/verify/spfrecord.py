@@ -126,9 +126,8 @@ def check_domain_spec(spec: str) -> None:
     if not spec:
         raise SPFSyntaxError("empty domain")
     check_macro_string(spec)
-    last = None
-    for last in _MACRO.finditer(spec):
-        pass
+    macros = list(_MACRO.finditer(spec))
+    last = macros[-1] if macros else None
     if last is not None and last.end() == len(spec) and last.group("letter") is not None:
         return  # ends with a macro-expand
     body = spec[:-1] if spec.endswith(".") else spec
