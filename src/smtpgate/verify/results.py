@@ -46,7 +46,8 @@ def _value(text: str) -> str:
     if text and _TOKEN.match(text):
         return text
     cleaned = "".join(ch if 0x20 <= ord(ch) < 0x7F else "?" for ch in text)
-    return '"' + cleaned.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # no quoted-pairs: some readers of the header do not undo them
+    return '"' + cleaned.replace("\\", "/").replace('"', "'") + '"'
 
 
 def _address(text: str) -> str:
