@@ -39,7 +39,7 @@ def _describe(app: App, loop_name: str) -> str:
     cert = s.tls_cert or "generated certificate"
     auth = "no AUTH" if s.auth_file is None else ("AUTH optional" if s.auth_optional else "AUTH required")
     proto = "LMTP" if s.lmtp else "SMTP"
-    return f"smtpgate {proto} on {where} ({tls}, {cert}; {auth}) storing to {app.sink.describe()} [{loop_name}]"
+    return f"smtpgate {proto} on {where} ({tls}, {cert}; {auth}) storing to {app.describe_sinks()} [{loop_name}]"
 
 
 def _serve_one(app: App, startup: StartupHandler) -> int:

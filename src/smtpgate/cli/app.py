@@ -14,10 +14,10 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
-from .. import AuthRequest, AuthResult, DataStream, Session, SMTPError, SMTPServer
-from ..sinks import Sink, parse_sink
+from .. import AuthRequest, AuthResult, DataStream, DataStreamError, Session, SMTPError, SMTPServer
+from ..sinks import Delivery, MessageInfo, Sink, SinkError, SinkFull, parse_sink
 from .config import Settings
 from .logs import utc_timestamp
 from .passwords import AuthFileError, ScryptHash, load_auth_file, verify_password
@@ -94,14 +94,14 @@ class App:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.sink = self._open_sink()
+        self.sinks = self._open_sinks()
         self.users: Mapping[str, ScryptHash] | None = None
         if settings.auth_file is not None:
             try:
                 self.users = load_auth_file(settings.auth_file)
             except AuthFileError as error:
                 raise StartupError(str(error)) from None
-        self.out: TextIO = sys.stderr if self.sink.uses_stdout else sys.stdout
+        self.out: TextIO = sys.stderr if any(sink.uses_stdout for sink in self.sinks) else sys.stdout
         try:
             self.server = SMTPServer(**self.server_options())
         except (TypeError, ValueError, OSError) as error:
@@ -111,11 +111,21 @@ class App:
         self._main: asyncio.Task[None] | None = None
         self._closing: asyncio.Future[None] | None = None
 
-    def _open_sink(self) -> Sink:
+    @property
+    def sink(self) -> Sink:
+        """The main sink (``--sink``): the one named in the line printed per message."""
+        return self.sinks[0]
+
+    def _open_sinks(self) -> list[Sink]:
+        """Every sink a message goes to, ``--sink`` first; all must store it before the 250."""
         try:
-            return parse_sink(self.settings.sink)
-        except ValueError as error:
+            return [parse_sink(self.settings.sink)]
+        except SinkError as error:
             raise StartupError(str(error)) from None
+
+    def describe_sinks(self) -> str:
+        """Where messages go, for the start-up line."""
+        return " and ".join(sink.describe() for sink in self.sinks)
 
     def server_options(self) -> dict[str, Any]:
         """The SMTPServer options the settings ask for."""
@@ -149,30 +159,41 @@ class App:
     # ------------------------------------------------------------- handlers
 
     async def on_data(self, stream: DataStream, session: Session) -> str:
-        """Stream the message into the sink; 250 only once it is stored."""
-        envelope = session.envelope
-        sender = envelope.mail_from.address if envelope.mail_from else ""
-        delivery = self.sink.open(sender)
+        """Stream the message into every sink; 250 only once each has stored it."""
+        info = MessageInfo.from_session(session)
+        deliveries: list[Delivery] = []
         headers = _Headers()
         try:
-            delivery.write(_trace_headers(session, self.server.options.name))
+            for sink in self.sinks:
+                deliveries.append(sink.open(info))
+            trace = _trace_headers(session, self.server.options.name)
+            for delivery in deliveries:
+                await delivery.write(trace)
             async for chunk in stream:
                 headers.feed(chunk)
-                delivery.write(chunk)
-        except BaseException:
-            delivery.abort()
-            raise
-        if stream.size_exceeded:
-            delivery.abort()
-            raise SMTPError(552, "Message exceeds fixed maximum message size", enhanced="5.3.4")
-        try:
-            where = await asyncio.to_thread(delivery.commit)
-        except Exception as error:
-            delivery.abort()
-            logger.error("[%s] could not store the message in %s: %s", session.id, self.sink.describe(), error)
-            raise SMTPError(451, "Could not store the message, try again later", enhanced="4.3.0") from None
-        self.print_message(session, stream.byte_length, headers.subject(), where)
+                for delivery in deliveries:
+                    await delivery.write(chunk)
+            if stream.size_exceeded:
+                raise SMTPError(552, "Message exceeds fixed maximum message size", enhanced="5.3.4")
+            stored = [await delivery.commit() for delivery in deliveries]
+        except BaseException as error:
+            for delivery in deliveries:
+                delivery.abort()
+            if isinstance(error, (SMTPError, asyncio.CancelledError)) or not isinstance(error, Exception):
+                raise
+            return self._refuse(session, error)
+        self.print_message(session, stream.byte_length, headers.subject(), stored[0])
         return f"Stored as {session.id}.{session.transaction}"
+
+    def _refuse(self, session: Session, error: Exception) -> NoReturn:
+        """A sink could not store the message: 452 when it is full, else 451 (and a log line)."""
+        if isinstance(error, SinkFull):
+            logger.warning("[%s] no room for the message: %s", session.id, error)
+            raise SMTPError(452, "Insufficient system storage, try again later", enhanced="4.3.1") from None
+        if isinstance(error, DataStreamError):
+            raise error
+        logger.error("[%s] could not store the message in %s: %s", session.id, self.describe_sinks(), error)
+        raise SMTPError(451, "Could not store the message, try again later", enhanced="4.3.0") from None
 
     async def on_auth(self, auth: AuthRequest, session: Session) -> AuthResult | None:
         """PLAIN/LOGIN against the auth file's scrypt hashes."""
@@ -240,8 +261,8 @@ class App:
                 logger.info("auth file reloaded: %d users", len(self.users))
 
     def reopen_sink(self) -> None:
-        """Open the sink again (a forked worker must not share the parent's files)."""
-        self.sink = self._open_sink()
+        """Open the sinks again (a forked worker must not share the parent's files)."""
+        self.sinks = self._open_sinks()
 
     def stop(self) -> None:
         """SIGTERM/SIGINT: close gracefully; a second one ends at once."""
@@ -254,12 +275,22 @@ class App:
             self._main.cancel()
 
     async def start(self, *, reuse_port: bool = False) -> None:
-        """Listen on every address; raises `StartupError`."""
+        """Start the sinks and listen on every address; raises `StartupError`."""
+        started: list[Sink] = []
+        try:
+            for sink in self.sinks:
+                await sink.start()
+                started.append(sink)
+        except (SinkError, OSError) as error:
+            for sink in reversed(started):
+                await sink.close()
+            raise StartupError(str(error)) from None
         for host, port in self.settings.addresses():
             try:
                 await self.server.listen(port, host=host, reuse_port=reuse_port)
             except (OSError, ValueError) as error:
                 await self.server.close()
+                await self.close_sinks()
                 reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
                 raise StartupError(reason) from None
 
@@ -278,10 +309,19 @@ class App:
         try:
             await self.server.serve_forever()
         finally:
+            await self.close_sinks()
             if watchdog is not None:
                 watchdog.cancel()
             for signum in signals:
                 loop.remove_signal_handler(signum)
+
+    async def close_sinks(self) -> None:
+        """Close every sink (after the server closed: no message is on its way any more)."""
+        for sink in reversed(self.sinks):
+            try:
+                await sink.close()
+            except Exception:
+                logger.exception("closing %s failed", sink.describe())
 
     async def _watch_parent(self, parent: int) -> None:
         while os.getppid() == parent:

@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass, field, fields
 from typing import Any, NoReturn
 
+from ..sinks import sink_kinds
+
 __all__ = ["Settings", "UsageError", "parse_settings", "build_parser"]
 
 DEFAULT_PORT = 2525
@@ -173,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="expect a PROXY v1/v2 header, from anyone or only from these addresses/networks",
     )
     add("--workers", type=_count, metavar="N", help="worker processes sharing the port (default 1)")
-    add("--sink", metavar="SPEC", help="maildir:DIR (default maildir:./maildir), mbox:FILE, dir:DIR or stdout")
+    add("--sink", metavar="SPEC", help="maildir:DIR (default maildir:./maildir), mbox:FILE, dir:DIR, stdout, ...")
     add("--log-format", choices=("text", "json"), help="log and message lines as text (default) or JSON")
     add("--log-level", choices=LOG_LEVELS, help="default info")
     add("--no-uvloop", dest="uvloop", action="store_false", help="do not use uvloop even if installed")
@@ -287,8 +289,10 @@ def parse_settings(argv: list[str]) -> Settings:
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise UsageError("--tls-cert and --tls-key must be given together")
     kind, sep, where = settings.sink.partition(":")
-    if not (kind == "stdout" and not sep) and (kind not in ("maildir", "mbox", "dir") or not where):
-        raise UsageError(f"invalid sink {settings.sink!r}: expected maildir:DIR, mbox:FILE, dir:DIR or stdout")
+    kinds = sink_kinds()
+    if not (kind == "stdout" and not sep) and (kind.lower() not in kinds or kind == "stdout" or not where):
+        forms = ", ".join(f"{name}:..." for name in kinds if name != "stdout")
+        raise UsageError(f"invalid sink {settings.sink!r}: expected {forms} or stdout")
     if settings.workers < 1:
         raise UsageError("--workers must be at least 1")
     if settings.workers > 1 and sys.platform == "win32":  # pragma: no cover

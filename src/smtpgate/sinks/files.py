@@ -1,17 +1,15 @@
-"""Where the ``smtpgate`` command puts mail: a Maildir, an mbox file, a directory of
-``.eml`` files, or standard output.
+"""The file sinks: a Maildir, an mbox file, a directory of ``.eml`` files, standard output.
 
-A sink takes a message in chunks (`Delivery.write`) and makes it durable in
-`Delivery.commit`: the data is written and ``fsync``'d, and so is the directory
-entry, before ``commit`` returns, so a ``250`` reply means the message is stored.
-``commit`` blocks: call it in a thread (``asyncio.to_thread``).
-
-Maildir and mbox files use local line endings (LF), as mail readers expect; ``.eml`` files
-keep the CRLF line endings of the wire.
+Each is durable when `Delivery.commit` returns: the data is written and ``fsync``'d, and
+so is the directory entry. Maildir and mbox files use local line endings (LF), as mail
+readers expect; ``.eml`` files keep the CRLF line endings of the wire. Folders are made
+(and checked writable) when the sink is made, so a sink that cannot store fails at start-up
+with one line, not at the first message.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import mailbox
 import os
@@ -23,14 +21,15 @@ import time
 from collections.abc import Callable
 from typing import IO
 
-__all__ = ["Sink", "Delivery", "MaildirSink", "MboxSink", "DirSink", "StdoutSink", "parse_sink", "SINK_KINDS"]
+from .base import Delivery, MessageInfo, Sink, SinkError
 
-SINK_KINDS = ("maildir", "mbox", "dir", "stdout")
+__all__ = ["MaildirSink", "MboxSink", "DirSink", "StdoutSink", "fsync_dir"]
+
 _SPOOL_IN_MEMORY = 1024 * 1024  # mbox/stdout: larger messages are spooled to a temporary file
 _counter = itertools.count(1)
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
     """Make a directory entry (a new or renamed file) durable."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -62,29 +61,28 @@ class _ToLF:
         return b"\r" if self._cr else b""
 
 
-class Delivery:
-    """One message on its way into a sink."""
+class _Delivery(Delivery):
+    """A delivery that writes synchronously (optionally CRLF to LF) and commits in a thread."""
 
     def __init__(self, lf: bool) -> None:
         self._lf = _ToLF() if lf else None
 
-    def write(self, chunk: bytes) -> None:
-        """Add a chunk of the message (wire format, CRLF line endings)."""
+    async def write(self, chunk: bytes) -> None:
         if self._lf is not None:
             chunk = self._lf.feed(chunk)
         if chunk:
             self._write(chunk)
 
-    def commit(self) -> str:
-        """Store the message durably; returns where it went (for the log line)."""
+    async def commit(self) -> str:
         if self._lf is not None:
             rest = self._lf.end()
             if rest:
                 self._write(rest)
-        return self._commit()
-
-    def abort(self) -> None:
-        """Drop the message (refused, or the client went away)."""
+        try:
+            return await asyncio.to_thread(self._commit)
+        except BaseException:
+            self.abort()
+            raise
 
     def _write(self, data: bytes) -> None:
         raise NotImplementedError
@@ -93,7 +91,7 @@ class Delivery:
         raise NotImplementedError
 
 
-class _FileDelivery(Delivery):
+class _FileDelivery(_Delivery):
     """Write to a temporary file, fsync, rename into place, fsync the directory."""
 
     def __init__(self, directory: str, temp_path: str, final_path: str, lf: bool) -> None:
@@ -112,25 +110,36 @@ class _FileDelivery(Delivery):
         assert handle is not None
         self._file = None
         try:
-            handle.flush()
-            os.fsync(handle.fileno())
-        finally:
-            handle.close()
-        os.rename(self._temp, self._final)
-        _fsync_dir(self._directory)
+            try:
+                handle.flush()
+                os.fsync(handle.fileno())
+            finally:
+                handle.close()
+            os.rename(self._temp, self._final)
+        except BaseException:
+            _unlink(self._temp)
+            raise
+        fsync_dir(self._directory)
         return self._final
 
     def abort(self) -> None:
         if self._file is not None:
-            self._file.close()
-            self._file = None
             try:
-                os.unlink(self._temp)
+                self._file.close()
             except OSError:
                 pass
+            self._file = None
+            _unlink(self._temp)
 
 
-class _SpoolDelivery(Delivery):
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+class _SpoolDelivery(_Delivery):
     """Collect the message in a spool (memory, then a temporary file), store at commit."""
 
     def __init__(self, store: Callable[[bytes], str]) -> None:
@@ -158,21 +167,16 @@ class _SpoolDelivery(Delivery):
             self._spool = None
 
 
-class Sink:
-    """Base class: ``open(sender)`` starts a `Delivery`."""
-
-    kind = ""
-    uses_stdout = False
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def open(self, sender: str) -> Delivery:
-        """Start storing one message from the envelope ``sender`` (``""`` for bounces)."""
-        raise NotImplementedError
-
-    def describe(self) -> str:
-        return f"{self.kind}:{self.path}" if self.path else self.kind
+def _writable_dir(path: str, spec: str) -> None:
+    """Make ``path`` (and its parents) and prove a file can be created in it; `SinkError` if not."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".smtpgate-probe-")
+        probe.close()
+    except OSError as error:
+        reason = error.strerror or str(error)
+        where = f" ({error.filename})" if error.filename and error.filename != path else ""
+        raise SinkError(f"sink {spec!r}: {reason}: {path}{where}") from None
 
 
 def _unique_name() -> str:
@@ -189,12 +193,14 @@ class MaildirSink(Sink):
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
-        mailbox.Maildir(path, create=True)  # creates tmp/, new/ and cur/
         self._new = os.path.join(path, "new")
         self._tmp = os.path.join(path, "tmp")
-        _fsync_dir(path)
+        # All three folders, also when ``path`` exists already (an empty folder, say).
+        for folder in (self._tmp, self._new, os.path.join(path, "cur")):
+            _writable_dir(folder, self.describe())
+        fsync_dir(path)
 
-    def open(self, sender: str) -> Delivery:
+    def open(self, info: MessageInfo) -> Delivery:
         name = _unique_name()
         return _FileDelivery(self._new, os.path.join(self._tmp, name), os.path.join(self._new, name), lf=True)
 
@@ -206,11 +212,9 @@ class DirSink(Sink):
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
-        os.makedirs(path, exist_ok=True)
-        if not os.access(path, os.W_OK):
-            raise PermissionError(f"directory {path!r} is not writable")
+        _writable_dir(path, self.describe())
 
-    def open(self, sender: str) -> Delivery:
+    def open(self, info: MessageInfo) -> Delivery:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         name = f"{stamp}-{os.getpid()}-{next(_counter)}-{os.urandom(3).hex()}"
         temp = os.path.join(self.path, f".{name}.tmp")
@@ -233,16 +237,24 @@ class MboxSink(Sink):
     def __init__(self, path: str) -> None:
         super().__init__(path)
         directory = os.path.dirname(os.path.abspath(path))
+        _writable_dir(directory, self.describe())
         existed = os.path.exists(path)
-        self._box = mailbox.mbox(path, create=True)
-        self._box.lock()  # fails now, not at the first message, when the file cannot be locked
-        self._box.unlock()
+        try:
+            self._box = mailbox.mbox(path, create=True)
+            with open(path, "ab"):  # an mbox that exists but cannot be appended to fails now
+                pass
+            self._box.lock()  # fails now, not at the first message, when the file cannot be locked
+            self._box.unlock()
+        except OSError as error:
+            raise SinkError(f"sink {self.describe()!r}: {error.strerror or error}: {path}") from None
+        except mailbox.Error as error:
+            raise SinkError(f"sink {self.describe()!r}: {error}") from None
         if not existed:
-            _fsync_dir(directory)
+            fsync_dir(directory)
         self._lock = threading.Lock()
 
-    def open(self, sender: str) -> Delivery:
-        return _SpoolDelivery(lambda message: self.append(_from_line(sender) + message))
+    def open(self, info: MessageInfo) -> Delivery:
+        return _SpoolDelivery(lambda message: self.append(_from_line(info.sender) + message))
 
     def append(self, message: bytes) -> str:
         """Append one message (with its ``From_`` line) and fsync the file."""
@@ -275,8 +287,8 @@ class StdoutSink(Sink):
         super().__init__("")
         self._lock = threading.Lock()
 
-    def open(self, sender: str) -> Delivery:
-        return _SpoolDelivery(lambda message: self.emit(_from_line(sender), message))
+    def open(self, info: MessageInfo) -> Delivery:
+        return _SpoolDelivery(lambda message: self.emit(_from_line(info.sender), message))
 
     def emit(self, from_line: bytes, message: bytes) -> str:
         """Write one message and flush; returns ``"stdout"``."""
@@ -292,24 +304,3 @@ class StdoutSink(Sink):
             except (OSError, ValueError):  # a terminal or a pipe: flushing is all there is
                 pass
         return "stdout"
-
-
-def parse_sink(spec: str) -> Sink:
-    """``maildir:DIR``, ``mbox:FILE``, ``dir:DIR`` or ``stdout``; raises ``ValueError``."""
-    kind, sep, path = spec.partition(":")
-    kind = kind.strip().lower()
-    if kind == "stdout" and not path:
-        return StdoutSink()
-    if kind not in ("maildir", "mbox", "dir") or not sep or not path:
-        raise ValueError(f"invalid sink {spec!r}: expected maildir:DIR, mbox:FILE, dir:DIR or stdout")
-    try:
-        if kind == "maildir":
-            return MaildirSink(path)
-        if kind == "mbox":
-            return MboxSink(path)
-        return DirSink(path)
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise ValueError(f"sink {spec!r}: {reason}") from None
-    except mailbox.Error as error:
-        raise ValueError(f"sink {spec!r}: {error}") from None
