@@ -39,7 +39,12 @@ def _describe(app: App, loop_name: str) -> str:
     cert = s.tls_cert or "generated certificate"
     auth = "no AUTH" if s.auth_file is None else ("AUTH optional" if s.auth_optional else "AUTH required")
     proto = "LMTP" if s.lmtp else "SMTP"
-    return f"smtpgate {proto} on {where} ({tls}, {cert}; {auth}) storing to {app.describe_sinks()} [{loop_name}]"
+    checks = {None: "", "header": "; verifying senders", "enforce": "; verifying senders (enforced)"}[s.verify]
+    if s.dnsbl:
+        checks += f"; {len(s.dnsbl)} DNS blocklist{'s' if len(s.dnsbl) > 1 else ''}"
+    return (
+        f"smtpgate {proto} on {where} ({tls}, {cert}; {auth}{checks}) storing to {app.describe_sinks()} [{loop_name}]"
+    )
 
 
 def _serve_one(app: App, startup: StartupHandler) -> int:

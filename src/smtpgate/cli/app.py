@@ -21,6 +21,7 @@ from ..sinks import Delivery, MessageInfo, Sink, SinkError, SinkFull, parse_sink
 from .config import Settings
 from .logs import utc_timestamp
 from .passwords import AuthFileError, ScryptHash, load_auth_file, verify_password
+from .verify import build_gate
 
 __all__ = ["App", "StartupError", "new_event_loop"]
 
@@ -103,10 +104,16 @@ class App:
                 raise StartupError(str(error)) from None
         self.out: TextIO = sys.stderr if any(sink.uses_stdout for sink in self.sinks) else sys.stdout
         try:
+            self.gate = build_gate(settings)  # --verify, --dnsbl: None when not asked for
+        except ValueError as error:
+            raise StartupError(str(error)) from None
+        try:
             self.server = SMTPServer(**self.server_options())
         except (TypeError, ValueError, OSError) as error:
             message = str(error).replace("give the 'passphrase' option", "give --tls-passphrase-file")
             raise StartupError(message) from None
+        if self.gate is not None and not self.gate.authserv_id:
+            self.gate.authserv_id = self.gate.verifier.receiver = self.server.options.name
         self._stops = 0
         self._main: asyncio.Task[None] | None = None
         self._closing: asyncio.Future[None] | None = None
@@ -154,19 +161,24 @@ class App:
             options.update(on_auth=self.on_auth, auth_optional=s.auth_optional)
         if s.allow_insecure_auth:
             options["allow_insecure_auth"] = True
+        if self.gate is not None:
+            options.update(self.gate.session_handlers())
         return options
 
     # ------------------------------------------------------------- handlers
 
     async def on_data(self, stream: DataStream, session: Session) -> str:
         """Stream the message into every sink; 250 only once each has stored it."""
+        auth_results = b""
+        if self.gate is not None and self.settings.verify is not None:  # reads the message, may refuse it
+            stream, auth_results = await self.gate.screen(stream, session)
         info = MessageInfo.from_session(session)
         deliveries: list[Delivery] = []
         headers = _Headers()
         try:
             for sink in self.sinks:
                 deliveries.append(sink.open(info))
-            trace = _trace_headers(session, self.server.options.name)
+            trace = _trace_headers(session, self.server.options.name) + auth_results
             for delivery in deliveries:
                 await delivery.write(trace)
             async for chunk in stream:

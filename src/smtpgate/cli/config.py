@@ -22,6 +22,7 @@ __all__ = ["Settings", "UsageError", "parse_settings", "build_parser"]
 DEFAULT_PORT = 2525
 DEFAULT_MAX_SIZE = 25 * 1024 * 1024
 LOG_LEVELS = ("debug", "info", "warning", "error")
+VERIFY_MODES = ("header", "enforce")
 
 
 class UsageError(Exception):
@@ -55,6 +56,12 @@ class Settings:
     log_format: str = "text"
     log_level: str = "info"
     uvloop: bool = True
+    verify: str | None = None
+    dns: list[str] = field(default_factory=list)
+    dns_timeout: float = 5.0
+    dnsbl: list[str] = field(default_factory=list)
+    dnsbl_threshold: float = 1.0
+    authserv_id: str | None = None
     server: dict[str, Any] = field(default_factory=dict)
 
     def addresses(self) -> list[tuple[str, int]]:
@@ -114,6 +121,16 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}") from None
     if not number > 0:
         raise argparse.ArgumentTypeError("seconds must be greater than 0")
+    return number
+
+
+def _positive(text: str) -> float:
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
     return number
 
 
@@ -179,6 +196,29 @@ def build_parser() -> argparse.ArgumentParser:
     add("--log-format", choices=("text", "json"), help="log and message lines as text (default) or JSON")
     add("--log-level", choices=LOG_LEVELS, help="default info")
     add("--no-uvloop", dest="uvloop", action="store_false", help="do not use uvloop even if installed")
+    add(
+        "--verify",
+        nargs="?",
+        const="header",
+        choices=VERIFY_MODES,
+        help="check SPF, DKIM, DMARC and ARC and add an Authentication-Results header; "
+        "--verify=enforce also refuses what the policies refuse",
+    )
+    add(
+        "--dns",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="name server for the checks (repeatable; default: the system's)",
+    )
+    add("--dns-timeout", type=_seconds, metavar="SECONDS", help="time for one DNS lookup (default 5)")
+    add(
+        "--dnsbl",
+        action="append",
+        metavar="ZONE[=WEIGHT]",
+        help="DNS blocklist to ask at connect (repeatable; weight 1)",
+    )
+    add("--dnsbl-threshold", type=_positive, metavar="N", help="blocklist score that refuses a client (default 1)")
+    add("--authserv-id", metavar="NAME", help="name in the Authentication-Results header (default: --name)")
     return parser
 
 
@@ -231,7 +271,22 @@ _TYPES: dict[str, Any] = {
     "uvloop": bool,
     "server": dict,
     "listen": list,
+    "verify": (bool, str),
+    "dns": list,
+    "dns_timeout": (float, int),
+    "dnsbl": list,
+    "dnsbl_threshold": (float, int),
+    "authserv_id": str,
 }
+
+
+def _verify_mode(value: bool | str) -> str | None:
+    """The config file's ``verify``: true, false, "header" or "enforce"."""
+    if isinstance(value, bool):
+        return "header" if value else None
+    if value not in VERIFY_MODES:
+        raise ValueError(f"must be true, false, {' or '.join(repr(m) for m in VERIFY_MODES)}")
+    return value
 
 
 def _from_config(path: str) -> dict[str, Any]:
@@ -253,8 +308,14 @@ def _from_config(path: str) -> dict[str, Any]:
                 value = _port(value)
             elif key == "max_size":
                 value = _size(str(value))
-            elif key in ("timeout", "close_timeout"):
+            elif key in ("timeout", "close_timeout", "dns_timeout"):
                 value = _seconds(str(value))
+            elif key == "dnsbl_threshold":
+                value = _positive(str(value))
+            elif key == "verify":
+                value = _verify_mode(value)
+            elif key in ("dns", "dnsbl"):
+                value = [str(item) for item in value]
             elif key in ("max_clients", "workers"):
                 value = _count(str(value))
             elif key == "log_format" and value not in ("text", "json"):

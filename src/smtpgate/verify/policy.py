@@ -199,13 +199,14 @@ class AuthGate:
 
     # ----------------------------------------------------------------- handlers
 
-    def handlers(self, **inner: Callable[..., Any]) -> dict[str, Callable[..., Any]]:
-        """SMTPServer handler options: the gate's checks, then the given handlers."""
-        out: dict[str, Callable[..., Any]] = dict(inner)
+    def session_handlers(self, **inner: Callable[..., Any]) -> dict[str, Callable[..., Any]]:
+        """``on_connect`` and ``on_rcpt_to`` running the gate's checks (where the policy
+        needs them) before the given handlers; ``on_data`` is the caller's business
+        (see `screen`)."""
+        out: dict[str, Callable[..., Any]] = {}
         gate = self
         user_connect = inner.get("on_connect")
         user_rcpt = inner.get("on_rcpt_to")
-        user_data = inner.get("on_data")
 
         if self.dnsbl is not None and self.policy.dnsbl_at == "connect":
 
@@ -222,6 +223,14 @@ class AuthGate:
                 return await _call(user_rcpt, address, session) if user_rcpt is not None else None
 
             out["on_rcpt_to"] = on_rcpt_to
+        return out
+
+    def handlers(self, **inner: Callable[..., Any]) -> dict[str, Callable[..., Any]]:
+        """SMTPServer handler options: the gate's checks, then the given handlers."""
+        out: dict[str, Callable[..., Any]] = dict(inner)
+        out.update(self.session_handlers(**inner))
+        gate = self
+        user_data = inner.get("on_data")
 
         async def on_data(stream: DataStream, session: Session) -> Any:
             replay, header = await gate.screen(stream, session)

@@ -75,7 +75,10 @@ class Resolver:
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be greater than 0")
-        resolver = dns.asyncresolver.Resolver(configure=nameservers is None)
+        try:
+            resolver = dns.asyncresolver.Resolver(configure=nameservers is None)
+        except dns.resolver.NoResolverConfiguration:
+            raise ValueError("no system name servers (/etc/resolv.conf): give the name servers to use") from None
         if nameservers is not None:
             servers: list[str | dns.nameserver.Nameserver] = []
             for entry in nameservers:
