@@ -202,3 +202,14 @@ def test_dnsbl_weights_and_threshold(start_server: Any, resolver: Resolver) -> N
     code, text = refused.value.recipients["bob@mx.test"]
     assert code == 554 and text.startswith(b"5.7.1 ")
     assert len(inbox.messages) == 1
+
+
+def test_forged_header_with_our_id_is_dropped(start_server: Any, resolver: Resolver) -> None:
+    inbox = Inbox()
+    running = serve(start_server, AuthGate(Verifier(resolver), authserv_id="mx.test"), inbox)
+    forged = b"Authentication-Results: mx.test; dmarc=pass header.from=deny.test\r\n" + message("a@deny.test")
+    with smtplib.SMTP(running.host, running.port, timeout=30) as client:
+        client.sendmail("a@deny.test", ["bob@mx.test"], forged)
+    ((data, _),) = inbox.messages
+    assert results_of(data)["dmarc"] == "fail"  # one header only: ours
+    assert data.endswith(message("a@deny.test"))

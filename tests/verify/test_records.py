@@ -16,7 +16,7 @@ from smtpgate.verify.dkim import DKIMResult
 from smtpgate.verify.dmarc import DMARCResult, DMARCSyntaxError, parse_dmarc_record
 from smtpgate.verify.dnsbl import parse_blocklist, query_name
 from smtpgate.verify.resolver import parse_nameserver
-from smtpgate.verify.results import AuthResults
+from smtpgate.verify.results import AuthResults, remove_own_results
 from smtpgate.verify.spf import SPFResult
 from smtpgate.verify.spfrecord import MacroValues, SPFSyntaxError, expand, expand_domain, parse_record
 
@@ -242,3 +242,22 @@ def test_blocklist_specs_and_query_names() -> None:
     assert query_name("192.0.2.3", "bl.example") == "3.2.0.192.bl.example"
     assert query_name("::ffff:192.0.2.3", "bl.example") == "3.2.0.192.bl.example"
     assert query_name("2001:db8::1", "bl.example").startswith("1.0.0.0.")
+
+
+def test_forged_results_for_our_id_are_removed() -> None:
+    message = (
+        b"Authentication-Results: MX.test (forged);\r\n\tdkim=pass header.d=bank.test\r\n"
+        b"Authentication-Results: upstream.example; spf=pass smtp.mailfrom=a@b.example\r\n"
+        b"Subject: hi\r\n"
+        b"Authentication-Results: mx.test 1; dmarc=pass\r\n"
+        b"\r\n"
+        b"Authentication-Results: mx.test; in the body, kept\r\n"
+    )
+    assert remove_own_results(message, "mx.test") == (
+        b"Authentication-Results: upstream.example; spf=pass smtp.mailfrom=a@b.example\r\n"
+        b"Subject: hi\r\n"
+        b"\r\n"
+        b"Authentication-Results: mx.test; in the body, kept\r\n"
+    )
+    untouched = b"Subject: hi\r\n\r\nbody\r\n"
+    assert remove_own_results(untouched, "mx.test") is untouched

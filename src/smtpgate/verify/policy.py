@@ -27,7 +27,7 @@ from ..errors import SMTPError
 from ..session import Address, Session
 from ..stream import DataStream
 from .dnsbl import DNSBL, DNSBLResult
-from .results import AuthResults
+from .results import AuthResults, remove_own_results
 from .spf import SPFCheck
 from .verifier import Verifier
 
@@ -189,13 +189,18 @@ class AuthGate:
 
     async def screen(self, stream: DataStream, session: Session) -> tuple[DataStream, bytes]:
         """Read the whole message, check it (raising `SMTPError` on refusal) and return a
-        stream of the same message and the ``Authentication-Results`` field (CRLF-ended)."""
+        stream of the message and the ``Authentication-Results`` field (CRLF-ended) to put
+        on top. Fields that claim this server's authserv-id are removed from the message
+        (forged upstream)."""
         message = await stream.read()
         if stream.size_exceeded:  # refused for its size anyway: no checks
             return replay_stream(message, stream), b""
         results = await self.check_message(message, session)
         header = results.header(self.authserv_id).encode("ascii", "replace")
-        return replay_stream(message, stream), header
+        cleaned = remove_own_results(message, self.authserv_id)
+        replay = replay_stream(cleaned, stream)
+        replay.byte_length = stream.byte_length - (len(message) - len(cleaned))
+        return replay, header
 
     # ----------------------------------------------------------------- handlers
 

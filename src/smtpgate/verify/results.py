@@ -10,7 +10,7 @@ from .dkim import DKIMResult
 from .dmarc import DMARCResult
 from .spf import SPFResult
 
-__all__ = ["AuthResults", "render_header"]
+__all__ = ["AuthResults", "remove_own_results", "render_header"]
 
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`{|}~]+\Z")  # RFC 2045 token characters, minus "/" "@" etc.
 _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9])?\Z")
@@ -120,3 +120,36 @@ def render_header(results: AuthResults, authserv_id: str) -> str:
     if not entries:
         return f"Authentication-Results: {server}; none\r\n"
     return f"Authentication-Results: {server};\r\n\t" + ";\r\n\t".join(entries) + "\r\n"
+
+
+def _authserv_id(value: bytes) -> str:
+    """The authserv-id of an Authentication-Results value (comments and version dropped)."""
+    text = value.split(b";", 1)[0].decode("utf-8", "replace")
+    text = re.sub(r"\([^()]*\)", " ", text)
+    words = text.split()
+    return words[0].strip('"').lower() if words else ""
+
+
+def remove_own_results(message: bytes, authserv_id: str) -> bytes:
+    """The message without ``Authentication-Results`` fields that claim ``authserv_id``:
+    they can only be forgeries from upstream (RFC 8601 section 5)."""
+    end = message.find(b"\r\n\r\n")
+    if end < 0 or b"authentication-results" not in message[:end].lower():
+        return message
+    fields: list[list[bytes]] = []
+    for line in message[:end].split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1].append(line)
+        else:
+            fields.append([line])
+    wanted = authserv_id.lower()
+    kept = []
+    for field_lines in fields:
+        name, colon, value = field_lines[0].partition(b":")
+        if colon and name.strip().lower() == b"authentication-results":
+            if _authserv_id(b" ".join([value, *field_lines[1:]])) == wanted:
+                continue
+        kept.append(b"\r\n".join(field_lines))
+    if len(kept) == len(fields):
+        return message
+    return b"\r\n".join(kept) + message[end:]

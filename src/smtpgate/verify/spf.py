@@ -113,12 +113,13 @@ class _Evaluation:
             return await self.resolver.a(name)
         return await self.resolver.aaaa(name)
 
-    async def _validated_names(self) -> list[str]:
+    async def _validated_names(self, names: list[str] | None = None) -> list[str]:
         """PTR names of the client whose addresses include it (section 5.5)."""
-        try:
-            names = await self.resolver.ptr(str(self.ip))
-        except DNSTempError:
-            return []
+        if names is None:
+            try:
+                names = await self.resolver.ptr(str(self.ip))
+            except DNSTempError:
+                return []
         out = []
         for name in names[:MAX_NAMES]:
             try:
@@ -220,7 +221,7 @@ class _Evaluation:
         except DNSTempError:
             return []
         self.void(names)
-        return await self._validated_names() if names else []
+        return await self._validated_names(names)
 
     def _in_any(self, addresses: list[str], mechanism: Mechanism) -> bool:
         prefix = mechanism.cidr4 if self.ip.version == 4 else mechanism.cidr6
