@@ -16,6 +16,7 @@ from opendkim_tools import OpenDKIM, available, genkey
 
 from smtpgate.verify.dkim import DKIMResult, check_dkim
 from smtpgate.verify.resolver import Resolver
+from smtpgate.verify.sign import sign as smtpgate_sign
 
 pytestmark = pytest.mark.skipif(not available(), reason="opendkim is not installed (Debian opendkim, opendkim-tools)")
 
@@ -170,3 +171,18 @@ def test_key_lookup_failure_is_temperror(env: Env) -> None:
     result = ours(env, signed)[0]
     assert result.result == "temperror"
     assert result.domain == "broken.test"
+
+
+@pytest.mark.parametrize("canon", [("relaxed", "relaxed"), ("simple", "simple")])
+def test_our_signature_verified_by_opendkim(env: Env, canon: tuple[str, str]) -> None:
+    signed = smtpgate_sign(MESSAGE, "sel1", "dkim.test", env.keys["sel1"], canonicalization=canon)
+    assert compare(env, signed) == ["pass"]
+    with_pem_text = smtpgate_sign(MESSAGE, "sel2", "other.test", env.keys["sel2"].read_text())
+    assert compare(env, with_pem_text) == ["pass"]
+
+
+def test_signing_errors(env: Env) -> None:
+    with pytest.raises(ValueError):
+        smtpgate_sign(MESSAGE, "sel1", "dkim.test", b"-----BEGIN RSA PRIVATE KEY-----\nbroken\n")
+    with pytest.raises(ValueError):
+        smtpgate_sign(MESSAGE, "sel1", "dkim.test", env.keys["sel1"], canonicalization=("loose", "simple"))

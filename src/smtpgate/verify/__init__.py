@@ -13,6 +13,7 @@ from .dnsbl import DNSBL, Blocklist, DNSBLResult, Listing
 from .policy import AuthGate, Policy
 from .resolver import DNSTempError, Resolver
 from .results import AuthResults
+from .sign import sign
 from .spf import SPFCheck, SPFResult, check_host, check_spf
 from .verifier import Verifier, VerifyOptions
 
@@ -35,4 +36,5 @@ __all__ = [
     "Listing",
     "check_spf",
     "check_host",
+    "sign",
 ]
