@@ -102,12 +102,26 @@ class KeyCache:
 
 
 def header_fields(message: bytes, name: bytes) -> list[bytes]:
-    """The values of every header field called ``name`` (top to bottom)."""
-    try:
-        headers, _ = dkim.rfc822_parse(message)
-    except dkim.MessageFormatError:
+    """The values of every header field called ``name`` (lower case), top to bottom, with
+    their folding line breaks kept."""
+    end = message.find(b"\r\n\r\n")
+    if end < 0:
+        end = message.find(b"\n\n")
+    head = message if end < 0 else message[: end + 1]
+    if name not in head.lower():
         return []
-    return [value for field, value in headers if field.lower() == name]
+    fields: list[list[bytes]] = []
+    for line in head.splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1].append(line)
+        else:
+            fields.append([line])
+    values = []
+    for lines in fields:
+        field, colon, value = lines[0].partition(b":")
+        if colon and field.rstrip().lower() == name:
+            values.append(b"".join([value, *lines[1:]]))
+    return values
 
 
 def _key_problem(record: str | None | DNSTempError) -> tuple[str, str] | None:

@@ -7,6 +7,7 @@ Every check asks through `Resolver`; nothing here blocks the event loop.
 from __future__ import annotations
 
 import ipaddress
+import time
 from collections.abc import Sequence
 
 import dns.asyncresolver
@@ -94,6 +95,10 @@ class Resolver:
             resolver.cache = dns.resolver.LRUCache(cache_size)
         self.timeout = timeout
         self._resolver = resolver
+        self._cache_size = cache_size
+        # answers with data (or no data), by (name, type), until they expire; in front of
+        # dnspython's cache, which also keeps the NXDOMAIN answers
+        self._answers: dict[tuple[str, int], tuple[float, dns.resolver.Answer]] = {}
         self.lookups = 0
         """Queries asked so far (cache hits included); for statistics and tests."""
 
@@ -114,8 +119,12 @@ class Resolver:
             qname = name if isinstance(name, dns.name.Name) else dns.name.from_text(name)
         except (dns.exception.DNSException, UnicodeError, ValueError):
             return None  # a malformed name has no records
+        key = (qname.to_text().lower(), int(rdtype))
+        cached = self._answers.get(key)
+        if cached is not None and cached[0] > time.time():
+            return cached[1]
         try:
-            return await self._resolver.resolve(qname, rdtype, search=False, raise_on_no_answer=False)
+            answer = await self._resolver.resolve(qname, rdtype, search=False, raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN:
             return None
         except (dns.resolver.YXDOMAIN, dns.resolver.NoMetaqueries, dns.name.NameTooLong):
@@ -126,6 +135,11 @@ class Resolver:
             raise DNSTempError(f"DNS failure looking up {rdtype.name} {name}: {_first_line(error)}") from None
         except dns.exception.DNSException as error:
             raise DNSTempError(f"DNS error looking up {rdtype.name} {name}: {_first_line(error)}") from None
+        if self._cache_size:
+            if len(self._answers) >= self._cache_size:
+                del self._answers[next(iter(self._answers))]
+            self._answers[key] = (answer.expiration, answer)
+        return answer
 
     async def txt(self, name: str) -> list[str]:
         """The TXT records of ``name``, each one's strings joined (decoded as UTF-8)."""
