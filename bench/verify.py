@@ -31,9 +31,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "verify"))
-from dnsserver import KnotServer, free_port, txt, zone  # noqa: E402
+from dnsserver import KnotServer, free_port, txt, zone
 
-from smtpgate.verify import Resolver, Verifier, sign  # noqa: E402
+from smtpgate.verify import Resolver, Verifier, sign
 
 BODY = ("x" * 76 + "\r\n") * 12  # about 1 KiB
 
