@@ -223,3 +223,8 @@ def test_timeout_is_temperror(silent_port: int) -> None:
     result = host(resolver, "192.0.2.1", "basic.spf.test")
     assert result.result == "temperror"
     assert "timeout" in result.reason.lower()
+
+
+def test_no_client_address_is_none(resolver: Resolver) -> None:
+    result = host(resolver, "", "basic.spf.test")
+    assert result.result == "none" and "no client IP" in result.reason

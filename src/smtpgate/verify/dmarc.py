@@ -22,10 +22,13 @@ from .resolver import DNSTempError, Resolver
 from .spf import SPFResult
 
 __all__ = [
+    "DMARCPolicy",
     "DMARCRecord",
     "DMARCResult",
     "DMARCSyntaxError",
     "check_dmarc",
+    "evaluate",
+    "find_policy",
     "from_domain",
     "organizational_domain",
     "parse_dmarc_record",
@@ -169,6 +172,54 @@ def _sampled(policy: str, pct: int, sample: Callable[[], float]) -> str:
     return "quarantine" if policy == "reject" else "none"
 
 
+@dataclass(frozen=True)
+class DMARCPolicy:
+    """What `find_policy` found for a message: the From domain and its record (None when
+    no record applies), or the result that ends the check early (``outcome``)."""
+
+    from_domain: str = ""
+    record: DMARCRecord | None = None
+    record_domain: str = ""
+    outcome: DMARCResult | None = None
+
+
+async def find_policy(resolver: Resolver, message: bytes) -> DMARCPolicy:
+    """The From domain and its DMARC record: the DNS half of the check, which can run while
+    SPF and DKIM are being checked."""
+    domain = from_domain(message)
+    if domain is None:
+        return DMARCPolicy(outcome=DMARCResult("permerror", reason="no single From domain"))
+    try:
+        found = await _find_record(resolver, domain)
+    except DNSTempError as error:
+        return DMARCPolicy(domain, outcome=DMARCResult("temperror", domain, reason=str(error)))
+    if found is None:
+        return DMARCPolicy(domain, outcome=DMARCResult("none", domain))
+    return DMARCPolicy(domain, found[0], found[1])
+
+
+def evaluate(
+    found: DMARCPolicy,
+    spf: SPFResult | None,
+    dkim_results: Sequence[DKIMResult],
+    *,
+    sample: Callable[[], float] = random.random,
+) -> DMARCResult:
+    """The verdict from the policy found and the SPF (MAIL FROM) and DKIM verdicts."""
+    if found.outcome is not None or found.record is None:
+        return found.outcome or DMARCResult("none", found.from_domain)
+    record, domain = found.record, found.from_domain
+    policy = record.policy
+    if found.record_domain != domain and record.subdomain_policy is not None:
+        policy = record.subdomain_policy
+    spf_aligned = spf is not None and spf.result == "pass" and aligned(spf.domain, domain, record.aspf)
+    dkim_aligned = any(r.result == "pass" and aligned(r.domain, domain, record.adkim) for r in dkim_results)
+    if spf_aligned or dkim_aligned:
+        return DMARCResult("pass", domain, policy, "none", spf_aligned, dkim_aligned, found.record_domain)
+    disposition = _sampled(policy, record.pct, sample)
+    return DMARCResult("fail", domain, policy, disposition, False, False, found.record_domain)
+
+
 async def check_dmarc(
     resolver: Resolver,
     message: bytes,
@@ -178,22 +229,4 @@ async def check_dmarc(
     sample: Callable[[], float] = random.random,
 ) -> DMARCResult:
     """DMARC for the message's From domain, from the SPF (MAIL FROM) and DKIM verdicts."""
-    domain = from_domain(message)
-    if domain is None:
-        return DMARCResult("permerror", reason="no single From domain")
-    try:
-        found = await _find_record(resolver, domain)
-    except DNSTempError as error:
-        return DMARCResult("temperror", domain, reason=str(error))
-    if found is None:
-        return DMARCResult("none", domain)
-    record, record_domain = found
-    policy = record.policy
-    if record_domain != domain and record.subdomain_policy is not None:
-        policy = record.subdomain_policy
-    spf_aligned = spf is not None and spf.result == "pass" and aligned(spf.domain, domain, record.aspf)
-    dkim_aligned = any(r.result == "pass" and aligned(r.domain, domain, record.adkim) for r in dkim_results)
-    if spf_aligned or dkim_aligned:
-        return DMARCResult("pass", domain, policy, "none", spf_aligned, dkim_aligned, record_domain)
-    disposition = _sampled(policy, record.pct, sample)
-    return DMARCResult("fail", domain, policy, disposition, False, False, record_domain)
+    return evaluate(await find_policy(resolver, message), spf, dkim_results, sample=sample)

@@ -35,8 +35,9 @@ class AuthResults:
 
     @property
     def temporary_failure(self) -> bool:
-        """True when a check could not be completed for a temporary DNS problem."""
-        results = [r.result for r in (self.spf, self.dmarc, self.arc) if r is not None]
+        """True when SPF (MAIL FROM), a DKIM signature or DMARC met a temporary DNS error:
+        DMARC's verdict might have been different with an answer."""
+        results = [r.result for r in (self.spf, self.dmarc) if r is not None]
         results += [r.result for r in self.dkim]
         return "temperror" in results
 
@@ -53,7 +54,7 @@ def _value(text: str) -> str:
 def _address(text: str) -> str:
     """``local@domain`` (or a domain) as a pvalue: kept when it is plain, quoted otherwise."""
     local, at, domain = text.rpartition("@")
-    if _DOMAIN.match(domain or "") and (not at or (local and _TOKEN.match(local))):
+    if _DOMAIN.match(domain or "") and (not local or _TOKEN.match(local)):
         return text
     return _value(text)
 

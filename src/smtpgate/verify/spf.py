@@ -270,8 +270,12 @@ async def check_host(
     timeout: float = TOTAL_TIMEOUT,
 ) -> SPFResult:
     """RFC 7208's ``check_host(ip, domain, sender)``; never raises for DNS or record errors."""
-    evaluation = _Evaluation(resolver, _client_ip(ip), sender, helo, receiver)
     domain = domain.rstrip(".").lower()
+    try:
+        client = _client_ip(ip)
+    except ValueError:
+        return SPFResult("none", identity, domain, sender, reason=f"no client IP address ({ip!r})")
+    evaluation = _Evaluation(resolver, client, sender, helo, receiver)
     try:
         result, mechanism, explanation = await asyncio.wait_for(evaluation.check_host(domain), timeout)
     except _PermError as error:
