@@ -55,6 +55,12 @@ RECORDS = {
     "twovoid": "v=spf1 a:void1.spf.test a:void2.spf.test -all",
     "threevoid": "v=spf1 a:void1.spf.test a:void2.spf.test exists:void3.spf.test -all",
     "helo": "v=spf1 ip4:192.0.2.40 -all",
+    "pmacro": "v=spf1 exists:%{p}.allowed.spf.test -all",
+    "emptyexp": "v=spf1 -all exp=",
+    "emptyredirect": "v=spf1 redirect=",
+    "incneutral": "v=spf1 include:neutral.spf.test -all",
+    "trailingdot": "v=spf1 a:amech.spf.test. -all",
+    "nullmx": "v=spf1 mx -all",
 }
 
 
@@ -80,6 +86,9 @@ def spf_zone() -> str:
         f"explain TXT {txt('%{i} is not one of %{d}s designated mail servers')}",
         "3.2.0.192.strong.lp._spf.macro A 127.0.0.2",
         "strong-bad.up A 127.0.0.2",
+        "host.ptr.spf.test.allowed A 127.0.0.2",
+        'multistring TXT "v=spf1 ip4:192.0.2." "1 -all"',
+        "nullmx MX 0 .",
     ]
     lines += [f"mxmany MX {i} mx{i}.spf.test." for i in range(11)]
     lines += [f"h{i} A 198.51.100.{i}" for i in range(1, 12)]
@@ -160,6 +169,15 @@ def host(resolver: Resolver, ip: str, domain: str, sender: str | None = None) ->
         ("twovoid", "192.0.2.1", "fail"),
         ("threevoid", "192.0.2.1", "permerror"),
         ("x.broken.test", "192.0.2.1", "temperror"),
+        ("multistring", "192.0.2.1", "pass"),
+        ("pmacro", "192.0.2.20", "pass"),
+        ("pmacro", "192.0.2.22", "fail"),
+        ("emptyexp", "192.0.2.1", "permerror"),
+        ("emptyredirect", "192.0.2.1", "permerror"),
+        ("incneutral", "192.0.2.2", "fail"),
+        ("trailingdot", "192.0.2.30", "pass"),
+        ("nullmx", "192.0.2.1", "fail"),
+        ("localhost", "127.0.0.1", "none"),
     ],
 )
 def test_check_host(resolver: Resolver, name: str, ip: str, expected: str) -> None:

@@ -211,6 +211,8 @@ class _Evaluation:
         if len(exchanges) > MAX_NAMES:
             raise _PermError(f"more than {MAX_NAMES} MX records for {target}")
         for _, exchange in exchanges:
+            if exchange in ("", ".", "@"):  # a null MX (RFC 7505): no mail server
+                continue
             if self._in_any(await self.addresses(exchange), mechanism):
                 return True
         return False
