@@ -213,3 +213,25 @@ def test_forged_header_with_our_id_is_dropped(start_server: Any, resolver: Resol
     ((data, _),) = inbox.messages
     assert results_of(data)["dmarc"] == "fail"  # one header only: ours
     assert data.endswith(message("a@deny.test"))
+
+
+def test_authenticated_submission_is_not_refused(start_server: Any, resolver: Resolver) -> None:
+    from smtpgate import AuthResult
+
+    def on_auth(auth: Any, session: Any) -> AuthResult | None:
+        return AuthResult(user=auth.username) if auth.password == "secret" else None
+
+    inbox = Inbox()
+    gate = AuthGate(Verifier(resolver), authserv_id="mx.test", policy=Policy(enforce=True))
+    options = gate.handlers(on_data=inbox.on_data, on_auth=on_auth)
+    running = start_server(auth_methods=["PLAIN"], allow_insecure_auth=True, auth_optional=True, **options)
+    with smtplib.SMTP(running.host, running.port, timeout=30) as client:
+        client.ehlo("client.ok.test")
+        client.login("alice", "secret")
+        client.sendmail("a@deny.test", ["bob@mx.test"], message("a@deny.test"))
+    ((data, _),) = inbox.messages
+    found = results_of(data)
+    assert (found["spf"], found["dmarc"], found["auth"]) == ("fail", "fail", "pass")
+    assert b"auth=pass smtp.auth=alice" in data
+    with pytest.raises(smtplib.SMTPRecipientsRefused):  # the same sender without logging in
+        send(running, "a@deny.test", "a@deny.test")

@@ -12,6 +12,9 @@ With ``Policy(enforce=True)``:
 
 A DNS blocklist score at or over its threshold refuses with ``554 5.7.1`` and the list's
 text, whether or not ``enforce`` is set (asking the lists is the user's choice).
+
+A client that authenticated (``session.user`` set) is submitting its own mail: nothing is
+refused at RCPT or at the end of DATA, and the header says ``auth=pass smtp.auth=USER``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import inspect
 import logging
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import SMTPError
@@ -138,7 +141,10 @@ class AuthGate:
         return check
 
     async def check_recipient(self, session: Session) -> None:
-        """The RCPT-time policies: blocklists (if asked there) and SPF ``fail``."""
+        """The RCPT-time policies: blocklists (if asked there) and SPF ``fail``. An
+        authenticated client (``session.user`` set) is exempt: it is submitting its own mail."""
+        if session.user is not None:
+            return
         if self.policy.dnsbl_at == "rcpt":
             await self.check_client(session)
         policy = self.policy
@@ -166,8 +172,11 @@ class AuthGate:
             helo=session.host_name_appears_as or "",
             spf=spf,
         )
+        if session.user is not None:  # submission: say who logged in, refuse nothing
+            results = replace(results, extra=(*results.extra, _auth_entry(session.user)))
         session.auth_results = results  # type: ignore[attr-defined]
-        self._apply_dmarc(results)
+        if session.user is None:
+            self._apply_dmarc(results)
         return results
 
     def _apply_dmarc(self, results: AuthResults) -> None:
@@ -245,6 +254,13 @@ class AuthGate:
 
         out["on_data"] = on_data
         return out
+
+
+def _auth_entry(user: Any) -> str:
+    """``auth=pass smtp.auth=USER`` (RFC 8601 section 2.7.4) for an authenticated client."""
+    name = _printable(str(user)).replace('"', "'").replace("\\", "/")
+    plain = name and all(ch.isalnum() or ch in "!#$%&'*+-.^_`{|}~@" for ch in name)
+    return f"auth=pass smtp.auth={name if plain else chr(34) + name + chr(34)}"
 
 
 def _printable(text: str) -> str:
