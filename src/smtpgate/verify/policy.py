@@ -113,8 +113,9 @@ class AuthGate:
         self.authserv_id = authserv_id
         self.policy = policy or Policy()
         self.dnsbl = dnsbl
-        self._spf: weakref.WeakKeyDictionary[Session, tuple[tuple[int, str], SPFCheck]] = weakref.WeakKeyDictionary()
-        self._listed: weakref.WeakKeyDictionary[Session, DNSBLResult] = weakref.WeakKeyDictionary()
+        # per session: the last answers and what they were for (XCLIENT may change the client)
+        self._spf: weakref.WeakKeyDictionary[Session, tuple[tuple[Any, ...], SPFCheck]] = weakref.WeakKeyDictionary()
+        self._listed: weakref.WeakKeyDictionary[Session, tuple[str, DNSBLResult]] = weakref.WeakKeyDictionary()
 
     # ----------------------------------------------------------------- the checks
 
@@ -122,21 +123,24 @@ class AuthGate:
         """Refuse a client whose address the DNS blocklists list (``554 5.7.1``)."""
         if self.dnsbl is None:
             return
-        result = self._listed.get(session)
-        if result is None:
+        cached = self._listed.get(session)
+        if cached is not None and cached[0] == session.remote_address:
+            result = cached[1]
+        else:
             result = await self.dnsbl.check(session.remote_address)
-            self._listed[session] = result
+            self._listed[session] = (session.remote_address, result)
         if result.blocked:
             raise SMTPError(554, result.reply_text(session.remote_address), enhanced="5.7.1")
 
     async def spf_for(self, session: Session) -> SPFCheck:
         """SPF for the session's current transaction (checked once per transaction)."""
         mail_from = session.envelope.mail_from.address if session.envelope.mail_from else ""
-        key = (session.transaction, mail_from)
+        helo = session.host_name_appears_as or ""
+        key = (session.transaction, mail_from, session.remote_address, helo)
         cached = self._spf.get(session)
         if cached is not None and cached[0] == key:
             return cached[1]
-        check = await self.verifier.check_spf(session.remote_address, mail_from, session.host_name_appears_as or "")
+        check = await self.verifier.check_spf(session.remote_address, mail_from, helo)
         self._spf[session] = (key, check)
         return check
 

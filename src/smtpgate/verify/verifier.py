@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .arc import ARCResult, check_arc
-from .dkim import MIN_KEY_BITS, DKIMResult, KeyCache, check_dkim
+from .dkim import MIN_KEY_BITS, DKIMResult, check_dkim
 from .dmarc import DMARCPolicy, evaluate, find_policy
 from .resolver import DEFAULT_TIMEOUT, Resolver
 from .results import AuthResults
@@ -68,7 +68,6 @@ class Verifier:
         options = self.options
         want_spf = options.spf or options.dmarc
         want_dkim = options.dkim or options.dmarc
-        keys = KeyCache()
 
         async def spf_task() -> SPFCheck | None:
             if spf is not None or not want_spf:
@@ -78,12 +77,12 @@ class Verifier:
         async def dkim_task() -> list[DKIMResult]:
             if not want_dkim:
                 return []
-            return await check_dkim(self.resolver, message, keys=keys, min_key_bits=options.min_key_bits)
+            return await check_dkim(self.resolver, message, min_key_bits=options.min_key_bits)
 
         async def arc_task() -> ARCResult | None:
             if not options.arc:
                 return None
-            return await check_arc(self.resolver, message, keys=KeyCache(), min_key_bits=options.min_key_bits)
+            return await check_arc(self.resolver, message, min_key_bits=options.min_key_bits)
 
         async def dmarc_task() -> DMARCPolicy | None:
             return await find_policy(self.resolver, message) if options.dmarc else None
