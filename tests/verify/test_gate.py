@@ -32,6 +32,7 @@ def dns_server(knot: Callable[[dict[str, str | None]], KnotServer]) -> KnotServe
             "bl.test": zone("bl.test", LISTED),
             "light.test": zone("light.test", "1.0.0.127 A 127.0.0.3"),
             "half.test": zone("half.test", "1.0.0.127 A 127.0.0.4"),
+            "xc.test": zone("xc.test", "66.2.0.192 A 127.0.0.2\n66.2.0.192 TXT " + txt("192.0.2.66 is listed")),
             "broken.test": None,
         }
     )
@@ -235,3 +236,13 @@ def test_authenticated_submission_is_not_refused(start_server: Any, resolver: Re
     assert b"auth=pass smtp.auth=alice" in data
     with pytest.raises(smtplib.SMTPRecipientsRefused):  # the same sender without logging in
         send(running, "a@deny.test", "a@deny.test")
+
+
+def test_dnsbl_asks_about_the_client_xclient_names(start_server: Any, resolver: Resolver, raw_client: Any) -> None:
+    gate = AuthGate(Verifier(resolver), authserv_id="mx.test", dnsbl=DNSBL(resolver, ["xc.test"]))
+    running = start_server(use_xclient=True, **gate.handlers(on_data=Inbox().on_data))
+    client = raw_client(running.port)
+    assert client.reply()[0] == 220  # the proxy itself (127.0.0.1) is not listed
+    assert client.command("EHLO proxy.test")[0] == 250
+    code, text = client.command("XCLIENT ADDR=192.0.2.66")
+    assert code == 554 and "5.7.1" in text and "xc.test; 192.0.2.66 is listed" in text
