@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from .arc import ARCResult, check_arc
 from .dkim import MIN_KEY_BITS, DKIMResult, check_dkim
-from .dmarc import DMARCPolicy, evaluate, find_policy
+from .dmarc import DMARCPolicy, evaluate, find_policy, organizational_domain
 from .resolver import DEFAULT_TIMEOUT, Resolver
 from .results import AuthResults
 from .spf import SPFCheck, check_spf
@@ -54,6 +54,8 @@ class Verifier:
         self.resolver = resolver if resolver is not None else Resolver(nameservers, timeout=timeout)
         self.options = options or VerifyOptions()
         self.receiver = receiver
+        if self.options.dmarc:
+            organizational_domain("example.com")  # load the Public Suffix List now, not on the event loop later
 
     async def check_spf(self, ip: str, mail_from: str, helo: str) -> SPFCheck:
         """SPF for the MAIL FROM identity (and HELO's, unless turned off)."""
