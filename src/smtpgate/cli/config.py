@@ -30,6 +30,7 @@ DEFAULT_RETRY_MAX_AGE = 5 * 86400.0
 DEFAULT_DELIVER_CONCURRENCY = 10
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_INBOX_SINK = "inbox:./inbox.sqlite3"
+VERIFY_MODES = ("header", "enforce")
 
 
 class UsageError(Exception):
@@ -63,6 +64,12 @@ class Settings:
     log_format: str = "text"
     log_level: str = "info"
     uvloop: bool = True
+    verify: str | None = None
+    dns: list[str] = field(default_factory=list)
+    dns_timeout: float = 5.0
+    dnsbl: list[str] = field(default_factory=list)
+    dnsbl_threshold: float = 1.0
+    authserv_id: str | None = None
     server: dict[str, Any] = field(default_factory=dict)
     http: tuple[str, int] | None = None
     http_auth_file: str | None = None
@@ -147,6 +154,16 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}") from None
     if not number > 0:
         raise argparse.ArgumentTypeError("seconds must be greater than 0")
+    return number
+
+
+def _positive(text: str) -> float:
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
     return number
 
 
@@ -300,6 +317,29 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--retry-max-age", type=_duration, metavar="DURATION", help="dead-letter after this long, e.g. 12h (default 5d)"
     )
+    add(
+        "--verify",
+        nargs="?",
+        const="header",
+        choices=VERIFY_MODES,
+        help="check SPF, DKIM, DMARC and ARC and add an Authentication-Results header; "
+        "--verify=enforce also refuses what the policies refuse",
+    )
+    add(
+        "--dns",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="name server for the checks (repeatable; default: the system's)",
+    )
+    add("--dns-timeout", type=_seconds, metavar="SECONDS", help="time for one DNS lookup (default 5)")
+    add(
+        "--dnsbl",
+        action="append",
+        metavar="ZONE[=WEIGHT]",
+        help="DNS blocklist to ask at connect (repeatable; weight 1)",
+    )
+    add("--dnsbl-threshold", type=_positive, metavar="N", help="blocklist score that refuses a client (default 1)")
+    add("--authserv-id", metavar="NAME", help="name in the Authentication-Results header (default: --name)")
     return parser
 
 
@@ -385,7 +425,22 @@ _TYPES: dict[str, Any] = {
     "relay_auth_file": str,
     "retry_min": (float, int),
     "retry_max_age": (float, int, str),
+    "verify": (bool, str),
+    "dns": list,
+    "dns_timeout": (float, int),
+    "dnsbl": list,
+    "dnsbl_threshold": (float, int),
+    "authserv_id": str,
 }
+
+
+def _verify_mode(value: bool | str) -> str | None:
+    """The config file's ``verify``: true, false, "header" or "enforce"."""
+    if isinstance(value, bool):
+        return "header" if value else None
+    if value not in VERIFY_MODES:
+        raise ValueError(f"must be true, false, {' or '.join(repr(m) for m in VERIFY_MODES)}")
+    return value
 
 
 def _from_config(path: str) -> dict[str, Any]:
@@ -407,18 +462,24 @@ def _from_config(path: str) -> dict[str, Any]:
                 value = _port(value)
             elif key in ("max_size", "queue_max_size"):
                 value = _size(str(value))
-            elif key in ("timeout", "close_timeout", "retry_min"):
+            elif key in ("timeout", "close_timeout", "retry_min", "dns_timeout"):
                 value = _seconds(str(value))
             elif key == "metrics":
                 value = parse_address(value)
+            elif key == "http":
+                value = parse_http_address(value)
             elif key in ("limit_connection_rate", "limit_messages", "limit_recipients"):
                 parse_rate(value)
-            elif key == "limit_trusted":
+            elif key in ("limit_trusted", "dns", "dnsbl"):
                 value = [str(item) for item in value]
-            elif key == "retry_max_age":
+            elif key in ("retry_max_age", "inbox_max_age"):
                 value = _duration(str(value))
             elif key == "webhook_format" and value not in ("raw", "json"):
                 raise ValueError("must be 'raw' or 'json'")
+            elif key == "dnsbl_threshold":
+                value = _positive(str(value))
+            elif key == "verify":
+                value = _verify_mode(value)
             elif key in (
                 "max_clients",
                 "workers",
@@ -426,18 +487,13 @@ def _from_config(path: str) -> dict[str, Any]:
                 "deliver_concurrency",
                 "limit_connections",
                 "redis_replicas",
+                "inbox_max_messages",
             ):
                 value = _count(str(value))
             elif key == "log_format" and value not in ("text", "json"):
                 raise ValueError("must be 'text' or 'json'")
             elif key == "log_level" and value not in LOG_LEVELS:
                 raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
-            elif key == "http":
-                value = parse_http_address(value)
-            elif key == "inbox_max_messages":
-                value = _count(str(value))
-            elif key == "inbox_max_age":
-                value = _duration(str(value))
             elif key == "proxy_protocol" and isinstance(value, list):
                 value = [str(item) for item in value]
         except (ValueError, argparse.ArgumentTypeError) as error:
