@@ -29,6 +29,8 @@ DEFAULT_RETRY_MIN = 60.0
 DEFAULT_RETRY_MAX_AGE = 5 * 86400.0
 DEFAULT_DELIVER_CONCURRENCY = 10
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_INBOX_SINK = "inbox:./inbox.sqlite3"
+VERIFY_MODES = ("header", "enforce")
 
 
 class UsageError(Exception):
@@ -62,7 +64,17 @@ class Settings:
     log_format: str = "text"
     log_level: str = "info"
     uvloop: bool = True
+    verify: str | None = None
+    dns: list[str] = field(default_factory=list)
+    dns_timeout: float = 5.0
+    dnsbl: list[str] = field(default_factory=list)
+    dnsbl_threshold: float = 1.0
+    authserv_id: str | None = None
     server: dict[str, Any] = field(default_factory=dict)
+    http: tuple[str, int] | None = None
+    http_auth_file: str | None = None
+    inbox_max_messages: int = 0
+    inbox_max_age: float = 0.0
     metrics: tuple[str, int] | None = None
     limit_connections: int = 0
     limit_connection_rate: str = ""
@@ -145,6 +157,16 @@ def _seconds(text: str) -> float:
     return number
 
 
+def _positive(text: str) -> float:
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return number
+
+
 def _count(text: str) -> int:
     try:
         number = int(text)
@@ -153,6 +175,23 @@ def _count(text: str) -> int:
     if number < 0:
         raise argparse.ArgumentTypeError("must not be negative")
     return number
+
+
+def parse_http_address(text: str) -> tuple[str, int]:
+    """``host:port``, ``[ipv6]:port``, ``:port`` or ``port`` (host 127.0.0.1)."""
+    value = text.strip()
+    if value.isdigit():
+        return "127.0.0.1", _port(value)
+    if value.startswith(":") and value[1:].isdigit():
+        return "127.0.0.1", _port(value[1:])
+    return parse_address(value)
+
+
+def _http_arg(text: str) -> tuple[str, int]:
+    try:
+        return parse_http_address(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 _DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -168,8 +207,8 @@ def _duration(text: str) -> float:
         number = float(value) * (scale or 1.0)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 3600, 90m, 12h, 5d)") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError("a duration must be greater than 0")
+    if number < 0:
+        raise argparse.ArgumentTypeError("a duration must not be negative")
     return number
 
 
@@ -236,6 +275,21 @@ def build_parser() -> argparse.ArgumentParser:
     add("--redis-stream", metavar="NAME", help="redis sink: the stream's name (default smtpgate)")
     add("--redis-password-file", metavar="FILE", help="Redis password (or user:password) for the sink and limits")
     add(
+        "--http",
+        type=_http_arg,
+        metavar="HOST:PORT",
+        help="serve the inbox web UI and API here (host 127.0.0.1 unless given); "
+        "without --sink, mail goes to inbox:./inbox.sqlite3",
+    )
+    add("--http-auth-file", metavar="FILE", help="user:hash lines (like --auth-file): HTTP basic auth for --http")
+    add("--inbox-max-messages", type=_count, metavar="N", help="keep at most N messages in the inbox (default 0: all)")
+    add(
+        "--inbox-max-age",
+        type=_duration,
+        metavar="DURATION",
+        help="delete inbox messages older than this, e.g. 24h, 7d (default 0: keep)",
+    )
+    add(
         "--deliver",
         metavar="URL",
         help="queue every message and hand it on: http(s)://... (webhook), smtp://HOST:PORT, "
@@ -263,6 +317,29 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--retry-max-age", type=_duration, metavar="DURATION", help="dead-letter after this long, e.g. 12h (default 5d)"
     )
+    add(
+        "--verify",
+        nargs="?",
+        const="header",
+        choices=VERIFY_MODES,
+        help="check SPF, DKIM, DMARC and ARC and add an Authentication-Results header; "
+        "--verify=enforce also refuses what the policies refuse",
+    )
+    add(
+        "--dns",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="name server for the checks (repeatable; default: the system's)",
+    )
+    add("--dns-timeout", type=_seconds, metavar="SECONDS", help="time for one DNS lookup (default 5)")
+    add(
+        "--dnsbl",
+        action="append",
+        metavar="ZONE[=WEIGHT]",
+        help="DNS blocklist to ask at connect (repeatable; weight 1)",
+    )
+    add("--dnsbl-threshold", type=_positive, metavar="N", help="blocklist score that refuses a client (default 1)")
+    add("--authserv-id", metavar="NAME", help="name in the Authentication-Results header (default: --name)")
     return parser
 
 
@@ -323,6 +400,10 @@ _TYPES: dict[str, Any] = {
     "uvloop": bool,
     "server": dict,
     "listen": list,
+    "http": str,
+    "http_auth_file": str,
+    "inbox_max_messages": int,
+    "inbox_max_age": (float, int, str),
     "metrics": str,
     "limit_connections": int,
     "limit_connection_rate": str,
@@ -344,7 +425,22 @@ _TYPES: dict[str, Any] = {
     "relay_auth_file": str,
     "retry_min": (float, int),
     "retry_max_age": (float, int, str),
+    "verify": (bool, str),
+    "dns": list,
+    "dns_timeout": (float, int),
+    "dnsbl": list,
+    "dnsbl_threshold": (float, int),
+    "authserv_id": str,
 }
+
+
+def _verify_mode(value: bool | str) -> str | None:
+    """The config file's ``verify``: true, false, "header" or "enforce"."""
+    if isinstance(value, bool):
+        return "header" if value else None
+    if value not in VERIFY_MODES:
+        raise ValueError(f"must be true, false, {' or '.join(repr(m) for m in VERIFY_MODES)}")
+    return value
 
 
 def _from_config(path: str) -> dict[str, Any]:
@@ -366,18 +462,24 @@ def _from_config(path: str) -> dict[str, Any]:
                 value = _port(value)
             elif key in ("max_size", "queue_max_size"):
                 value = _size(str(value))
-            elif key in ("timeout", "close_timeout", "retry_min"):
+            elif key in ("timeout", "close_timeout", "retry_min", "dns_timeout"):
                 value = _seconds(str(value))
             elif key == "metrics":
                 value = parse_address(value)
+            elif key == "http":
+                value = parse_http_address(value)
             elif key in ("limit_connection_rate", "limit_messages", "limit_recipients"):
                 parse_rate(value)
-            elif key == "limit_trusted":
+            elif key in ("limit_trusted", "dns", "dnsbl"):
                 value = [str(item) for item in value]
-            elif key == "retry_max_age":
+            elif key in ("retry_max_age", "inbox_max_age"):
                 value = _duration(str(value))
             elif key == "webhook_format" and value not in ("raw", "json"):
                 raise ValueError("must be 'raw' or 'json'")
+            elif key == "dnsbl_threshold":
+                value = _positive(str(value))
+            elif key == "verify":
+                value = _verify_mode(value)
             elif key in (
                 "max_clients",
                 "workers",
@@ -385,6 +487,7 @@ def _from_config(path: str) -> dict[str, Any]:
                 "deliver_concurrency",
                 "limit_connections",
                 "redis_replicas",
+                "inbox_max_messages",
             ):
                 value = _count(str(value))
             elif key == "log_format" and value not in ("text", "json"):
@@ -396,6 +499,7 @@ def _from_config(path: str) -> dict[str, Any]:
         except (ValueError, argparse.ArgumentTypeError) as error:
             raise UsageError(f"config file {path!r}: {raw_key!r}: {error}") from None
         if key in (
+            "http_auth_file",
             "tls_cert",
             "tls_key",
             "tls_passphrase_file",
@@ -425,11 +529,17 @@ def parse_settings(argv: list[str]) -> Settings:
     if ("host" in flags or "port" in flags) and "listen" not in flags:
         values.pop("listen", None)  # --host/--port on the command line win over the file's listen
     values.update(flags)
+    if values.get("http") is not None and "sink" not in values:
+        values["sink"] = DEFAULT_INBOX_SINK  # --http without --sink: mail goes to the inbox
     if values.get("deliver") and "sink" not in values:
         values["sink"] = ""  # --deliver alone: the queue is the only store
     settings = Settings(**values)
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise UsageError("--tls-cert and --tls-key must be given together")
+    if settings.tls_passphrase_file is not None and settings.tls_key is None:
+        raise UsageError("--tls-passphrase-file needs --tls-key (the key it decrypts)")
+    if settings.auth_optional and settings.auth_file is None:
+        raise UsageError("--auth-optional needs --auth-file (the users who may authenticate)")
     kind, sep, where = settings.sink.partition(":")
     kinds = sink_kinds()
     if (
@@ -441,6 +551,12 @@ def parse_settings(argv: list[str]) -> Settings:
         raise UsageError(f"invalid sink {settings.sink!r}: expected {forms} or stdout")
     if settings.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if settings.http is not None and settings.workers > 1:
+        raise UsageError("--http needs a single process: drop --workers (the inbox has one writer)")
+    if settings.http_auth_file is not None and settings.http is None:
+        raise UsageError("--http-auth-file needs --http")
+    if settings.retry_max_age <= 0:
+        raise UsageError("--retry-max-age must be greater than 0")
     if settings.deliver is not None and settings.deliver_concurrency < 1:
         raise UsageError("--deliver-concurrency must be at least 1")
     if settings.workers > 1 and sys.platform == "win32":  # pragma: no cover

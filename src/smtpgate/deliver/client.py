@@ -84,6 +84,7 @@ class MailClient:
         self.timeout = timeout
         self.extensions: dict[str, str] = {}
         self.secure = writer.get_extra_info("ssl_object") is not None
+        self._plain_writer: asyncio.StreamWriter | None = None
 
     @classmethod
     async def connect(
@@ -179,24 +180,30 @@ class MailClient:
         reply = await self.command("STARTTLS")
         if reply.code != 220:
             raise MailClientError(f"STARTTLS: {reply}", reply)
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=_MAX_LINE * 2)
-        protocol = asyncio.StreamReaderProtocol(reader)
         try:
-            transport = await asyncio.wait_for(
-                loop.start_tls(self.writer.transport, protocol, context, server_hostname=server_hostname),
-                self.timeout,
-            )
+            await asyncio.wait_for(self._upgrade(context, server_hostname), self.timeout)
         except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as error:
             self.close()
             raise MailClientError(f"TLS handshake failed: {_reason(error)}") from None
-        if transport is None:  # pragma: no cover - the connection closed during the handshake
-            raise MailClientError("the server closed the connection during the TLS handshake")
-        protocol.connection_made(transport)
-        self.reader = reader
-        self.writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         self.secure = True
         self.extensions = {}
+
+    async def _upgrade(self, context: ssl.SSLContext, server_hostname: str) -> None:
+        if hasattr(self.writer, "start_tls"):  # Python 3.11+
+            await self.writer.start_tls(context, server_hostname=server_hostname)
+            return
+        # Python 3.10: a new stream pair on the TLS transport. The plain writer is kept:
+        # dropping it would close the socket underneath.
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=_MAX_LINE * 2)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        transport = await loop.start_tls(self.writer.transport, protocol, context, server_hostname=server_hostname)
+        if transport is None:  # pragma: no cover - the connection closed during the handshake
+            raise ConnectionError("the server closed the connection during the TLS handshake")
+        protocol.connection_made(transport)
+        self._plain_writer = self.writer
+        self.reader = reader
+        self.writer = asyncio.StreamWriter(transport, protocol, reader, loop)
 
     async def auth(self, username: str, password: str) -> None:
         """AUTH PLAIN, or LOGIN when the server offers only that."""

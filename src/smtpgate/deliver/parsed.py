@@ -71,8 +71,27 @@ def _headers(message: Message) -> list[list[str]]:
     return out
 
 
+def _clean(value: Any) -> Any:
+    """Strings without the surrogates `email` uses for undecodable bytes (they become
+    U+FFFD), so the payload is valid UTF-8 JSON; lists and dicts cleaned throughout."""
+    if isinstance(value, str):
+        try:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        except UnicodeEncodeError:  # a surrogate that stands for no byte
+            return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [_clean(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _clean(item) for key, item in value.items()}
+    return value
+
+
 def message_json(message: QueuedMessage, raw: bytes) -> dict[str, Any]:
     """The webhook's JSON payload for ``message`` whose bytes are ``raw``."""
+    return _clean(_message_json(message, raw))  # type: ignore[no-any-return]
+
+
+def _message_json(message: QueuedMessage, raw: bytes) -> dict[str, Any]:
     parsed = BytesParser(policy=email.policy.default).parsebytes(raw)
     text_part = html_part = None
     if isinstance(parsed, EmailMessage):

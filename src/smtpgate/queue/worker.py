@@ -42,6 +42,7 @@ DEFAULT_MAX_AGE = 5 * 86400.0
 DEFAULT_CONCURRENCY = 10
 DEFAULT_ATTEMPT_TIMEOUT = 300.0
 _IDLE = 5.0  # longest sleep while nothing is due
+_RECORD_PAUSE = 60.0  # longest hold of a message whose outcome could not be stored
 
 
 def backoff_delay(
@@ -201,7 +202,12 @@ class DeliveryWorker:
             raise
         except Exception:
             logger.exception("queue %s: cannot record the outcome of %s", self.queue.describe(), message.id)
-            await self._release(message)
+            # The queue cannot write (a full disk?): hold the message a while, so that it
+            # is not delivered again and again at once, then give it back.
+            try:
+                await asyncio.sleep(min(self.retry_min, _RECORD_PAUSE))
+            finally:
+                await asyncio.shield(self._release(message))
 
     async def _release(self, message: QueuedMessage) -> None:
         try:
