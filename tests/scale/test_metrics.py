@@ -158,3 +158,16 @@ def test_metrics_port_taken_is_one_line(smtpgate_cli: Callable[..., Command], tm
         command = smtpgate_cli("--metrics", f"127.0.0.1:{port}", "--sink", f"dir:{tmp_path / 'd'}", wait=False)
         assert command.wait(20) == 1
     assert "smtpgate: error: --metrics:" in command.stderr
+
+
+def test_health_and_metrics_on_the_http_server(smtpgate_cli: Callable[..., Command], tmp_path: Path) -> None:
+    """With --http (the inbox's server) and no --metrics, the same server answers them."""
+    http = free_port()
+    command = smtpgate_cli("--http", f"127.0.0.1:{http}", "--sink", f"maildir:{tmp_path / 'mail'}")
+    with command.smtp() as client:
+        client.sendmail("a@x.test", ["b@y.test"], b"Subject: one\r\n\r\nfirst\r\n")
+    assert http_get(http, "/livez") == (200, "ok\n")
+    assert http_get(http, "/readyz") == (200, "ready\n")
+    samples = scrape(http)
+    assert value(samples, "smtpgate_messages_accepted_total") == 1
+    assert http_get(http, "/api/v1/messages")[0] == 200  # the inbox is still there

@@ -121,7 +121,10 @@ class App:
         self.chaos = Chaos()
         self.http: Any = None
         self.out: TextIO = sys.stderr if any(sink.uses_stdout for sink in self.sinks) else sys.stdout
-        self.scale = ScaleParts(settings, self.sinks)
+        try:
+            self.scale = ScaleParts(settings, self.sinks)
+        except ValueError as error:
+            raise StartupError(str(error)) from None
         try:
             self.gate = build_gate(settings)  # --verify, --dnsbl: None when not asked for
         except ValueError as error:
@@ -396,7 +399,7 @@ class App:
             from ..inbox.api import inbox_middlewares, inbox_routes
         except ImportError as error:
             raise StartupError(f"--http needs aiohttp (pip install 'smtpgate[inbox]'): {error}") from None
-        routes = inbox_routes(self.inbox, self.chaos)
+        routes = [*inbox_routes(self.inbox, self.chaos), *self.scale.http_routes(self.server, self.sinks)]
         self.http = HTTPServer(host, port, routes, inbox_middlewares(self.http_users))
         try:
             await self.http.start()
