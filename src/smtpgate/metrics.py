@@ -31,7 +31,7 @@ from .sasl import AuthResult
 from .session import Session
 from .stream import DataStreamError
 
-__all__ = ["Metrics", "QueueStatsSource", "CONTENT_TYPE"]
+__all__ = ["Metrics", "CountedDeliverer", "QueueStatsSource", "CONTENT_TYPE"]
 
 logger = logging.getLogger("smtpgate.metrics")
 
@@ -189,6 +189,10 @@ class Metrics:
         """A limit refused (hook for `smtpgate.limits.Limiter.on_refusal`)."""
         self.limit_refusals.labels(limit).inc()
 
+    def count_deliveries(self, deliverer: Any) -> CountedDeliverer:
+        """``deliverer`` with each attempt's outcome counted (`delivery_attempt`)."""
+        return CountedDeliverer(deliverer, self)
+
     def delivery_attempt(self, outcome: str, seconds: float | None = None) -> None:
         """A delivery worker tried a message: ``delivered``, ``retry``, ``failed`` or ``dead``."""
         self.delivery_attempts.labels(outcome).inc()
@@ -323,3 +327,45 @@ class Metrics:
             self.tls_failures.inc()
         else:
             self.errors.labels(type(error).__name__).inc()
+
+
+class CountedDeliverer:
+    """A deliverer whose attempts and outcomes are counted in `Metrics`; ``describe``,
+    ``start`` and ``close`` go to the deliverer it wraps."""
+
+    def __init__(self, inner: Any, metrics: Metrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+
+    def describe(self) -> str:
+        describe = getattr(self.inner, "describe", None)
+        return str(describe()) if callable(describe) else type(self.inner).__name__
+
+    async def start(self) -> None:
+        start = getattr(self.inner, "start", None)
+        if start is not None:
+            await start()
+
+    async def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            await close()
+
+    async def __call__(self, message: Any) -> Any:
+        from .queue.base import Delivered, Failed, Retry
+
+        started = time.perf_counter()
+        try:
+            result = await self.inner(message)
+        except Exception:
+            self.metrics.delivery_attempt("retry", time.perf_counter() - started)
+            raise
+        outcomes = [result] if isinstance(result, (Delivered, Retry, Failed)) else list(result.values())
+        if any(isinstance(outcome, Failed) for outcome in outcomes):
+            kind = "failed"
+        elif outcomes and all(isinstance(outcome, Delivered) for outcome in outcomes):
+            kind = "delivered"
+        else:
+            kind = "retry"
+        self.metrics.delivery_attempt(kind, time.perf_counter() - started)
+        return result

@@ -125,6 +125,8 @@ class App:
             self.scale = ScaleParts(settings, self.sinks)
         except ValueError as error:
             raise StartupError(str(error)) from None
+        if self.delivery is not None and self.scale.metrics is not None:  # delivery attempts in the metrics
+            self.delivery.deliverer = self.scale.metrics.count_deliveries(self.delivery.deliverer)
         try:
             self.gate = build_gate(settings)  # --verify, --dnsbl: None when not asked for
         except ValueError as error:
