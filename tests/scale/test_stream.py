@@ -185,6 +185,30 @@ def test_a_stopping_worker_puts_back_what_it_let_settle(redis_server: RedisProce
     asyncio.run(main())
 
 
+def test_a_message_whose_workers_keep_dying_is_dead_lettered(redis_server: RedisProcess) -> None:
+    async def main() -> None:
+        url = redis_server.url + "?stream=t10&claim-timeout=0.2&max-attempts=2"
+        receiver = RedisStreamQueue(url)
+        await receiver.start()
+        message_id = await store(receiver, b"poison\r\n")
+        for _ in range(2):  # handed out, then its worker "dies"
+            worker = RedisStreamQueue(url)
+            await worker.start()
+            await asyncio.sleep(0.3)
+            assert [m.id for m in await worker.claim(5)] == [message_id]
+            await worker.close()
+        await asyncio.sleep(0.3)
+        last = RedisStreamQueue(url)
+        await last.start()
+        assert await last.claim(5) == []  # the third hand-out is refused
+        dead = await last.messages(dead=True)
+        assert [m.id for m in dead] == [message_id] and "handed out 3 times" in dead[0].dead_reason
+        for queue in (receiver, last):
+            await queue.close()
+
+    asyncio.run(main())
+
+
 def test_heartbeat_keeps_a_slow_delivery(redis_server: RedisProcess) -> None:
     async def main() -> None:
         url = redis_server.url + "?stream=t4&claim-timeout=0.6"

@@ -246,7 +246,7 @@ class RedisStreamQueue(MessageQueue):
             for entry, fields in result[1]:
                 if fields:
                     message = self._take(entry, fields)
-                    if message is not None:
+                    if message is not None and not await self._poisonous(entry, message):
                         logger.info("queue %s: took over %s from a silent worker", self.describe(), message.id)
                         claimed.append(message)
             room = limit - len(claimed) - len(self._settling)
@@ -267,6 +267,20 @@ class RedisStreamQueue(MessageQueue):
                 return []
             raise
         return claimed
+
+    async def _poisonous(self, entry: bytes, message: QueuedMessage) -> bool:
+        """A message whose workers keep dying (handed out more than ``max_attempts`` times
+        without an outcome) goes to the dead-letter stream instead of killing the next."""
+        o = self.options
+        if not o.max_attempts:
+            return False
+        pending = await self.client.xpending_range(o.stream, o.group, min=entry, max=entry, count=1)
+        handed_out = int(pending[0]["times_delivered"]) if pending else 0
+        if handed_out <= o.max_attempts:
+            return False
+        logger.error("queue %s: %s handed out %d times without an outcome", self.describe(), message.id, handed_out)
+        await self.bury(message, f"handed out {handed_out} times without an outcome (its workers stopped)")
+        return True
 
     def _settle_time(self, entry: bytes) -> float:
         """Seconds until an entry is old enough to deliver (``settle``): by then the
