@@ -39,6 +39,8 @@ def test_flags_make_the_policy() -> None:
         trusted=("10.0.0.0/8", "::1"),
     )
     assert not limit_policy(parse_settings([])).active
+    assert parse_settings(["--metrics", "9025"]).metrics == ("127.0.0.1", 9025)
+    assert parse_settings(["--metrics", ":9025"]).metrics == ("127.0.0.1", 9025)
 
 
 def test_config_file_keys(tmp_path: Path) -> None:

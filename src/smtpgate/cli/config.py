@@ -264,7 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--log-format", choices=("text", "json"), help="log and message lines as text (default) or JSON")
     add("--log-level", choices=LOG_LEVELS, help="default info")
     add("--no-uvloop", dest="uvloop", action="store_false", help="do not use uvloop even if installed")
-    add("--metrics", type=_address_arg, metavar="HOST:PORT", help="serve /livez, /readyz and /metrics over HTTP here")
+    add(
+        "--metrics",
+        type=_http_arg,
+        metavar="HOST:PORT",
+        help="serve /livez, /readyz and /metrics over HTTP here (PORT alone: 127.0.0.1)",
+    )
     add("--limit-connections", type=_count, metavar="N", help="concurrent connections per client (default: no limit)")
     add("--limit-connection-rate", type=_rate_arg, metavar="N/min", help="new connections per client")
     add("--limit-messages", type=_rate_arg, metavar="N/min", help="messages per client and per sender")
@@ -465,7 +470,7 @@ def _from_config(path: str) -> dict[str, Any]:
             elif key in ("timeout", "close_timeout", "retry_min", "dns_timeout"):
                 value = _seconds(str(value))
             elif key == "metrics":
-                value = parse_address(value)
+                value = parse_http_address(value)
             elif key == "http":
                 value = parse_http_address(value)
             elif key in ("limit_connection_rate", "limit_messages", "limit_recipients"):

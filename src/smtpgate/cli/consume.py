@@ -18,7 +18,7 @@ from ..queue.base import Deliverer
 from ..queue.worker import DEFAULT_MAX_AGE, DEFAULT_RETRY_MIN, DeliveryWorker
 from ..sinks import SinkError, parse_sink
 from .app import StartupError, new_event_loop
-from .config import LOG_LEVELS, Settings, UsageError, _address_arg, _count, _duration, _seconds
+from .config import LOG_LEVELS, Settings, UsageError, _count, _duration, _http_arg, _seconds
 from .logs import setup_logging
 
 __all__ = ["deliver_command"]
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--retry-max-age", type=_duration, default=DEFAULT_MAX_AGE, metavar="DURATION", help="default 5d")
     add("--max-attempts", type=_count, metavar="N", help="dead-letter after N attempts (default 25; 0: no limit)")
     add("--claim-timeout", type=_seconds, metavar="SECONDS", help="take over a silent worker's messages (default 60)")
-    add("--metrics", type=_address_arg, metavar="HOST:PORT", help="serve /livez, /readyz and /metrics here")
+    add("--metrics", type=_http_arg, metavar="HOST:PORT", help="serve /livez, /readyz and /metrics here")
     add("--webhook-secret-file", metavar="FILE", help="Standard Webhooks secret (whsec_...)")
     add("--webhook-format", choices=("raw", "json"), default="raw", help="webhook body (default raw)")
     add("--relay-auth-file", metavar="FILE", help="USER:PASSWORD for the relay's AUTH")
