@@ -7,10 +7,12 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_support import RedisProcess
+import trustme
+from redis_support import RedisProcess, free_port
 
 from smtpgate.queue import Delivered, Failed, QueuedMessage, Retry
 from smtpgate.queue.redis import RedisStreamQueue
@@ -321,3 +323,42 @@ def test_redis_down_and_back_without_a_restart(redis_server: RedisProcess) -> No
         await queue.close()
 
     asyncio.run(main())
+
+
+def test_tls_and_a_password_file(tmp_path: Path) -> None:
+    """rediss:// with the server's CA, and the password read from a file."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    (tmp_path / "password").write_text("s3cret\n")
+    tls_port = free_port()
+    extra = (
+        "--tls-port", str(tls_port),
+        "--tls-cert-file", str(tmp_path / "cert.pem"),
+        "--tls-key-file", str(tmp_path / "key.pem"),
+        "--tls-ca-cert-file", str(tmp_path / "ca.pem"),
+        "--tls-auth-clients", "no",
+        "--requirepass", "s3cret",
+    )  # fmt: skip
+    server = RedisProcess(tmp_path / "redis", extra=extra).start()
+    try:
+        url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={tmp_path / 'ca.pem'}&stream=tls"
+
+        async def main() -> None:
+            queue = RedisStreamQueue(url + f"&password-file={tmp_path / 'password'}")
+            await queue.start()
+            assert await queue.check() is None
+            message_id = await store(queue, b"over TLS\r\n")
+            assert [m.id for m in await queue.claim(1)] == [message_id]
+            without = RedisStreamQueue(url + "&timeout=1")
+            assert "auth" in str(await without.check()).lower()
+            wrong_ca = RedisStreamQueue(f"rediss://127.0.0.1:{tls_port}/0?stream=tls&timeout=1")
+            assert await wrong_ca.check() is not None  # the system's CAs do not know this one
+            for each in (queue, without, wrong_ca):
+                await each.close()
+
+        asyncio.run(main())
+    finally:
+        server.stop()
