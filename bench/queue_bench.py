@@ -142,6 +142,15 @@ def accept_rate(work: Path, messages: int, connections: int, receiver_port: int)
     setups = {
         "maildir": ["--sink", f"maildir:{work / 'maildir'}"],
         "queue": ["--deliver", f"http://127.0.0.1:{receiver_port}/hook", "--queue", str(work / "queue-accept")],
+        # the commit alone: the endpoint is down, the first retry an hour away
+        "queue_only": [
+            "--deliver",
+            f"http://127.0.0.1:{free_port()}/down",
+            "--queue",
+            str(work / "queue-only"),
+            "--retry-min",
+            "3600",
+        ],
     }
     for name, args in setups.items():
         process, port = serve(work, name, args)
@@ -254,6 +263,7 @@ def main() -> int:
         "accepted_per_s_maildir": round(rates["maildir"], 1),
         "accepted_per_s_queue": round(rates["queue"], 1),
         "queue_vs_maildir": round(rates["queue"] / rates["maildir"], 3),
+        "accepted_per_s_queue_only": round(rates["queue_only"], 1),
         "deliveries_per_s_webhook": round(deliveries, 1),
         **{key: round(value, 1) for key, value in memory.items()},
     }
