@@ -28,6 +28,7 @@ DEFAULT_RETRY_MIN = 60.0
 DEFAULT_RETRY_MAX_AGE = 5 * 86400.0
 DEFAULT_DELIVER_CONCURRENCY = 10
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_INBOX_SINK = "inbox:./inbox.sqlite3"
 
 
 class UsageError(Exception):
@@ -73,6 +74,10 @@ class Settings:
     relay_auth_file: str | None = None
     retry_min: float = DEFAULT_RETRY_MIN
     retry_max_age: float = DEFAULT_RETRY_MAX_AGE
+    http: tuple[str, int] | None = None
+    http_auth_file: str | None = None
+    inbox_max_messages: int = 0
+    inbox_max_age: float = 0.0
 
     def addresses(self) -> list[tuple[str, int]]:
         """Where to listen: every ``--listen``, else ``--host``/``--port``."""
@@ -144,21 +149,38 @@ def _count(text: str) -> int:
     return number
 
 
-_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+def parse_http_address(text: str) -> tuple[str, int]:
+    """``host:port``, ``[ipv6]:port``, ``:port`` or ``port`` (host 127.0.0.1)."""
+    value = text.strip()
+    if value.isdigit():
+        return "127.0.0.1", _port(value)
+    if value.startswith(":") and value[1:].isdigit():
+        return "127.0.0.1", _port(value[1:])
+    return parse_address(value)
+
+
+def _http_arg(text: str) -> tuple[str, int]:
+    try:
+        return parse_http_address(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def _duration(text: str) -> float:
-    """Seconds, or a number with a unit: ``90s``, ``30m``, ``12h``, ``5d``, ``1w``."""
+    """Seconds, or a number with s/m/h/d (``90m``, ``24h``, ``7d``)."""
     value = text.strip().lower()
-    scale = _DURATION_UNITS.get(value[-1:], 0.0)
+    scale = _DURATION_UNITS.get(value[-1:], 0)
     if scale:
         value = value[:-1]
     try:
-        number = float(value) * (scale or 1.0)
+        number = float(value) * (scale or 1)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 3600, 90m, 12h, 5d)") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError("a duration must be greater than 0")
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 3600, 90m, 24h, 7d)") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError("duration must not be negative")
     return number
 
 
@@ -214,6 +236,21 @@ def build_parser() -> argparse.ArgumentParser:
     add("--log-format", choices=("text", "json"), help="log and message lines as text (default) or JSON")
     add("--log-level", choices=LOG_LEVELS, help="default info")
     add("--no-uvloop", dest="uvloop", action="store_false", help="do not use uvloop even if installed")
+    add(
+        "--http",
+        type=_http_arg,
+        metavar="HOST:PORT",
+        help="serve the inbox web UI and API here (host 127.0.0.1 unless given); "
+        "without --sink, mail goes to inbox:./inbox.sqlite3",
+    )
+    add("--http-auth-file", metavar="FILE", help="user:hash lines (like --auth-file): HTTP basic auth for --http")
+    add("--inbox-max-messages", type=_count, metavar="N", help="keep at most N messages in the inbox (default 0: all)")
+    add(
+        "--inbox-max-age",
+        type=_duration,
+        metavar="DURATION",
+        help="delete inbox messages older than this, e.g. 24h, 7d (default 0: keep)",
+    )
     add(
         "--deliver",
         metavar="URL",
@@ -305,6 +342,10 @@ _TYPES: dict[str, Any] = {
     "relay_auth_file": str,
     "retry_min": (float, int),
     "retry_max_age": (float, int, str),
+    "http": str,
+    "http_auth_file": str,
+    "inbox_max_messages": int,
+    "inbox_max_age": (float, int, str),
 }
 
 
@@ -329,8 +370,6 @@ def _from_config(path: str) -> dict[str, Any]:
                 value = _size(str(value))
             elif key in ("timeout", "close_timeout", "retry_min"):
                 value = _seconds(str(value))
-            elif key == "retry_max_age":
-                value = _duration(str(value))
             elif key == "webhook_format" and value not in ("raw", "json"):
                 raise ValueError("must be 'raw' or 'json'")
             elif key in ("max_clients", "workers", "queue_max_messages", "deliver_concurrency"):
@@ -339,6 +378,12 @@ def _from_config(path: str) -> dict[str, Any]:
                 raise ValueError("must be 'text' or 'json'")
             elif key == "log_level" and value not in LOG_LEVELS:
                 raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+            elif key == "http":
+                value = parse_http_address(value)
+            elif key == "inbox_max_messages":
+                value = _count(str(value))
+            elif key in ("inbox_max_age", "retry_max_age"):
+                value = _duration(str(value))
             elif key == "proxy_protocol" and isinstance(value, list):
                 value = [str(item) for item in value]
         except (ValueError, argparse.ArgumentTypeError) as error:
@@ -348,6 +393,7 @@ def _from_config(path: str) -> dict[str, Any]:
             "tls_key",
             "tls_passphrase_file",
             "auth_file",
+            "http_auth_file",
             "queue",
             "deliver_ca_file",
             "webhook_secret_file",
@@ -372,11 +418,17 @@ def parse_settings(argv: list[str]) -> Settings:
     if ("host" in flags or "port" in flags) and "listen" not in flags:
         values.pop("listen", None)  # --host/--port on the command line win over the file's listen
     values.update(flags)
+    if values.get("http") is not None and "sink" not in values:
+        values["sink"] = DEFAULT_INBOX_SINK  # --http without --sink: mail goes to the inbox
     if values.get("deliver") and "sink" not in values:
         values["sink"] = ""  # --deliver alone: the queue is the only store
     settings = Settings(**values)
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise UsageError("--tls-cert and --tls-key must be given together")
+    if settings.tls_passphrase_file is not None and settings.tls_key is None:
+        raise UsageError("--tls-passphrase-file needs --tls-key (the key it decrypts)")
+    if settings.auth_optional and settings.auth_file is None:
+        raise UsageError("--auth-optional needs --auth-file (the users who may authenticate)")
     kind, sep, where = settings.sink.partition(":")
     kinds = sink_kinds()
     if (
@@ -390,6 +442,12 @@ def parse_settings(argv: list[str]) -> Settings:
         raise UsageError("--workers must be at least 1")
     if settings.deliver is not None and settings.deliver_concurrency < 1:
         raise UsageError("--deliver-concurrency must be at least 1")
+    if settings.retry_max_age <= 0:
+        raise UsageError("--retry-max-age must be greater than 0")
+    if settings.http is not None and settings.workers > 1:
+        raise UsageError("--http needs a single process: drop --workers (the inbox has one writer)")
+    if settings.http_auth_file is not None and settings.http is None:
+        raise UsageError("--http-auth-file needs --http")
     if settings.workers > 1 and sys.platform == "win32":  # pragma: no cover
         raise UsageError("--workers needs a POSIX system")
     for name in settings.server:
