@@ -22,9 +22,11 @@ from ..sinks import Delivery, MessageInfo, Sink, SinkError, SinkFull, parse_sink
 from .config import DEFAULT_INBOX_SINK, Settings
 from .logs import utc_timestamp
 from .passwords import AuthFileError, ScryptHash, load_auth_file, verify_password
+from .scale import ScaleParts
 
 if TYPE_CHECKING:
     from .delivery import DeliveryService
+from .verify import build_gate
 
 __all__ = ["App", "StartupError", "new_event_loop"]
 
@@ -119,11 +121,18 @@ class App:
         self.chaos = Chaos()
         self.http: Any = None
         self.out: TextIO = sys.stderr if any(sink.uses_stdout for sink in self.sinks) else sys.stdout
+        self.scale = ScaleParts(settings, self.sinks)
+        try:
+            self.gate = build_gate(settings)  # --verify, --dnsbl: None when not asked for
+        except ValueError as error:
+            raise StartupError(str(error)) from None
         try:
             self.server = SMTPServer(**self.server_options())
         except (TypeError, ValueError, OSError) as error:
             message = str(error).replace("give the 'passphrase' option", "give --tls-passphrase-file")
             raise StartupError(message) from None
+        if self.gate is not None and not self.gate.authserv_id:
+            self.gate.authserv_id = self.gate.verifier.receiver = self.server.options.name
         self._stops = 0
         self._main: asyncio.Task[None] | None = None
         self._closing: asyncio.Future[None] | None = None
@@ -191,19 +200,25 @@ class App:
             options["allow_insecure_auth"] = True
         if s.http is not None:  # chaos triggers set over the API
             options.update(on_mail_from=self.on_mail_from, on_rcpt_to=self.on_rcpt_to)
-        return options
+        if self.gate is not None:  # the sender checks run before the chaos triggers
+            inner = {name: options[name] for name in ("on_connect", "on_rcpt_to") if name in options}
+            options.update(self.gate.session_handlers(**inner))
+        return self.scale.wrap(options)  # the limits, then the metrics, around all of it
 
     # ------------------------------------------------------------- handlers
 
     async def on_data(self, stream: DataStream, session: Session) -> str:
         """Stream the message into every sink; 250 only once each has stored it."""
+        auth_results = b""
+        if self.gate is not None and self.settings.verify is not None:  # reads the message, may refuse it
+            stream, auth_results = await self.gate.screen(stream, session)
         info = MessageInfo.from_session(session)
         deliveries: list[Delivery] = []
         headers = _Headers()
         try:
             for sink in self.sinks:
                 deliveries.append(sink.open(info))
-            trace = _trace_headers(session, self.server.options.name)
+            trace = _trace_headers(session, self.server.options.name) + auth_results
             for delivery in deliveries:
                 await delivery.write(trace)
             async for chunk in stream:
@@ -357,8 +372,21 @@ class App:
                 await self._start_http(*self.settings.http)
             except StartupError:
                 await self.server.close()
+                if self.delivery is not None:
+                    await self.delivery.stop()
                 await self.close_sinks()
                 raise
+        try:
+            await self.scale.start(self.server, self.sinks)
+        except OSError as error:
+            await self.server.close()
+            if self.http is not None:
+                await self.http.close()
+            if self.delivery is not None:
+                await self.delivery.stop()
+            await self.close_sinks()
+            await self.scale.close()
+            raise StartupError(f"--metrics: {error.strerror or error}") from None
 
     async def _start_http(self, host: str, port: int) -> None:
         """The inbox API (and UI) on ``--http``."""
@@ -395,6 +423,7 @@ class App:
                 await self.http.close()
             if self.delivery is not None:
                 await self.delivery.stop()
+            await self.scale.close()
             await self.close_sinks()
             if watchdog is not None:
                 watchdog.cancel()
