@@ -20,6 +20,14 @@ __all__ = ["DeliveryService"]
 logger = logging.getLogger("smtpgate.cli")
 
 
+def _duration_text(seconds: float) -> str:
+    """``5d``, ``12h``, ``90m``, ``45s``: the largest unit that divides it, else seconds."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 def _first_line(path: str, what: str) -> str:
     try:
         with open(path, encoding="utf-8") as handle:
@@ -98,12 +106,12 @@ class DeliveryService:
         )
         await self.worker.start()
         logger.info(
-            "delivering %s to %s (up to %d at once, first retry after %gs, dead-letter after %gs)",
+            "delivering %s to %s (up to %d at once, first retry after %s, dead-letter after %s)",
             self.queue.describe(),
             self.worker.target,
             s.deliver_concurrency,
-            s.retry_min,
-            s.retry_max_age,
+            _duration_text(s.retry_min),
+            _duration_text(s.retry_max_age),
         )
 
     async def stop(self) -> None:

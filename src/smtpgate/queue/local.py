@@ -86,7 +86,7 @@ def _unlink(path: str) -> None:
 
 
 def _info_to_json(info: MessageInfo) -> dict[str, Any]:
-    data = dataclasses.asdict(info)
+    data = {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}  # flat: no deep copy
     data["recipients"] = list(info.recipients)
     return data
 
