@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from smtpgate import AuthResult, ServerThread, SMTPError
 from smtpgate.deliver import parse_deliverer
-from smtpgate.deliver.client import _DotStuffer
+from smtpgate.deliver.client import MailClient, _DotStuffer
 from smtpgate.deliver.lmtp import LMTPDeliverer
 from smtpgate.deliver.relay import RelayDeliverer
 from smtpgate.queue import Delivered, Failed, Retry
@@ -161,3 +161,27 @@ def test_bodies_arrive_byte_for_byte(start_server: Callable[..., ServerThread]) 
         outcomes = asyncio.run(relay(make_message(body=body)))
         assert isinstance(outcomes, dict) and all(isinstance(o, Delivered) for o in outcomes.values())
     assert [m[2] for m in recorder.messages] == bodies
+
+
+def test_starttls_the_python_3_10_way(
+    start_server: Callable[..., ServerThread], mx_pair: dict[str, bytes], test_ca: trustme.CA
+) -> None:
+    class OldClient(MailClient):
+        stream_start_tls = False  # what Python 3.10 does: loop.start_tls and a new stream pair
+
+    async def main() -> dict[str, Any]:
+        client = await OldClient.connect("127.0.0.1", server.port, timeout=10)
+        try:
+            await client.hello("client.test")
+            await client.starttls(_client_context(test_ca), "127.0.0.1")
+            await client.hello("client.test")
+            message = make_message()
+            return await client.send("s@example.org", message.pending, message.iter_body(), size=message.size)
+        finally:
+            await client.quit()
+
+    recorder = Recorder()
+    server = start_server(on_data=recorder.on_data, **mx_pair)
+    outcomes = asyncio.run(main())
+    assert all(isinstance(o, Delivered) for o in outcomes.values())
+    assert recorder.messages[0][3].secure

@@ -77,6 +77,10 @@ class MailClient:
     """One SMTP or LMTP connection. Use `connect`, then `hello`, maybe `starttls` and
     `auth`, then `send` (as often as needed) and `quit`."""
 
+    stream_start_tls = True
+    """Use ``StreamWriter.start_tls`` where Python has it (3.11+); the other way (a new
+    stream pair on ``loop.start_tls``) is what Python 3.10 gets."""
+
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, lmtp: bool, timeout: float):
         self.reader = reader
         self.writer = writer
@@ -189,7 +193,7 @@ class MailClient:
         self.extensions = {}
 
     async def _upgrade(self, context: ssl.SSLContext, server_hostname: str) -> None:
-        if hasattr(self.writer, "start_tls"):  # Python 3.11+
+        if self.stream_start_tls and hasattr(self.writer, "start_tls"):  # Python 3.11+
             await self.writer.start_tls(context, server_hostname=server_hostname)
             return
         # Python 3.10: a new stream pair on the TLS transport. The plain writer is kept:
