@@ -243,6 +243,7 @@ protocols = lmtp
 ssl = no
 listen = 127.0.0.1
 first_valid_uid = 1
+auth_username_format = %Ln
 mail_location = maildir:{self.mail}/%n
 service lmtp {{
   inet_listener lmtp {{
