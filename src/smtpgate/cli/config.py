@@ -96,6 +96,7 @@ class Settings:
     relay_auth_file: str | None = None
     retry_min: float = DEFAULT_RETRY_MIN
     retry_max_age: float = DEFAULT_RETRY_MAX_AGE
+    bounce: bool = False
 
     def addresses(self) -> list[tuple[str, int]]:
         """Where to listen: every ``--listen``, else ``--host``/``--port``."""
@@ -317,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--retry-max-age", type=_duration, metavar="DURATION", help="dead-letter after this long, e.g. 12h (default 5d)"
     )
+    add("--bounce", action="store_true", help="send an RFC 3464 bounce to the sender of each dead letter")
     add(
         "--verify",
         nargs="?",
@@ -425,6 +427,7 @@ _TYPES: dict[str, Any] = {
     "relay_auth_file": str,
     "retry_min": (float, int),
     "retry_max_age": (float, int, str),
+    "bounce": bool,
     "verify": (bool, str),
     "dns": list,
     "dns_timeout": (float, int),

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from typing import TYPE_CHECKING
 
 from ..queue.base import Deliverer
+from ..queue.bounce import Bouncer
 from ..queue.local import LocalQueue
 from ..queue.worker import DeliveryWorker
 from ..sinks import SinkError
@@ -97,12 +99,14 @@ class DeliveryService:
     async def start(self) -> None:
         """Start delivering (the queue itself was started with the other sinks)."""
         s = self.settings
+        bouncer = Bouncer(self.queue, s.name or socket.getfqdn()) if s.bounce else None
         self.worker = DeliveryWorker(
             self.queue,
             self.deliverer,
             concurrency=s.deliver_concurrency,
             retry_min=s.retry_min,
             max_age=s.retry_max_age,
+            on_dead=bouncer,
         )
         await self.worker.start()
         logger.info(
