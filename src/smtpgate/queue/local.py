@@ -7,6 +7,7 @@ Layout of the queue directory::
     active/ID.json  its delivery state, once an attempt was made (absent: never tried)
     dead/ID.msg     a message in the dead-letter area
     dead/ID.json    its final state, with the reason
+    corrupt/        files found unreadable in active/ (moved aside, logged)
     wakeup          touched by ``smtpgate queue retry`` so a running worker looks again
 
 A message is in the queue exactly when its ``.msg`` file exists: it is written to
@@ -48,7 +49,7 @@ DEFAULT_MAX_SIZE = 1024**3
 DEFAULT_MAX_MESSAGES = 100_000
 """Messages (queued and dead) the queue takes before it answers ``452``."""
 
-_STALE = 60.0  # seconds before a stray file in tmp/ or a lone state file is removed at start-up
+_STALE = 3600.0  # seconds before a stray file in tmp/ or a lone state file is removed at start-up
 _RESCAN = 10.0  # seconds between looks at the directory for changes by other processes
 _WAKEUP_POLL = 1.0
 _MAX_HEADER = 4 * 1024 * 1024
@@ -349,7 +350,7 @@ class LocalQueue(MessageQueue):
             except FileNotFoundError:
                 continue
             except (ValueError, KeyError, TypeError) as error:
-                logger.error("queue %s: unreadable message %s: %s", self.path, message_id, error)
+                self._quarantine(message_id, error)
                 continue
             entries[message_id] = _Entry(message.next_attempt, size, mtime)
         dead: dict[str, int] = {}
@@ -359,6 +360,20 @@ class LocalQueue(MessageQueue):
             except FileNotFoundError:
                 pass
         return entries, dead
+
+    def _quarantine(self, message_id: str, error: Exception) -> None:
+        """Move a message whose files cannot be read (not written by smtpgate, or damaged
+        on disk) to ``corrupt/``, out of the way, and say so once."""
+        folder = os.path.join(self.path, "corrupt")
+        logger.error("queue %s: message %s is unreadable (%s): moved to %s", self.path, message_id, error, folder)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            for suffix in (".msg", ".json"):
+                source = os.path.join(self._folder(_ACTIVE), message_id + suffix)
+                if os.path.exists(source):
+                    os.rename(source, os.path.join(folder, message_id + suffix))
+        except OSError as move_error:
+            logger.error("queue %s: cannot move %s aside: %s", self.path, message_id, move_error)
 
     async def _rescan(self) -> None:
         entries, dead = await asyncio.to_thread(self._scan)
@@ -436,9 +451,9 @@ class LocalQueue(MessageQueue):
                         os.close(fd)
                         fd = None
                     except (ValueError, KeyError, TypeError) as error:
-                        logger.error("queue %s: unreadable message %s: %s", self.path, message_id, error)
                         os.close(fd)
                         fd = None
+                        self._quarantine(message_id, error)
                 out.append((message_id, fd, message))
             return out
 
@@ -549,6 +564,8 @@ class LocalQueue(MessageQueue):
                     out.append(self._load(area, message_id))
                 except FileNotFoundError:
                     continue
+                except (ValueError, KeyError, TypeError) as error:
+                    logger.error("queue %s: message %s is unreadable: %s", self.path, message_id, error)
             return out
 
         return await asyncio.to_thread(load_all)
