@@ -42,6 +42,7 @@ DEFAULT_MAX_AGE = 5 * 86400.0
 DEFAULT_CONCURRENCY = 10
 DEFAULT_ATTEMPT_TIMEOUT = 300.0
 _IDLE = 5.0  # longest sleep while nothing is due
+_CLAIM_PAUSE = 1.0  # after the queue failed to hand out messages
 _RECORD_PAUSE = 60.0  # longest hold of a message whose outcome could not be stored
 
 
@@ -149,7 +150,8 @@ class DeliveryWorker:
                     batch = await self.queue.claim(free)
                 except Exception:
                     logger.exception("queue %s: cannot claim messages", self.queue.describe())
-                    batch = []
+                    await asyncio.sleep(_CLAIM_PAUSE)  # not a tight loop of the same error
+                    continue
                 for message in batch:
                     task = asyncio.create_task(self._attempt(message), name=f"smtpgate-deliver-{message.id}")
                     self._tasks.add(task)
