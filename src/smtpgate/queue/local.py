@@ -513,16 +513,19 @@ class LocalQueue(MessageQueue):
             self._set_entry(message.id, _Entry(message.next_attempt, self._entries[message.id].size, mtime))
 
     async def remove(self, message_id: str) -> None:
+        fd = self._held.pop(message_id, None)
+
         def drop() -> None:
             # No fsync of the folder: should the removal be lost in a crash, the message
             # is delivered once more, which at-least-once allows.
-            _unlink(self._msg_path(_ACTIVE, message_id))
-            _unlink(self._state_path(_ACTIVE, message_id))
+            try:
+                _unlink(self._msg_path(_ACTIVE, message_id))
+                _unlink(self._state_path(_ACTIVE, message_id))
+            finally:
+                if fd is not None:
+                    os.close(fd)  # the last reference: the file's blocks are freed here, off the loop
 
-        try:
-            await asyncio.to_thread(drop)
-        finally:
-            self._unhold(message_id)
+        await asyncio.to_thread(drop)
         self._drop_entry(message_id)
 
     async def bury(self, message: QueuedMessage, reason: str) -> None:
