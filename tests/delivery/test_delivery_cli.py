@@ -230,6 +230,11 @@ def test_queue_command_with_a_running_server(tmp_path: Path, serve: Callable[...
         assert listing.returncode == 0
         assert f"{message_id}!" in listing.stdout and "HTTP 406" in listing.stdout
         assert "0 queued, 1 dead" in listing.stdout
+        shown = queue_command(tmp_path, "show", message_id)
+        assert shown.returncode == 0 and "state: dead" in shown.stdout
+        assert "recipient: <app@example.test> failed (HTTP 406" in shown.stdout
+        assert "Subject: via the queue" in shown.stdout and "Hello" not in shown.stdout
+        assert "Hello" in queue_command(tmp_path, "show", message_id, "--body").stdout
         assert len(os.listdir(tmp_path / "maildir" / "new")) == 1  # --sink kept a copy
         receiver.script = ["200"]
         requeued = queue_command(tmp_path, "requeue", message_id)
