@@ -161,6 +161,8 @@ def test_kill_9_during_delivery_and_during_retries(tmp_path: Path, serve: Callab
         )
         assert headers["webhook-signature"] == expected
     assert all(len(bodies) == 1 for bodies in by_id.values())  # same ID, same bytes
+    first_try = receiver.requests[0][1]["webhook-id"]  # the delivery the kill interrupted...
+    assert sum(1 for _, headers, _ in receiver.requests if headers["webhook-id"] == first_try) >= 2  # ...came again
 
 
 def _datetime(stamp: int):  # type: ignore[no-untyped-def]
