@@ -202,7 +202,7 @@ biff = no
         root_run("chown", "nobody:", str(self.mail))
         result = root_run(POSTFIX, "-c", str(self.etc), "start", check=False)
         if result.returncode != 0:
-            log = self.log.read_text(errors="replace") if self.log.exists() else ""
+            log = read_as_root(self.log).decode(errors="replace") if self.log.exists() else ""
             self.stop()
             raise AssertionError(f"postfix did not start: {result.stderr}\n{log}")
         wait_port(self.port)
