@@ -185,3 +185,40 @@ def test_starttls_the_python_3_10_way(
     outcomes = asyncio.run(main())
     assert all(isinstance(o, Delivered) for o in outcomes.values())
     assert recorder.messages[0][3].secure
+
+
+def test_lmtp_server_gone_after_one_reply_keeps_that_reply() -> None:
+    """A scripted LMTP server that answers the first recipient after the data, then hangs up."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 lmtp.test LMTP\r\n")
+        while line := await reader.readline():
+            command = line.upper()
+            if command.startswith(b"LHLO"):
+                writer.write(b"250-lmtp.test\r\n250 PIPELINING\r\n")
+            elif command.startswith(b"DATA"):
+                writer.write(b"354 go ahead\r\n")
+                while (await reader.readline()) != b".\r\n":
+                    pass
+                writer.write(b"250 2.0.0 <first@example.test> saved\r\n")
+                await writer.drain()
+                writer.close()
+                return
+            else:
+                writer.write(b"250 2.1.0 ok\r\n")
+            await writer.drain()
+
+    async def main() -> Any:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            return await LMTPDeliverer("127.0.0.1", port, timeout=10)(
+                make_message(("first@example.test", "second@example.test"))
+            )
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    outcomes = asyncio.run(main())
+    assert isinstance(outcomes["first@example.test"], Delivered)
+    assert isinstance(outcomes["second@example.test"], Retry)

@@ -275,8 +275,12 @@ class MailClient:
             await self._send(stuffer.feed(chunk))
         await self._send(b".\r\n" if stuffer.ends_with_newline else b"\r\n.\r\n")
         if self.lmtp:
-            for address in accepted:
-                outcomes[address] = outcome_of(await self.read_reply())
+            for index, address in enumerate(accepted):
+                try:
+                    outcomes[address] = outcome_of(await self.read_reply())
+                except MailClientError as error:  # the replies so far stand; the rest are retried
+                    outcomes.update(dict.fromkeys(accepted[index:], Retry(str(error))))
+                    break
         else:
             outcomes.update(dict.fromkeys(accepted, outcome_of(await self.read_reply())))
         return outcomes
