@@ -63,8 +63,12 @@ class Server:
                 start_new_session=True,
                 preexec_fn=limits,
             )
-        wait_until(lambda: self.listening or self.process.poll() is not None, what="start-up")
-        assert self.process.poll() is None, self.output
+        try:
+            wait_until(lambda: self.listening or self.process.poll() is not None, what="start-up")
+            assert self.process.poll() is None, self.output
+        except BaseException:
+            self.kill()  # the fixture never gets it: stop it here
+            raise
 
     @property
     def listening(self) -> bool:

@@ -89,19 +89,27 @@ def _serve_and_send(tmp_path: Path, args: list[str], recipients: list[str]) -> s
         start_new_session=True,
     )
     log.close()
-    deadline = time.monotonic() + 30
-    while "Ctrl-C to stop" not in (tmp_path / "smtpgate.log").read_text(errors="replace"):
-        assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "smtpgate.log").read_text()
-        time.sleep(0.05)
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-        client.sendmail("sender@example.org", recipients, BODY)
+    try:
+        deadline = time.monotonic() + 30
+        while "Ctrl-C to stop" not in (tmp_path / "smtpgate.log").read_text(errors="replace"):
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "smtpgate.log").read_text()
+            time.sleep(0.05)
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+            client.sendmail("sender@example.org", recipients, BODY)
+    except BaseException:
+        _stop(process)  # the caller never gets it: stop it here
+        raise
     return process
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(30)
 
 
 def _free_port() -> int:
