@@ -31,8 +31,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from smtpgate import AuthRequest, AuthResult, DataStream, ServerThread, Session, SMTPServer
     from smtpgate.inbox.client import InboxClient
+    from smtpgate.options import ServerSettings
 
 __all__ = ["CapturedMessage", "SMTPTestServer"]
 
@@ -89,7 +92,7 @@ class SMTPTestServer:
         reject_senders: Iterable[str] = (),
         implicit_tls: bool = False,
         host: str = "127.0.0.1",
-        **options: Any,
+        **options: Unpack[ServerSettings],
     ) -> None:
         self.users = dict(users) if users is not None else None
         self.reject_recipients = {address.lower() for address in reject_recipients}
@@ -112,11 +115,12 @@ class SMTPTestServer:
             options.setdefault("allow_insecure_auth", True)
             options.setdefault("auth_failure_delay", 0.0)
             options["on_auth"] = self._on_auth
+        options["on_data"] = self._on_data
+        options["on_rcpt_to"] = self._on_rcpt_to
+        options["on_mail_from"] = self._on_mail_from
         from smtpgate import ServerThread, SMTPServer
 
-        self.server: SMTPServer = SMTPServer(
-            on_data=self._on_data, on_rcpt_to=self._on_rcpt_to, on_mail_from=self._on_mail_from, **options
-        )
+        self.server: SMTPServer = SMTPServer(**options)
         self.thread: ServerThread = ServerThread(self.server, host=host, port=0)
         self.host = host
         self.port = 0

@@ -278,8 +278,12 @@ class App:
         path = self.settings.tls_passphrase_file
         if path is None:
             return None
-        with open(path, encoding="utf-8") as file:
-            return file.readline().rstrip("\r\n")
+        try:
+            with open(path, encoding="utf-8") as file:
+                return file.readline().rstrip("\r\n")
+        except (OSError, UnicodeError) as error:
+            reason = getattr(error, "strerror", None) or str(error)
+            raise ValueError(f"--tls-passphrase-file {path!r}: cannot read it: {reason}") from None
 
     # ------------------------------------------------------------- lifecycle
 
