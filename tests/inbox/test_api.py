@@ -341,3 +341,19 @@ def _no_op() -> Any:
     from smtpgate.inbox.store import _Op
 
     return _Op()
+
+
+def test_dns_rebinding_is_refused_on_loopback(inbox_app: AppThread) -> None:
+    port = inbox_app.url.rsplit(":", 1)[1]
+    status, _, body = http(inbox_app, "GET", "/api/v1/messages", headers={"Host": f"attacker.example:{port}"})
+    assert status == 403 and "attacker.example" in json.loads(body)["Error"]
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", "app.localhost", f"[::1]:{port}"):
+        status, _, _ = http(inbox_app, "GET", "/api/v1/messages", headers={"Host": host})
+        assert status == 200, host
+
+
+def test_is_loopback_host() -> None:
+    from smtpgate.inbox.api import is_loopback_host
+
+    assert is_loopback_host("127.0.0.1") and is_loopback_host("[::1]:8025") and is_loopback_host("LOCALHOST:1")
+    assert not is_loopback_host("0.0.0.0") and not is_loopback_host("example.test:8025") and not is_loopback_host("")

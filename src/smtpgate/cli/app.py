@@ -350,11 +350,12 @@ class App:
         """The inbox API (and UI) on ``--http``."""
         try:
             from ..http import HTTPServer
-            from ..inbox.api import inbox_middlewares, inbox_routes
+            from ..inbox.api import inbox_middlewares, inbox_routes, is_loopback_host
         except ImportError as error:
             raise StartupError(f"--http needs aiohttp (pip install 'smtpgate[inbox]'): {error}") from None
         routes = inbox_routes(self.inbox, self.chaos)
-        self.http = HTTPServer(host, port, routes, inbox_middlewares(self.http_users))
+        middlewares = inbox_middlewares(self.http_users, loopback_only=is_loopback_host(host))
+        self.http = HTTPServer(host, port, routes, middlewares)
         try:
             await self.http.start()
         except OSError as error:

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import importlib
+import ipaddress
 import json
 import logging
 import time
@@ -26,7 +27,7 @@ from .records import RawMessage, smtpgate_version
 from .search import SearchError, parse_query
 from .store import MAX_PAGE, InboxStore
 
-__all__ = ["inbox_routes", "inbox_middlewares", "message_json", "MAX_WAIT", "DEFAULT_WAIT"]
+__all__ = ["inbox_routes", "inbox_middlewares", "message_json", "is_loopback_host", "MAX_WAIT", "DEFAULT_WAIT"]
 
 logger = logging.getLogger("smtpgate.inbox")
 
@@ -63,14 +64,40 @@ def message_json(store: InboxStore) -> Callable[[str], Awaitable[dict[str, Any] 
 # ----------------------------------------------------------------- middlewares
 
 
-def inbox_middlewares(users: Mapping[str, Any] | None = None) -> list[Any]:
+def inbox_middlewares(users: Mapping[str, Any] | None = None, *, loopback_only: bool = False) -> list[Any]:
     """JSON errors, optional basic auth (``users`` from `load_auth_file`), and no
-    cross-site writes."""
+    cross-site writes. ``loopback_only`` (for a server bound to a loopback address)
+    refuses requests whose ``Host`` is not a loopback name: a web page that rebinds its
+    own name to 127.0.0.1 (DNS rebinding) gets nothing."""
     middlewares: list[Any] = [_errors]
+    if loopback_only:
+        middlewares.append(_loopback_host)
     if users is not None:
         middlewares.append(_basic_auth(users))
     middlewares.append(_same_site)
     return middlewares
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, ``*.localhost``, ``127.x.x.x`` or ``::1`` (a port and brackets allowed)."""
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else name[1:]
+    elif name.count(":") == 1:
+        name = name.rsplit(":", 1)[0]
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+@web.middleware
+async def _loopback_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not is_loopback_host(request.host):
+        return _error(403, f"host {request.host!r} refused: this server answers only to localhost names")
+    return await handler(request)
 
 
 @web.middleware
