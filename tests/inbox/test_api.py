@@ -307,6 +307,14 @@ def test_basic_auth(inbox_app_factory: Any, tmp_path: Any) -> None:
         app.client(auth=("alice", "wrong")).messages()
     assert caught.value.status == 401
     assert app.client(auth=("alice", "s3cret")).messages()["total"] == 0
+    auth_file.write_text(f"bob:{hash_password('other', n=2**10)}\n")
+    app.loop.call_soon_threadsafe(app.app.reload)  # what SIGHUP does
+    deadline = time.monotonic() + 10
+    while app.app.http_users is not None and "bob" not in app.app.http_users and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert app.client(auth=("bob", "other")).messages()["total"] == 0
+    with pytest.raises(InboxError):
+        app.client(auth=("alice", "s3cret")).messages()
 
 
 def test_root_is_a_plain_404_until_the_ui_exists(inbox_app: AppThread) -> None:

@@ -64,11 +64,16 @@ def message_json(store: InboxStore) -> Callable[[str], Awaitable[dict[str, Any] 
 # ----------------------------------------------------------------- middlewares
 
 
-def inbox_middlewares(users: Mapping[str, Any] | None = None, *, loopback_only: bool = False) -> list[Any]:
-    """JSON errors, optional basic auth (``users`` from `load_auth_file`), and no
-    cross-site writes. ``loopback_only`` (for a server bound to a loopback address)
-    refuses requests whose ``Host`` is not a loopback name: a web page that rebinds its
-    own name to 127.0.0.1 (DNS rebinding) gets nothing."""
+Users = Mapping[str, Any]
+
+
+def inbox_middlewares(users: Users | Callable[[], Users] | None = None, *, loopback_only: bool = False) -> list[Any]:
+    """JSON errors, optional basic auth (``users`` from `load_auth_file`, or a function
+    returning the current ones, so a reload takes effect), and no cross-site writes.
+
+    ``loopback_only`` (for a server bound to a loopback address) refuses requests whose
+    ``Host`` is not a loopback name: a web page that rebinds its own name to 127.0.0.1
+    (DNS rebinding) gets nothing."""
     middlewares: list[Any] = [_errors]
     if loopback_only:
         middlewares.append(_loopback_host)
@@ -116,13 +121,18 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
 
 
-def _basic_auth(users: Mapping[str, Any]) -> Any:
+def _basic_auth(users: Users | Callable[[], Users]) -> Any:
     from ..cli.passwords import verify_password
 
     verified: dict[tuple[str, bytes], bool] = {}
+    seen: list[Users] = []
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        current = users() if callable(users) else users
+        if not seen or seen[0] is not current:  # reloaded: forget what was checked
+            seen[:] = [current]
+            verified.clear()
         header = request.headers.get("Authorization", "")
         scheme, _, encoded = header.partition(" ")
         user = password = None
@@ -135,7 +145,7 @@ def _basic_auth(users: Mapping[str, Any]) -> Any:
             key = (user, hashlib.sha256(password.encode("utf-8")).digest())
             ok = verified.get(key)
             if ok is None:
-                ok = await asyncio.to_thread(verify_password, password, users.get(user))
+                ok = await asyncio.to_thread(verify_password, password, current.get(user))
                 if len(verified) > 1000:
                     verified.clear()
                 verified[key] = ok
