@@ -52,14 +52,15 @@ from .records import (
     tags_of,
 )
 from .schema import SchemaError, connect
-from .spool import Spool
+from .spool import MEMORY_LIMIT, Spool
 
 __all__ = ["InboxStore", "StoreError", "RawMessage", "BLOB_LIMIT", "MAX_PAGE", "new_id"]
 
 T = TypeVar("T")
 
-BLOB_LIMIT = 256 * 1024
-"""Raw messages up to this size live in the database; larger ones in files beside it."""
+BLOB_LIMIT = MEMORY_LIMIT
+"""Raw messages up to this size live in the database; larger ones in files beside it
+(the spool's memory limit decides: a spool that moved to a file becomes the file)."""
 _BATCH = 128
 STATS_INTERVAL = 0.25
 """Seconds between two ``stats`` events (they follow changes)."""
