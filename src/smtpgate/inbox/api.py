@@ -263,12 +263,12 @@ def inbox_routes(
         web.put("/api/v1/chaos", api.set_chaos),
         web.get("/api/events", api.events),
         web.get("/view/{id}.txt", api.view_text),
-        web.get("/view/{id}.html", api.view_html),
     ]
     try:
         ui: Any = importlib.import_module("smtpgate.inbox.ui")
-    except ImportError:
-        return routes
+    except ImportError:  # no web UI: the HTML view is served here, as it is
+        return [*routes, web.get("/view/{id}.html", api.view_html)]
+    # the web UI serves /view/{ID}.html itself (cid: links rewritten to the parts)
     return routes + list(ui.ui_routes(message_json(store)))
 
 
