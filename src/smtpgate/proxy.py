@@ -9,8 +9,9 @@ of it is known, so the server reads exactly the header and not a byte of what fo
 from __future__ import annotations
 
 import ipaddress
+import logging
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -24,9 +25,13 @@ __all__ = [
     "TrustList",
 ]
 
+logger = logging.getLogger("smtpgate")
+
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 MAX_V1_LENGTH = 107  # "PROXY TCP6 " + two IPv6 addresses + two ports + CRLF
 MAX_V2_LENGTH = 16 + 4096  # the address block and the TLVs a load balancer sends fit easily
+_V1_FAMILIES = (b"TCP4 ", b"TCP6 ", b"UNKNOWN")  # what may follow "PROXY "
+_V1_SHAPE = "PROXY v1 header needs TCP4|TCP6 src dst sport dport (or UNKNOWN)"
 
 
 class ProxyError(ValueError):
@@ -59,6 +64,10 @@ def header_length(data: bytes) -> int | None:
         return total
     if not b"PROXY "[: len(data)] == data[:6]:
         raise ProxyError("not a PROXY header")
+    family = data[6:13]
+    if not any(token.startswith(family) or family.startswith(token) for token in _V1_FAMILIES):
+        # "PROXY BOGUS": refused as soon as it is known, not after proxy_timeout.
+        raise ProxyError(_V1_SHAPE)
     end = data.find(b"\r\n")
     if end < 0:
         if len(data) >= MAX_V1_LENGTH:
@@ -89,7 +98,7 @@ def _parse_v1(data: bytes) -> ProxyInfo:
     if parts[1] == "UNKNOWN":
         return ProxyInfo(version=1, local=True)
     if len(parts) != 6 or parts[1] not in ("TCP4", "TCP6"):
-        raise ProxyError("PROXY v1 header needs TCP4|TCP6 src dst sport dport")
+        raise ProxyError(_V1_SHAPE)
     family = ipaddress.IPv4Address if parts[1] == "TCP4" else ipaddress.IPv6Address
     try:
         source = family(parts[2])
@@ -158,13 +167,19 @@ def _tlvs(data: bytes) -> dict[int, bytes]:
 
 
 class TrustList:
-    """``True`` (everyone), ``False`` (no one) or addresses and CIDR networks."""
+    """``True`` or ``"*"`` (everyone), ``False`` (no one), addresses and CIDR networks, or
+    a function of the peer's IP address (IPv4-mapped IPv6 given as IPv4) deciding per peer."""
 
-    def __init__(self, value: bool | str | Iterable[str]) -> None:
+    def __init__(self, value: bool | str | Iterable[str] | Callable[[str], bool]) -> None:
         self.everyone = value is True or value == "*"
         self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self.decide: Callable[[str], bool] | None = None
         if isinstance(value, bool) or value == "*":
             self.enabled = bool(value)
+            return
+        if callable(value):
+            self.decide = value
+            self.enabled = True
             return
         if isinstance(value, str):
             value = [value]
@@ -191,4 +206,10 @@ class TrustList:
             return False
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
+        if self.decide is not None:
+            try:
+                return bool(self.decide(str(ip)))
+            except Exception:
+                logger.exception("trust function failed for %s: not trusted", ip)
+                return False
         return any(ip in network for network in self.networks)

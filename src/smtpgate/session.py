@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Address", "Envelope", "Session", "TLSInfo"]
+if TYPE_CHECKING:
+    from .proxy import ProxyInfo
+
+__all__ = ["Address", "Envelope", "Session", "TLSInfo", "TLSDetails"]
 
 
 @dataclass
@@ -42,6 +45,24 @@ class TLSInfo:
     version: str
 
 
+@dataclass(frozen=True)
+class TLSDetails:
+    """The TLS layer of a session, for handlers (``session.tls``).
+
+    ``peer_certificate`` is the client certificate as ``ssl.SSLSocket.getpeercert()``
+    gives it (a dict), when the server asked for one (``request_cert``) and the client
+    sent one that the ``ca`` verified; ``peer_certificate_der`` is the certificate the
+    client sent, in DER, whether or not it was verified. Both are None without one.
+    """
+
+    version: str
+    cipher: str
+    standard_name: str
+    servername: str | None = None
+    peer_certificate: dict[str, Any] | None = None
+    peer_certificate_der: bytes | None = None
+
+
 @dataclass(eq=False)
 class Session:
     """One client connection. The same object lives for the whole connection; handlers may
@@ -64,4 +85,5 @@ class Session:
     envelope: Envelope = field(default_factory=Envelope)
     x_client: dict[str, str] = field(default_factory=dict)
     x_forward: dict[str, str] = field(default_factory=dict)
-    error: str | None = None
+    tls: TLSDetails | None = None
+    proxy: ProxyInfo | None = None

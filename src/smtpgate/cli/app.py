@@ -17,8 +17,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, NoReturn, TextIO
 
 from .. import AuthRequest, AuthResult, DataStream, DataStreamError, Session, SMTPError, SMTPServer
+from ..inbox.chaos import Chaos
 from ..sinks import Delivery, MessageInfo, Sink, SinkError, SinkFull, parse_sink
-from .config import Settings
+from .config import DEFAULT_INBOX_SINK, Settings
 from .logs import utc_timestamp
 from .passwords import AuthFileError, ScryptHash, load_auth_file, verify_password
 from .verify import build_gate
@@ -102,6 +103,14 @@ class App:
                 self.users = load_auth_file(settings.auth_file)
             except AuthFileError as error:
                 raise StartupError(str(error)) from None
+        self.http_users: Mapping[str, ScryptHash] | None = None
+        if settings.http_auth_file is not None:
+            try:
+                self.http_users = load_auth_file(settings.http_auth_file)
+            except AuthFileError as error:
+                raise StartupError(str(error)) from None
+        self.chaos = Chaos()
+        self.http: Any = None
         self.out: TextIO = sys.stderr if any(sink.uses_stdout for sink in self.sinks) else sys.stdout
         try:
             self.gate = build_gate(settings)  # --verify, --dnsbl: None when not asked for
@@ -126,9 +135,25 @@ class App:
     def _open_sinks(self) -> list[Sink]:
         """Every sink a message goes to, ``--sink`` first; all must store it before the 250."""
         try:
-            return [parse_sink(self.settings.sink)]
+            sinks = [parse_sink(self.settings.sink)]
+            if self.settings.http is not None and not any(sink.kind == "inbox" for sink in sinks):
+                sinks.append(parse_sink(DEFAULT_INBOX_SINK))  # the HTTP API reads an inbox
         except SinkError as error:
             raise StartupError(str(error)) from None
+        for sink in sinks:
+            store = getattr(sink, "store", None) if sink.kind == "inbox" else None
+            if store is not None:
+                store.max_messages = self.settings.inbox_max_messages
+                store.max_age = self.settings.inbox_max_age
+        return sinks
+
+    @property
+    def inbox(self) -> Any:
+        """The first inbox sink's store (what ``--http`` serves), or None."""
+        for sink in self.sinks:
+            if sink.kind == "inbox":
+                return getattr(sink, "store", None)
+        return None
 
     def describe_sinks(self) -> str:
         """Where messages go, for the start-up line."""
@@ -161,8 +186,11 @@ class App:
             options.update(on_auth=self.on_auth, auth_optional=s.auth_optional)
         if s.allow_insecure_auth:
             options["allow_insecure_auth"] = True
-        if self.gate is not None:
-            options.update(self.gate.session_handlers())
+        if s.http is not None:  # chaos triggers set over the API
+            options.update(on_mail_from=self.on_mail_from, on_rcpt_to=self.on_rcpt_to)
+        if self.gate is not None:  # sender checks (--verify, --dnsbl) first, then the handlers above
+            chained = {name: options[name] for name in ("on_connect", "on_rcpt_to") if name in options}
+            options.update(self.gate.session_handlers(**chained))
         return options
 
     # ------------------------------------------------------------- handlers
@@ -207,8 +235,22 @@ class App:
         logger.error("[%s] could not store the message in %s: %s", session.id, self.describe_sinks(), error)
         raise SMTPError(451, "Could not store the message, try again later", enhanced="4.3.0") from None
 
+    def _chaos(self, trigger: str) -> None:
+        code = self.chaos.check(trigger)
+        if code is not None:
+            raise SMTPError(code, f"Chaos triggered: {trigger.lower()} refused")
+
+    async def on_mail_from(self, address: Any, session: Session) -> None:
+        """Chaos: refuse the sender when its trigger fires."""
+        self._chaos("Sender")
+
+    async def on_rcpt_to(self, address: Any, session: Session) -> None:
+        """Chaos: refuse the recipient when its trigger fires."""
+        self._chaos("Recipient")
+
     async def on_auth(self, auth: AuthRequest, session: Session) -> AuthResult | None:
         """PLAIN/LOGIN against the auth file's scrypt hashes."""
+        self._chaos("Authentication")
         users = self.users or {}
         if auth.password is None:
             return None
@@ -249,8 +291,12 @@ class App:
         path = self.settings.tls_passphrase_file
         if path is None:
             return None
-        with open(path, encoding="utf-8") as file:
-            return file.readline().rstrip("\r\n")
+        try:
+            with open(path, encoding="utf-8") as file:
+                return file.readline().rstrip("\r\n")
+        except (OSError, UnicodeError) as error:
+            reason = getattr(error, "strerror", None) or str(error)
+            raise ValueError(f"--tls-passphrase-file {path!r}: cannot read it: {reason}") from None
 
     # ------------------------------------------------------------- lifecycle
 
@@ -305,6 +351,29 @@ class App:
                 await self.close_sinks()
                 reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
                 raise StartupError(reason) from None
+        if self.settings.http is not None:
+            try:
+                await self._start_http(*self.settings.http)
+            except StartupError:
+                await self.server.close()
+                await self.close_sinks()
+                raise
+
+    async def _start_http(self, host: str, port: int) -> None:
+        """The inbox API (and UI) on ``--http``."""
+        try:
+            from ..http import HTTPServer
+            from ..inbox.api import inbox_middlewares, inbox_routes
+        except ImportError as error:
+            raise StartupError(f"--http needs aiohttp (pip install 'smtpgate[inbox]'): {error}") from None
+        routes = inbox_routes(self.inbox, self.chaos)
+        self.http = HTTPServer(host, port, routes, inbox_middlewares(self.http_users))
+        try:
+            await self.http.start()
+        except OSError as error:
+            self.http = None
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise StartupError(f"--http {host}:{port}: {reason}") from None
 
     async def run(self, *, handle_sigint: bool = True, parent: int | None = None) -> None:
         """Serve until closed by a signal (or the parent process going away)."""
@@ -321,6 +390,8 @@ class App:
         try:
             await self.server.serve_forever()
         finally:
+            if self.http is not None:
+                await self.http.close()
             await self.close_sinks()
             if watchdog is not None:
                 watchdog.cancel()

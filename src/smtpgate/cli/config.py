@@ -23,6 +23,7 @@ DEFAULT_PORT = 2525
 DEFAULT_MAX_SIZE = 25 * 1024 * 1024
 LOG_LEVELS = ("debug", "info", "warning", "error")
 VERIFY_MODES = ("header", "enforce")
+DEFAULT_INBOX_SINK = "inbox:./inbox.sqlite3"
 
 
 class UsageError(Exception):
@@ -63,6 +64,10 @@ class Settings:
     dnsbl_threshold: float = 1.0
     authserv_id: str | None = None
     server: dict[str, Any] = field(default_factory=dict)
+    http: tuple[str, int] | None = None
+    http_auth_file: str | None = None
+    inbox_max_messages: int = 0
+    inbox_max_age: float = 0.0
 
     def addresses(self) -> list[tuple[str, int]]:
         """Where to listen: every ``--listen``, else ``--host``/``--port``."""
@@ -144,6 +149,41 @@ def _count(text: str) -> int:
     return number
 
 
+def parse_http_address(text: str) -> tuple[str, int]:
+    """``host:port``, ``[ipv6]:port``, ``:port`` or ``port`` (host 127.0.0.1)."""
+    value = text.strip()
+    if value.isdigit():
+        return "127.0.0.1", _port(value)
+    if value.startswith(":") and value[1:].isdigit():
+        return "127.0.0.1", _port(value[1:])
+    return parse_address(value)
+
+
+def _http_arg(text: str) -> tuple[str, int]:
+    try:
+        return parse_http_address(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    """Seconds, or a number with s/m/h/d (``90m``, ``24h``, ``7d``)."""
+    value = text.strip().lower()
+    scale = _DURATION_UNITS.get(value[-1:], 0)
+    if scale:
+        value = value[:-1]
+    try:
+        number = float(value) * (scale or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 3600, 90m, 24h, 7d)") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError("duration must not be negative")
+    return number
+
+
 def _address_arg(text: str) -> tuple[str, int]:
     try:
         return parse_address(text)
@@ -219,6 +259,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--dnsbl-threshold", type=_positive, metavar="N", help="blocklist score that refuses a client (default 1)")
     add("--authserv-id", metavar="NAME", help="name in the Authentication-Results header (default: --name)")
+    add(
+        "--http",
+        type=_http_arg,
+        metavar="HOST:PORT",
+        help="serve the inbox web UI and API here (host 127.0.0.1 unless given); "
+        "without --sink, mail goes to inbox:./inbox.sqlite3",
+    )
+    add("--http-auth-file", metavar="FILE", help="user:hash lines (like --auth-file): HTTP basic auth for --http")
+    add("--inbox-max-messages", type=_count, metavar="N", help="keep at most N messages in the inbox (default 0: all)")
+    add(
+        "--inbox-max-age",
+        type=_duration,
+        metavar="DURATION",
+        help="delete inbox messages older than this, e.g. 24h, 7d (default 0: keep)",
+    )
     return parser
 
 
@@ -277,6 +332,10 @@ _TYPES: dict[str, Any] = {
     "dnsbl": list,
     "dnsbl_threshold": (float, int),
     "authserv_id": str,
+    "http": str,
+    "http_auth_file": str,
+    "inbox_max_messages": int,
+    "inbox_max_age": (float, int, str),
 }
 
 
@@ -322,11 +381,17 @@ def _from_config(path: str) -> dict[str, Any]:
                 raise ValueError("must be 'text' or 'json'")
             elif key == "log_level" and value not in LOG_LEVELS:
                 raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+            elif key == "http":
+                value = parse_http_address(value)
+            elif key == "inbox_max_messages":
+                value = _count(str(value))
+            elif key == "inbox_max_age":
+                value = _duration(str(value))
             elif key == "proxy_protocol" and isinstance(value, list):
                 value = [str(item) for item in value]
         except (ValueError, argparse.ArgumentTypeError) as error:
             raise UsageError(f"config file {path!r}: {raw_key!r}: {error}") from None
-        if key in ("tls_cert", "tls_key", "tls_passphrase_file", "auth_file"):
+        if key in ("tls_cert", "tls_key", "tls_passphrase_file", "auth_file", "http_auth_file"):
             value = os.path.join(base, os.path.expanduser(value))
         elif key == "sink" and ":" in value:
             kind, _, where = value.partition(":")
@@ -346,9 +411,15 @@ def parse_settings(argv: list[str]) -> Settings:
     if ("host" in flags or "port" in flags) and "listen" not in flags:
         values.pop("listen", None)  # --host/--port on the command line win over the file's listen
     values.update(flags)
+    if values.get("http") is not None and "sink" not in values:
+        values["sink"] = DEFAULT_INBOX_SINK  # --http without --sink: mail goes to the inbox
     settings = Settings(**values)
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise UsageError("--tls-cert and --tls-key must be given together")
+    if settings.tls_passphrase_file is not None and settings.tls_key is None:
+        raise UsageError("--tls-passphrase-file needs --tls-key (the key it decrypts)")
+    if settings.auth_optional and settings.auth_file is None:
+        raise UsageError("--auth-optional needs --auth-file (the users who may authenticate)")
     kind, sep, where = settings.sink.partition(":")
     kinds = sink_kinds()
     if not (kind == "stdout" and not sep) and (kind.lower() not in kinds or kind == "stdout" or not where):
@@ -356,6 +427,10 @@ def parse_settings(argv: list[str]) -> Settings:
         raise UsageError(f"invalid sink {settings.sink!r}: expected {forms} or stdout")
     if settings.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if settings.http is not None and settings.workers > 1:
+        raise UsageError("--http needs a single process: drop --workers (the inbox has one writer)")
+    if settings.http_auth_file is not None and settings.http is None:
+        raise UsageError("--http-auth-file needs --http")
     if settings.workers > 1 and sys.platform == "win32":  # pragma: no cover
         raise UsageError("--workers needs a POSIX system")
     for name in settings.server:

@@ -1,0 +1,477 @@
+"""The inbox's HTTP API: Mailpit's API v1 paths and shapes, plus mailboxes and waiting.
+
+`inbox_routes` gives the routes, `inbox_middlewares` the guards (JSON errors, HTTP
+basic auth, refusal of cross-site writes). Every listing, search, delete and the wait
+take an optional ``mailbox`` parameter. Needs the ``inbox`` extra (aiohttp).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import importlib
+import json
+import logging
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from aiohttp import WSMsgType, web
+
+from .chaos import Chaos, ChaosError
+from .records import RawMessage, smtpgate_version
+from .search import SearchError, parse_query
+from .store import MAX_PAGE, InboxStore
+
+__all__ = ["inbox_routes", "inbox_middlewares", "message_json", "MAX_WAIT", "DEFAULT_WAIT"]
+
+logger = logging.getLogger("smtpgate.inbox")
+
+DEFAULT_WAIT = 10.0
+"""Seconds ``/api/v1/wait`` waits when no ``timeout`` is given."""
+MAX_WAIT = 300.0
+"""The longest ``timeout`` of ``/api/v1/wait``."""
+_SANDBOX = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _Problem(Exception):
+    """An error answered as ``{"Error": text}`` with a status."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+
+
+def _error(status: int, text: str, **extra: Any) -> web.Response:
+    return web.json_response({"Error": text, **extra}, status=status)
+
+
+def message_json(store: InboxStore) -> Callable[[str], Awaitable[dict[str, Any] | None]]:
+    """``GET /api/v1/message/{ID}``'s JSON for an ID (``latest`` too), without marking it
+    read; None for an unknown ID. The web UI gets this function."""
+
+    async def get(message_id: str) -> dict[str, Any] | None:
+        return await store.get(message_id)
+
+    return get
+
+
+# ----------------------------------------------------------------- middlewares
+
+
+def inbox_middlewares(users: Mapping[str, Any] | None = None) -> list[Any]:
+    """JSON errors, optional basic auth (``users`` from `load_auth_file`), and no
+    cross-site writes."""
+    middlewares: list[Any] = [_errors]
+    if users is not None:
+        middlewares.append(_basic_auth(users))
+    middlewares.append(_same_site)
+    return middlewares
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except _Problem as problem:
+        return _error(problem.status, str(problem))
+    except SearchError as error:
+        return _error(400, f"invalid search: {error}")
+    except web.HTTPException as error:
+        if error.status >= 400 and error.content_type != "application/json":
+            return _error(
+                error.status, error.reason, **({"Allow": error.headers["Allow"]} if "Allow" in error.headers else {})
+            )
+        raise
+
+
+def _basic_auth(users: Mapping[str, Any]) -> Any:
+    from ..cli.passwords import verify_password
+
+    verified: dict[tuple[str, bytes], bool] = {}
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        header = request.headers.get("Authorization", "")
+        scheme, _, encoded = header.partition(" ")
+        user = password = None
+        if scheme.lower() == "basic":
+            try:
+                user, _, password = base64.b64decode(encoded.strip()).decode("utf-8").partition(":")
+            except (ValueError, UnicodeDecodeError):
+                user = None
+        if user is not None and password is not None:
+            key = (user, hashlib.sha256(password.encode("utf-8")).digest())
+            ok = verified.get(key)
+            if ok is None:
+                ok = await asyncio.to_thread(verify_password, password, users.get(user))
+                if len(verified) > 1000:
+                    verified.clear()
+                verified[key] = ok
+            if ok:
+                return await handler(request)
+        return web.json_response(
+            {"Error": "authentication required"},
+            status=401,
+            headers={"WWW-Authenticate": 'Basic realm="smtpgate", charset="UTF-8"'},
+        )
+
+    return check
+
+
+def _cross_site(request: web.Request) -> bool:
+    site = request.headers.get("Sec-Fetch-Site", "").lower()
+    if site in ("cross-site", "same-site"):
+        return True
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    if origin == "null":
+        return True
+    parts = urllib.parse.urlsplit(origin)
+    return parts.netloc.lower() != request.host.lower()
+
+
+@web.middleware
+async def _same_site(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Writes (and the event socket) only from this origin or from non-browser clients."""
+    is_write = request.method not in ("GET", "HEAD", "OPTIONS")
+    if (is_write or request.path == "/api/events") and _cross_site(request):
+        return _error(403, "cross-site request refused")
+    return await handler(request)
+
+
+# ----------------------------------------------------------------- parameters
+
+
+def _int(request: web.Request, name: str, default: int, low: int = 0, high: int | None = None) -> int:
+    text = request.query.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise _Problem(400, f"{name} must be a whole number, got {text!r}") from None
+    if value < low:
+        raise _Problem(400, f"{name} must be at least {low}")
+    return value if high is None else min(value, high)
+
+
+def _mailbox(request: web.Request) -> str | None:
+    value = request.query.get("mailbox", "").strip()
+    return value or None
+
+
+def _tz(request: web.Request) -> Any:
+    name = request.query.get("tz", "").strip()
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _Problem(400, f"unknown time zone {name!r} (example: Europe/Paris)") from None
+
+
+async def _json_body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+    text = await request.text()
+    if not text.strip():
+        if optional:
+            return {}
+        raise _Problem(400, "expected a JSON body")
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise _Problem(400, f"invalid JSON body: {error}") from None
+    if not isinstance(data, dict):
+        raise _Problem(400, "the JSON body must be an object")
+    return data
+
+
+def _ids(data: Mapping[str, Any]) -> list[str] | None:
+    ids = data.get("IDs")
+    if ids is None or ids == []:
+        return None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise _Problem(400, "IDs must be an array of message IDs")
+    return ids
+
+
+# ----------------------------------------------------------------- routes
+
+
+def inbox_routes(
+    store: InboxStore, chaos: Chaos | None = None, *, database: str = "", started: float | None = None
+) -> list[web.RouteDef]:
+    """The API routes (and the web UI's when its module is installed)."""
+    api = _API(store, chaos or Chaos(), database or store.path, started or time.time())
+    routes = [
+        web.get("/api/v1/info", api.info),
+        web.get("/api/v1/messages", api.messages),
+        web.put("/api/v1/messages", api.set_read),
+        web.delete("/api/v1/messages", api.delete_messages),
+        web.get("/api/v1/search", api.search),
+        web.delete("/api/v1/search", api.delete_search),
+        web.get("/api/v1/message/{id}", api.message),
+        web.get("/api/v1/message/{id}/headers", api.headers),
+        web.get("/api/v1/message/{id}/raw", api.raw),
+        web.get("/api/v1/message/{id}/part/{part}", api.part),
+        web.get("/api/v1/tags", api.tags),
+        web.get("/api/v1/mailboxes", api.mailboxes),
+        web.get("/api/v1/wait", api.wait),
+        web.get("/api/v1/chaos", api.get_chaos),
+        web.put("/api/v1/chaos", api.set_chaos),
+        web.get("/api/events", api.events),
+        web.get("/view/{id}.txt", api.view_text),
+        web.get("/view/{id}.html", api.view_html),
+    ]
+    try:
+        ui: Any = importlib.import_module("smtpgate.inbox.ui")
+    except ImportError:
+        return routes
+    return routes + list(ui.ui_routes(message_json(store)))
+
+
+class _API:
+    def __init__(self, store: InboxStore, chaos: Chaos, database: str, started: float) -> None:
+        self.store = store
+        self.chaos = chaos
+        self.database = database
+        self.started = started
+
+    async def info(self, request: web.Request) -> web.Response:
+        stats = await self.store.stats()
+        return web.json_response(
+            {
+                "Version": smtpgate_version(),
+                "LatestVersion": "",
+                "Database": self.database,
+                "DatabaseSize": stats["DatabaseSize"],
+                "Messages": stats["Messages"],
+                "Unread": stats["Unread"],
+                "Tags": stats["Tags"],
+                "RuntimeStats": {
+                    "Uptime": int(time.time() - self.started),
+                    "Memory": 0,
+                    "MessagesDeleted": self.store.deleted,
+                    "SMTPAccepted": self.store.accepted,
+                    "SMTPAcceptedSize": self.store.accepted_size,
+                    "SMTPRejected": 0,
+                    "SMTPIgnored": 0,
+                },
+            }
+        )
+
+    async def _page(self, request: web.Request, query: str) -> web.Response:
+        page = await self.store.list_messages(
+            query=query,
+            mailbox=_mailbox(request),
+            start=_int(request, "start", 0),
+            limit=_int(request, "limit", 50, low=1, high=MAX_PAGE),
+            tz=_tz(request),
+        )
+        return web.json_response(page)
+
+    async def messages(self, request: web.Request) -> web.Response:
+        return await self._page(request, "")
+
+    async def search(self, request: web.Request) -> web.Response:
+        query = request.query.get("query", "").strip()
+        if not query:
+            raise _Problem(400, "no search query: give query=...")
+        return await self._page(request, query)
+
+    async def set_read(self, request: web.Request) -> web.Response:
+        data = await _json_body(request)
+        ids = _ids(data)
+        search = data.get("Search", "")
+        if not isinstance(search, str):
+            raise _Problem(400, "Search must be a string")
+        if ids and search:
+            raise _Problem(400, "give either IDs or Search, not both")
+        read = data.get("Read", False)
+        if not isinstance(read, bool):
+            raise _Problem(400, "Read must be true or false")
+        await self.store.set_read(ids, read, query=search, mailbox=_mailbox(request), tz=_tz(request))
+        return web.Response(text="ok")
+
+    async def delete_messages(self, request: web.Request) -> web.Response:
+        data = await _json_body(request, optional=True)
+        await self.store.delete(_ids(data), mailbox=_mailbox(request))
+        return web.Response(text="ok")
+
+    async def delete_search(self, request: web.Request) -> web.Response:
+        query = request.query.get("query", "").strip()
+        if not query:
+            raise _Problem(400, "no search query: give query=...")
+        await self.store.delete(query=query, mailbox=_mailbox(request), tz=_tz(request))
+        return web.Response(text="ok")
+
+    async def message(self, request: web.Request) -> web.Response:
+        found = await self.store.get(request.match_info["id"], mailbox=_mailbox(request))
+        if found is None:
+            raise _Problem(404, "message not found")
+        if not found["Read"]:  # Mailpit marks a message read when it is fetched
+            await self.store.set_read([found["ID"]], True)
+        return web.json_response(found)
+
+    async def headers(self, request: web.Request) -> web.Response:
+        found = await self.store.headers(request.match_info["id"], mailbox=_mailbox(request))
+        if found is None:
+            raise _Problem(404, "message not found")
+        return web.json_response(found)
+
+    async def raw(self, request: web.Request) -> web.StreamResponse:
+        raw = await self.store.raw(request.match_info["id"], mailbox=_mailbox(request))
+        if raw is None:
+            raise _Problem(404, "message not found")
+        headers = {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"}
+        if request.query.get("dl"):
+            headers["Content-Disposition"] = f'attachment; filename="{raw.id}.eml"'
+        return await _stream(request, raw, headers)
+
+    async def part(self, request: web.Request) -> web.StreamResponse:
+        found = await self.store.part(request.match_info["id"], request.match_info["part"], mailbox=_mailbox(request))
+        if found is None:
+            raise _Problem(404, "message or part not found")
+        meta, chunks = found
+        name = meta["FileName"].replace('"', "").replace("\r", "").replace("\n", "")
+        disposition = "attachment" if request.query.get("dl") else "inline"
+        quoted = urllib.parse.quote(name)
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": meta["ContentType"],
+                "Content-Security-Policy": _SANDBOX,
+                "X-Content-Type-Options": "nosniff",
+                "Content-Disposition": f"{disposition}; filename*=UTF-8''{quoted}" if name else disposition,
+            }
+        )
+        await response.prepare(request)
+        while True:
+            chunk = await asyncio.to_thread(next, chunks, None)
+            if chunk is None:
+                break
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    async def view_text(self, request: web.Request) -> web.Response:
+        """Mailpit's ``/view/{ID}.txt``: the text body alone."""
+        found = await self.store.get(request.match_info["id"], mailbox=_mailbox(request))
+        if found is None:
+            raise _Problem(404, "message not found")
+        return web.Response(text=found["Text"], headers={"X-Content-Type-Options": "nosniff"})
+
+    async def view_html(self, request: web.Request) -> web.Response:
+        """Mailpit's ``/view/{ID}.html``: the HTML body alone, in a sandbox (no script
+        runs, nothing remote loads, the page has no access to this origin)."""
+        found = await self.store.get(request.match_info["id"], mailbox=_mailbox(request))
+        if found is None or not found["HTML"]:
+            raise _Problem(404, "message not found" if found is None else "the message has no HTML part")
+        headers = {"Content-Security-Policy": _SANDBOX, "X-Content-Type-Options": "nosniff"}
+        return web.Response(text=found["HTML"], content_type="text/html", headers=headers)
+
+    async def tags(self, request: web.Request) -> web.Response:
+        page = await self.store.list_messages(mailbox=_mailbox(request), limit=1)
+        return web.json_response(page["tags"])
+
+    async def mailboxes(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.store.mailboxes())
+
+    async def wait(self, request: web.Request) -> web.Response:
+        """The first message matching ``query`` (in ``mailbox``): at once if one is
+        there (the newest), else as soon as one arrives; 404 with ``"Timeout": true`` when
+        none did within ``timeout`` seconds."""
+        query = request.query.get("query", "").strip()
+        parse_query(query)
+        mailbox = _mailbox(request)
+        timeout = _float(request, "timeout", DEFAULT_WAIT, MAX_WAIT)
+        deadline = asyncio.get_running_loop().time() + timeout
+        with self.store.subscribe() as subscription:
+            found = await self._first(query, mailbox, None)
+            while found is None:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    what = f"matching {query!r}" if query else "at all"
+                    where = f" in mailbox {mailbox!r}" if mailbox else ""
+                    return _error(404, f"no message {what}{where} arrived within {timeout:g} s", Timeout=True)
+                try:
+                    event = await asyncio.wait_for(subscription.get(), remaining)
+                except asyncio.TimeoutError:
+                    continue
+                if event.type == "new" and (mailbox is None or mailbox.lower() in event.mailboxes):
+                    found = await self._first(query, mailbox, [event.data["ID"]])
+                elif event.type == "prune":
+                    found = await self._first(query, mailbox, None)
+        return web.json_response(found)
+
+    async def _first(self, query: str, mailbox: str | None, ids: list[str] | None) -> dict[str, Any] | None:
+        page = await self.store.list_messages(query=query, mailbox=mailbox, limit=1, ids=ids)
+        if not page["messages"]:
+            return None
+        return await self.store.get(page["messages"][0]["ID"])
+
+    async def get_chaos(self, request: web.Request) -> web.Response:
+        return web.json_response(self.chaos.to_json())
+
+    async def set_chaos(self, request: web.Request) -> web.Response:
+        try:
+            self.chaos.update(await _json_body(request, optional=True))
+        except ChaosError as error:
+            raise _Problem(400, str(error)) from None
+        return web.json_response(self.chaos.to_json())
+
+    async def events(self, request: web.Request) -> web.WebSocketResponse:
+        """Mailpit's event stream (``{"Type": ..., "Data": ...}``); ``mailbox`` filters."""
+        mailbox = (_mailbox(request) or "").lower()
+        socket = web.WebSocketResponse(heartbeat=30.0)
+        await socket.prepare(request)
+        with self.store.subscribe() as subscription:
+            reader = asyncio.ensure_future(_drain(socket))
+            try:
+                while not reader.done():
+                    getter = asyncio.ensure_future(subscription.get())
+                    done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                    if getter not in done:
+                        getter.cancel()
+                        break
+                    event = getter.result()
+                    if mailbox and event.mailboxes and mailbox not in event.mailboxes:
+                        continue
+                    await socket.send_str(json.dumps(event.to_json()))
+            except (ConnectionResetError, RuntimeError):
+                pass
+            finally:
+                reader.cancel()
+                await socket.close()
+        return socket
+
+
+async def _drain(socket: web.WebSocketResponse) -> None:
+    """Read (and ignore) what the client sends, until it closes."""
+    async for message in socket:
+        if message.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+            break
+
+
+def _float(request: web.Request, name: str, default: float, high: float) -> float:
+    text = request.query.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text.removesuffix("s"))
+    except ValueError:
+        raise _Problem(400, f"{name} must be a number of seconds, got {text!r}") from None
+    if not 0 <= value <= high:
+        raise _Problem(400, f"{name} must be from 0 to {high:g} seconds")
+    return value
+
+
+async def _stream(request: web.Request, raw: RawMessage, headers: dict[str, str]) -> web.StreamResponse:
+    if raw.path is not None:
+        response: web.StreamResponse = web.FileResponse(raw.path, headers=headers)
+        return response
+    return web.Response(body=raw.data or b"", headers=headers)
