@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from smtpgate import AuthRequest, AuthResult, DataStream, ServerThread, Session, SMTPServer
-    from smtpgate.options import ServerSettings
     from smtpgate.inbox.client import InboxClient
+    from smtpgate.options import ServerSettings
 
 __all__ = ["CapturedMessage", "SMTPTestServer"]
 
