@@ -1,7 +1,8 @@
 """The ``smtpgate`` command: receive mail and store it (see ``docs/cli.md``).
 
 ``smtpgate [options]`` serves; ``smtpgate hash-password [USER]`` prints a password hash
-for ``--auth-file``. Start-up problems print one line on stderr and exit non-zero.
+for ``--auth-file``; ``smtpgate queue ...`` looks at the delivery queue. Start-up
+problems print one line on stderr and exit non-zero.
 """
 
 from __future__ import annotations
@@ -86,6 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] == "hash-password":
         return _hash_password(args[1:])
+    if args and args[0] == "deliver":
+        from .consume import deliver_command
+
+        return deliver_command(args[1:])
+    if args and args[0] == "queue":
+        from .queuecmd import queue_command
+
+        return queue_command(args[1:])
     startup: StartupHandler | None = None
     try:
         settings = parse_settings(args)
