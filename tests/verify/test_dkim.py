@@ -48,14 +48,15 @@ def env(knot: Callable[[dict[str, str | None]], KnotServer], tmp_path_factory: p
     key2, line2 = genkey(directory / "k2", "other.test", "sel2", 1024)
     key3, line3 = genkey(directory / "k3", "dkim.test", "gone", 1024)
     key4, _ = genkey(directory / "k4", "dkim.test", "nokey", 1024)
-    dkim_zone = zone("dkim.test", f"{line1}\ngone._domainkey TXT {txt('v=DKIM1; k=rsa; p=')}\n")
+    key5, line5 = genkey(directory / "k5", "dkim.test", "weak", 512)
+    dkim_zone = zone("dkim.test", f"{line1}\n{line5}\ngone._domainkey TXT {txt('v=DKIM1; k=rsa; p=')}\n")
     other_zone = zone("other.test", line2)
     server = knot({"dkim.test": dkim_zone, "other.test": other_zone, "broken.test": None})
     del line3
     return Env(
         Resolver([server.address], timeout=3.0),
         OpenDKIM(directory / "opendkim", server.port),
-        {"sel1": key1, "sel2": key2, "gone": key3, "nokey": key4},
+        {"sel1": key1, "sel2": key2, "gone": key3, "nokey": key4, "weak": key5},
     )
 
 
@@ -186,3 +187,10 @@ def test_signing_errors(env: Env) -> None:
         smtpgate_sign(MESSAGE, "sel1", "dkim.test", b"-----BEGIN RSA PRIVATE KEY-----\nbroken\n")
     with pytest.raises(ValueError):
         smtpgate_sign(MESSAGE, "sel1", "dkim.test", env.keys["sel1"], canonicalization=("loose", "simple"))
+
+
+def test_key_under_1024_bits_is_refused(env: Env) -> None:
+    # OpenDKIM will not sign with it: dkimpy signs
+    signed = dkim.sign(MESSAGE, b"weak", b"dkim.test", env.keys["weak"].read_bytes()) + MESSAGE
+    assert compare(env, signed) == ["policy"]
+    assert "too small" in ours(env, signed)[0].reason

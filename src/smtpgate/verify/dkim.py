@@ -36,8 +36,9 @@ class DKIMResult:
     """The verdict for one ``DKIM-Signature``.
 
     ``result`` is ``pass``, ``fail`` (the signature or body hash does not match),
-    ``neutral`` (malformed, expired or unsupported signature), ``permerror`` (no usable
-    key: missing, revoked or malformed) or ``temperror`` (the key could not be fetched).
+    ``neutral`` (malformed or unsupported signature), ``permerror`` (expired, or no usable
+    key: missing, revoked or malformed), ``policy`` (it verifies, but with a key shorter
+    than allowed) or ``temperror`` (the key could not be fetched).
     """
 
     result: str
@@ -193,7 +194,9 @@ def _verify_one(verifier: Any, index: int, base: DKIMResult, keys: KeyCache) -> 
     try:
         valid = verifier.verify(idx=index, dnsfunc=keys.dnsfunc)
     except dkim.KeyFormatError as error:
-        return _with(base, "permerror", _reason(error))
+        reason = _reason(error)
+        # a signature that verifies with a key shorter than allowed fails local policy
+        return _with(base, "policy" if "too small" in reason else "permerror", reason)
     except dkim.ValidationError as error:
         reason = _reason(error)
         return _with(base, "fail" if "body hash" in reason else "neutral", reason)
