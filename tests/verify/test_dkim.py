@@ -194,3 +194,11 @@ def test_key_under_1024_bits_is_refused(env: Env) -> None:
     signed = dkim.sign(MESSAGE, b"weak", b"dkim.test", env.keys["weak"].read_bytes()) + MESSAGE
     assert compare(env, signed) == ["policy"]
     assert "too small" in ours(env, signed)[0].reason
+
+
+def test_rsa_sha1_is_not_accepted(env: Env) -> None:
+    # the key record of opendkim-genkey says h=sha256; RFC 8301 refuses SHA-1 anyway
+    private = env.keys["sel1"].read_bytes()
+    signed = dkim.sign(MESSAGE, b"sel1", b"dkim.test", private, signature_algorithm=b"rsa-sha1") + MESSAGE
+    assert compare(env, signed) == ["permerror"]
+    assert "RFC 8301" in ours(env, signed)[0].reason

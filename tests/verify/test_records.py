@@ -262,3 +262,16 @@ def test_forged_results_for_our_id_are_removed() -> None:
     )
     untouched = b"Subject: hi\r\n\r\nbody\r\n"
     assert remove_own_results(untouched, "mx.test") is untouched
+
+
+def test_dkim_hash_restrictions() -> None:
+    from smtpgate.verify.dkim import _algorithm_problem
+
+    sha256 = {b"a": b"rsa-sha256"}
+    assert _algorithm_problem(sha256, "v=DKIM1; p=AAAA") is None
+    assert _algorithm_problem(sha256, "v=DKIM1; h=sha1:sha256; p=AAAA") is None
+    assert _algorithm_problem(sha256, "v=DKIM1; h=sha1; p=AAAA") == (
+        "permerror",
+        "the key does not allow this hash algorithm",
+    )
+    assert _algorithm_problem({b"a": b"rsa-sha1"}, "v=DKIM1; p=AAAA") is not None

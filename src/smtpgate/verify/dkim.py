@@ -139,6 +139,21 @@ def _key_problem(record: str | None | DNSTempError) -> tuple[str, str] | None:
     return None
 
 
+def _algorithm_problem(tags: dict[bytes, bytes], record: str | None | DNSTempError) -> tuple[str, str] | None:
+    """(result, reason) when the signature's hash is refused: SHA-1 (RFC 8301) or a hash
+    the key's ``h=`` does not list (RFC 6376 section 3.6.1)."""
+    algorithm = tags.get(b"a", b"").strip().lower()
+    if algorithm == b"rsa-sha1":
+        return "permerror", "rsa-sha1 signatures are not accepted (RFC 8301)"
+    key_tags = signature_tags(record.encode("utf-8", "replace")) if isinstance(record, str) else None
+    allowed = key_tags.get(b"h") if key_tags else None
+    if allowed is not None:
+        hashes = {h.strip().lower() for h in allowed.split(b":")}
+        if algorithm.rpartition(b"-")[2] not in hashes:
+            return "permerror", "the key does not allow this hash algorithm"
+    return None
+
+
 def verify_signatures(
     message: bytes,
     keys: KeyCache,
@@ -176,7 +191,7 @@ def verify_signatures(
         if expiry.isdigit() and int(expiry) + clock_drift < now:
             results.append(_with(base, "permerror", "signature expired"))
             continue
-        problem = _key_problem(keys.records.get(name))
+        problem = _key_problem(keys.records.get(name)) or _algorithm_problem(tags, keys.records.get(name))
         if problem is not None:
             results.append(_with(base, *problem))
             continue
