@@ -202,3 +202,17 @@ def test_rsa_sha1_is_not_accepted(env: Env) -> None:
     signed = dkim.sign(MESSAGE, b"sel1", b"dkim.test", private, signature_algorithm=b"rsa-sha1") + MESSAGE
     assert compare(env, signed) == ["permerror"]
     assert "RFC 8301" in ours(env, signed)[0].reason
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b"s=sel1;", b"s=sel1; i=@evil.test;"),
+        (b"c=relaxed/simple;", b"c=fancy/simple;"),
+        (b"a=rsa-sha256;", b"a=rsa-sha512;"),
+        (b"v=1;", b"v=2;"),
+    ],
+)
+def test_malformed_signature(env: Env, old: bytes, new: bytes) -> None:
+    signed = sign(env, MESSAGE).replace(old, new, 1)
+    assert compare(env, signed) == ["permerror"]

@@ -36,9 +36,10 @@ class DKIMResult:
     """The verdict for one ``DKIM-Signature``.
 
     ``result`` is ``pass``, ``fail`` (the signature or body hash does not match),
-    ``neutral`` (malformed or unsupported signature), ``permerror`` (expired, or no usable
-    key: missing, revoked or malformed), ``policy`` (it verifies, but with a key shorter
-    than allowed) or ``temperror`` (the key could not be fetched).
+    ``permerror`` (malformed, unsupported or expired signature, or no usable key: missing,
+    revoked or malformed), ``policy`` (it verifies, but with a key shorter than allowed),
+    ``neutral`` (not checked: too many signatures) or ``temperror`` (the key could not be
+    fetched). The words are OpenDKIM's, so both verifiers report alike.
     """
 
     result: str
@@ -170,7 +171,7 @@ def verify_signatures(
     for index, value in enumerate(values):
         tags = signature_tags(value)
         if tags is None:
-            results.append(DKIMResult("neutral", reason="malformed signature"))
+            results.append(DKIMResult("permerror", reason="malformed signature"))
             continue
         base = DKIMResult(
             "neutral",
@@ -185,7 +186,7 @@ def verify_signatures(
             continue
         name = key_name(tags)
         if name is None:
-            results.append(_with(base, "neutral", "signature without s= or d="))
+            results.append(_with(base, "permerror", "signature without s= or d="))
             continue
         expiry = tags.get(b"x", b"").strip()
         if expiry.isdigit() and int(expiry) + clock_drift < now:
@@ -214,9 +215,9 @@ def _verify_one(verifier: Any, index: int, base: DKIMResult, keys: KeyCache) -> 
         return _with(base, "policy" if "too small" in reason else "permerror", reason)
     except dkim.ValidationError as error:
         reason = _reason(error)
-        return _with(base, "fail" if "body hash" in reason else "neutral", reason)
+        return _with(base, "fail" if "body hash" in reason else "permerror", reason)
     except dkim.DKIMException as error:
-        return _with(base, "neutral", _reason(error))
+        return _with(base, "permerror", _reason(error))
     if valid:
         return _with(base, "pass")
     return _with(base, "fail", "signature verification failed")
