@@ -220,6 +220,12 @@ def test_helo_and_null_sender(resolver: Resolver) -> None:
     assert check.helo is None and check.mailfrom.result == "pass"
 
 
+def test_address_literal_domain_is_none(resolver: Resolver) -> None:
+    before = resolver.lookups
+    assert host(resolver, "192.0.2.1", "[192.0.2.1]").result == "none"
+    assert resolver.lookups == before  # nothing asked
+
+
 def test_empty_local_part_is_postmaster(resolver: Resolver) -> None:
     check = asyncio.run(check_spf(resolver, "192.0.2.1", "@basic.spf.test", "x.example"))
     assert check.mailfrom.sender == "postmaster@basic.spf.test"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 from dataclasses import dataclass, replace
 
 from .resolver import DNSTempError, Resolver
@@ -19,6 +20,8 @@ from .spfrecord import MacroValues, Mechanism, SPFSyntaxError, expand, expand_do
 __all__ = ["SPFResult", "SPFCheck", "check_host", "check_spf", "valid_domain"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_NAME_CHARACTERS = re.compile(r"[A-Za-z0-9_.\-]+")  # an address literal like [192.0.2.1] is no domain
 
 MAX_LOOKUPS = 10
 MAX_VOID_LOOKUPS = 2
@@ -63,7 +66,7 @@ class _TempError(Exception):
 def valid_domain(domain: str) -> bool:
     """A multi-label domain name with labels of 1-63 characters, 253 in all."""
     name = domain[:-1] if domain.endswith(".") else domain
-    if not name or len(name) > 253 or "." not in name or not name.isascii():
+    if not name or len(name) > 253 or "." not in name or not _NAME_CHARACTERS.fullmatch(name):
         return False
     return all(0 < len(label) <= 63 for label in name.split("."))
 
