@@ -142,8 +142,9 @@ class _Evaluation:
 
     # ------------------------------------------------------------------ check_host
 
-    async def check_host(self, domain: str) -> tuple[str, str, str]:
-        """(result, matched mechanism, explanation) for ``domain``."""
+    async def check_host(self, domain: str, *, explain: bool = True) -> tuple[str, str, str]:
+        """(result, matched mechanism, explanation) for ``domain``; an include's result
+        needs no explanation (``explain=False``: its exp= is never used)."""
         if not valid_domain(domain):
             return "none", "", ""
         try:
@@ -162,13 +163,13 @@ class _Evaluation:
         for mechanism in record.mechanisms:
             if await self.matches(mechanism, domain):
                 explanation = ""
-                if mechanism.result == "fail" and record.explanation is not None:
+                if explain and mechanism.result == "fail" and record.explanation is not None:
                     explanation = await self.explain(record.explanation, domain)
                 return mechanism.result, str(mechanism), explanation
         if record.redirect is not None and not any(m.kind == "all" for m in record.mechanisms):
             self.count()
             target = await self.domain(record.redirect, domain)
-            result, mechanism_text, explanation = await self.check_host(target)
+            result, mechanism_text, explanation = await self.check_host(target, explain=explain)
             if result == "none":
                 raise _PermError(f"redirect to {target}, which has no SPF record")
             return result, mechanism_text, explanation
@@ -201,7 +202,7 @@ class _Evaluation:
             raise _TempError(str(error)) from None
 
     async def _include(self, target: str) -> bool:
-        result, _, _ = await self.check_host(target)
+        result, _, _ = await self.check_host(target, explain=False)
         if result == "pass":
             return True
         if result in ("fail", "softfail", "neutral"):
