@@ -278,3 +278,15 @@ def test_dkim_hash_restrictions() -> None:
         "the key does not allow this hash algorithm",
     )
     assert _algorithm_problem({b"a": b"rsa-sha1"}, "v=DKIM1; p=AAAA") is not None
+
+
+def test_signatures_beyond_ten_are_one_neutral_entry() -> None:
+    from smtpgate.verify.dkim import KeyCache, verify_signatures
+
+    head = b"".join(
+        b"DKIM-Signature: v=1; a=rsa-sha256; d=x.test; s=s%d; h=from; bh=AA==; b=AA==\r\n" % i for i in range(25)
+    )
+    results = verify_signatures(head + b"From: a@x.test\r\n\r\nhi\r\n", KeyCache())
+    assert len(results) == 11
+    assert [r.reason for r in results[:10]] == ["no key for signature"] * 10
+    assert (results[10].result, results[10].reason) == ("neutral", "15 more signatures not checked")

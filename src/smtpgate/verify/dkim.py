@@ -23,7 +23,7 @@ from .resolver import DNSTempError, Resolver
 __all__ = ["DKIMResult", "KeyCache", "check_dkim", "verify_signatures", "signature_tags"]
 
 MAX_SIGNATURES = 10
-"""Signatures verified per message; more are reported as ``neutral`` (not checked)."""
+"""Signatures verified per message; the rest are reported as one ``neutral`` result."""
 MIN_KEY_BITS = 1024
 CLOCK_DRIFT = 300
 """Seconds of tolerance for ``x=`` (expiry), as OpenDKIM's default ``ClockDrift``."""
@@ -168,7 +168,7 @@ def verify_signatures(
     values = header_fields(message, b"dkim-signature")
     results: list[DKIMResult] = []
     verifier: Any = None
-    for index, value in enumerate(values):
+    for index, value in enumerate(values[:MAX_SIGNATURES]):
         tags = signature_tags(value)
         if tags is None:
             results.append(DKIMResult("permerror", reason="malformed signature"))
@@ -181,9 +181,6 @@ def verify_signatures(
             algorithm=_text(tags.get(b"a")),
             signature=re.sub(r"\s+", "", _text(tags.get(b"b")))[:12],
         )
-        if index >= MAX_SIGNATURES:
-            results.append(_with(base, "neutral", "too many signatures, not checked"))
-            continue
         name = key_name(tags)
         if name is None:
             results.append(_with(base, "permerror", "signature without s= or d="))
@@ -199,6 +196,8 @@ def verify_signatures(
         if verifier is None:
             verifier = dkim.DKIM(message, minkey=min_key_bits)
         results.append(_verify_one(verifier, index, base, keys))
+    if len(values) > MAX_SIGNATURES:  # one entry for the rest, not one header line each
+        results.append(DKIMResult("neutral", reason=f"{len(values) - MAX_SIGNATURES} more signatures not checked"))
     return results
 
 
