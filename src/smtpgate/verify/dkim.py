@@ -39,8 +39,8 @@ class DKIMResult:
     ``permerror`` (malformed, unsupported or expired signature, or no usable key: missing,
     revoked or malformed), ``policy`` (it verifies, but with a key shorter than allowed),
     ``neutral`` (not checked: too many signatures) or ``temperror`` (the key could not be
-    fetched). The words are OpenDKIM's, so both verifiers report alike.
-    """
+    fetched). The words are OpenDKIM's, except for a missing or revoked key or a refused
+    hash (OpenDKIM says ``fail``)."""
 
     result: str
     domain: str = ""
