@@ -290,3 +290,27 @@ def test_signatures_beyond_ten_are_one_neutral_entry() -> None:
     assert len(results) == 11
     assert [r.reason for r in results[:10]] == ["no key for signature"] * 10
     assert (results[10].result, results[10].reason) == ("neutral", "15 more signatures not checked")
+
+
+_macro = st.builds(
+    lambda letter, digits, reverse, delims: "%{" + letter + digits + reverse + delims + "}",
+    st.sampled_from("slodiphvSLODIPHV"),
+    st.sampled_from(["", "1", "2", "5", "12"]),
+    st.sampled_from(["", "r", "R"]),
+    st.text(alphabet=".-+,/_=", max_size=3),
+)
+_macro_string = st.lists(
+    st.one_of(_macro, st.sampled_from(["%%", "%_", "%-"]), st.from_regex(r"[a-z0-9.\-]{1,8}", fullmatch=True)),
+    max_size=8,
+).map("".join)
+
+
+@given(_macro_string, st.from_regex(r"[a-z0-9.+\-]{1,12}@[a-z0-9]{1,10}\.example", fullmatch=True), st.ip_addresses())
+@settings(max_examples=300, deadline=None)
+def test_macro_expansion_fills_every_macro(
+    text: str, sender: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+) -> None:
+    values = MacroValues(sender, sender.rpartition("@")[2], ip, helo="mail.example.org")
+    assert "%{" not in expand(text, values)
+    domain = expand_domain(text + ".example.com", values)
+    assert len(domain) <= 253 or "." not in domain
