@@ -269,10 +269,9 @@ def inbox_routes(
     ]
     try:
         ui: Any = importlib.import_module("smtpgate.inbox.ui")
-    except ImportError:  # no web UI: the HTML view is served here, as it is
-        return [*routes, web.get("/view/{id}.html", api.view_html)]
-    # the web UI serves /view/{ID}.html itself (cid: links rewritten to the parts)
-    return routes + list(ui.ui_routes(message_json(store)))
+    except ImportError:
+        return routes
+    return routes + list(ui.ui_routes(message_json(store)))  # ``/``, assets, ``/view/{ID}.html``
 
 
 class _API:
@@ -404,15 +403,6 @@ class _API:
         if found is None:
             raise _Problem(404, "message not found")
         return web.Response(text=found["Text"], headers={"X-Content-Type-Options": "nosniff"})
-
-    async def view_html(self, request: web.Request) -> web.Response:
-        """Mailpit's ``/view/{ID}.html``: the HTML body alone, in a sandbox (no script
-        runs, nothing remote loads, the page has no access to this origin)."""
-        found = await self.store.get(request.match_info["id"], mailbox=_mailbox(request))
-        if found is None or not found["HTML"]:
-            raise _Problem(404, "message not found" if found is None else "the message has no HTML part")
-        headers = {"Content-Security-Policy": _SANDBOX, "X-Content-Type-Options": "nosniff"}
-        return web.Response(text=found["HTML"], content_type="text/html", headers=headers)
 
     async def send(self, request: web.Request) -> web.Response:
         """Mailpit's ``POST /api/v1/send``: store a message given as JSON; ``{"ID": ...}``."""
