@@ -556,6 +556,8 @@ def parse_settings(argv: list[str]) -> Settings:
         raise UsageError("--workers must be at least 1")
     if settings.http is not None and settings.workers > 1:
         raise UsageError("--http needs a single process: drop --workers (the inbox has one writer)")
+    if settings.sink.lower().startswith("inbox:") and settings.workers > 1:
+        raise UsageError("the inbox sink needs a single process: drop --workers (the inbox has one writer)")
     if settings.http_auth_file is not None and settings.http is None:
         raise UsageError("--http-auth-file needs --http")
     if settings.retry_max_age <= 0:
