@@ -96,6 +96,7 @@ class Settings:
     relay_auth_file: str | None = None
     retry_min: float = DEFAULT_RETRY_MIN
     retry_max_age: float = DEFAULT_RETRY_MAX_AGE
+    bounce: bool = False
 
     def addresses(self) -> list[tuple[str, int]]:
         """Where to listen: every ``--listen``, else ``--host``/``--port``."""
@@ -322,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--retry-max-age", type=_duration, metavar="DURATION", help="dead-letter after this long, e.g. 12h (default 5d)"
     )
+    add("--bounce", action="store_true", help="send an RFC 3464 bounce to the sender of each dead letter")
     add(
         "--verify",
         nargs="?",
@@ -430,6 +432,7 @@ _TYPES: dict[str, Any] = {
     "relay_auth_file": str,
     "retry_min": (float, int),
     "retry_max_age": (float, int, str),
+    "bounce": bool,
     "verify": (bool, str),
     "dns": list,
     "dns_timeout": (float, int),
@@ -558,6 +561,8 @@ def parse_settings(argv: list[str]) -> Settings:
         raise UsageError("--workers must be at least 1")
     if settings.http is not None and settings.workers > 1:
         raise UsageError("--http needs a single process: drop --workers (the inbox has one writer)")
+    if settings.sink.lower().startswith("inbox:") and settings.workers > 1:
+        raise UsageError("the inbox sink needs a single process: drop --workers (the inbox has one writer)")
     if settings.http_auth_file is not None and settings.http is None:
         raise UsageError("--http-auth-file needs --http")
     if settings.retry_max_age <= 0:

@@ -77,6 +77,10 @@ class MailClient:
     """One SMTP or LMTP connection. Use `connect`, then `hello`, maybe `starttls` and
     `auth`, then `send` (as often as needed) and `quit`."""
 
+    stream_start_tls = True
+    """Use ``StreamWriter.start_tls`` where Python has it (3.11+); the other way (a new
+    stream pair on ``loop.start_tls``) is what Python 3.10 gets."""
+
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, lmtp: bool, timeout: float):
         self.reader = reader
         self.writer = writer
@@ -189,7 +193,7 @@ class MailClient:
         self.extensions = {}
 
     async def _upgrade(self, context: ssl.SSLContext, server_hostname: str) -> None:
-        if hasattr(self.writer, "start_tls"):  # Python 3.11+
+        if self.stream_start_tls and hasattr(self.writer, "start_tls"):  # Python 3.11+
             await self.writer.start_tls(context, server_hostname=server_hostname)
             return
         # Python 3.10: a new stream pair on the TLS transport. The plain writer is kept:
@@ -271,8 +275,12 @@ class MailClient:
             await self._send(stuffer.feed(chunk))
         await self._send(b".\r\n" if stuffer.ends_with_newline else b"\r\n.\r\n")
         if self.lmtp:
-            for address in accepted:
-                outcomes[address] = outcome_of(await self.read_reply())
+            for index, address in enumerate(accepted):
+                try:
+                    outcomes[address] = outcome_of(await self.read_reply())
+                except MailClientError as error:  # the replies so far stand; the rest are retried
+                    outcomes.update(dict.fromkeys(accepted[index:], Retry(str(error))))
+                    break
         else:
             outcomes.update(dict.fromkeys(accepted, outcome_of(await self.read_reply())))
         return outcomes
