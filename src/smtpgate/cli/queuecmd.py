@@ -124,7 +124,7 @@ async def _list(queue: MessageQueue, as_json: bool) -> int:
     return 0
 
 
-async def _show(queue: LocalQueue, message_id: str, whole: bool) -> int:
+async def _show(queue: MessageQueue, message_id: str, whole: bool) -> int:
     message = await queue.get(message_id)
     if message is None:
         print(f"smtpgate queue: no such message: {message_id}", file=sys.stderr)
