@@ -119,6 +119,8 @@ def test_queue_command_on_the_stream(redis_server: RedisProcess, tmp_path: Path)
     assert listed.returncode == 0 and message_id in listed.stdout and "1 queued, 0 dead" in listed.stdout
     record = json.loads(run_once(["queue", "--queue", url, "--json", "list"], tmp_path).stdout)
     assert record["id"] == message_id
+    shown = run_once(["queue", "--queue", url, "show", message_id], tmp_path)
+    assert shown.returncode == 0 and "recipient: <b@y.test> pending" in shown.stdout and "Subject: q" in shown.stdout
     deleted = run_once(["queue", "--queue", url, "delete", "all"], tmp_path)
     assert deleted.returncode == 0 and "1 message(s) deleted" in deleted.stdout
     assert "Mail queue is empty" in run_once(["queue", "--queue", url, "list"], tmp_path).stdout
