@@ -112,6 +112,7 @@ def hostile(marker_url: str, to: str = "dev@example.test") -> bytes:
     return html(
         "Hostile HTML",
         f"""<html><head><title>untouched</title>
+<meta http-equiv="refresh" content="0; url={marker_url}?from=refresh">
 <script>document.title = "script ran"; fetch("{marker_url}?from=script");
 new Image().src = "{marker_url}?from=script-img";</script>
 </head><body>
@@ -181,3 +182,12 @@ def showcase() -> list[tuple[bytes, list[str]]]:
         ),
         (newsletter("Sam <sam@example.test>"), ["sam@example.test"]),
     ]
+
+
+def many_attachments(count: int, filler_bytes: int) -> bytes:
+    """A message with ``count`` small attachments and ``filler_bytes`` of text (a big source)."""
+    message = _message("Bulk <bulk@example.test>", "dev@example.test", f"{count} attachments")
+    message.set_content(("0123456789" * 7 + "\n") * (filler_bytes // 71))
+    for index in range(count):
+        message.add_attachment(f"file {index}\n".encode(), "text", "plain", filename=f"file-{index:04d}.txt")
+    return message.as_bytes()

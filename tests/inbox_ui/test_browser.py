@@ -250,3 +250,17 @@ def test_mailbox_filter_shows_one_mailbox(browser: WebDriver, inbox: Inbox) -> N
     browser.find_element(By.ID, "confirm-delete").click()
     wait_until(lambda: not rows(browser), what="mailbox a to be empty")
     assert sorted(m["Subject"] for m in api(inbox, "api/v1/messages")["messages"]) == ["Another for B", "For B"]
+
+
+def test_a_big_message_shows_a_bounded_part_of_its_source_and_attachments(browser: WebDriver, inbox: Inbox) -> None:
+    inbox.send(samples.many_attachments(300, 3 * 1024 * 1024))
+    open_page(browser, inbox)
+    row_for(browser, "300 attachments").click()
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, ".attachment-more"), what="the attachment list")
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".attachment a")) == 100
+    assert browser.find_element(By.CSS_SELECTOR, ".attachment-more").text == "and 200 more (see Raw)"
+    press(browser, "4")
+    notice = wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#panel-raw .notice"), what="the raw notice")
+    assert notice[0].text.startswith("Showing the first 1.0 MB of 3.")
+    shown = browser.execute_script("return document.querySelector('#panel-raw pre').textContent.length")
+    assert shown <= 1024 * 1024

@@ -179,6 +179,13 @@ async function loadMailboxes() {
         count ? h("span", { class: "badge" }, count.toLocaleString()) : null,
       ),
     );
+  const select = $("#mailbox-select");
+  select.hidden = false;
+  select.replaceChildren(
+    h("option", { value: "" }, "All mail"),
+    ...boxes.map((box) => h("option", { value: box.name, selected: box.name === state.mailbox }, box.name)),
+  );
+  select.value = state.mailbox;
   $("#mailboxes").replaceChildren(
     item("", "All mail", state.allUnread),
     ...boxes.map((box) => item(box.name, box.name, box.unread)),
@@ -465,6 +472,7 @@ function start() {
     clearTimeout(searchTimer);
     searchTimer = setTimeout(() => search(event.target.value), 400);
   });
+  $("#mailbox-select").addEventListener("change", (event) => chooseMailbox(event.target.value));
   $("#prev-page").addEventListener("click", () => setPage(state.start - LIMIT));
   $("#next-page").addEventListener("click", () => setPage(state.start + LIMIT));
   $("#delete-all").addEventListener("click", confirmDeleteAll);

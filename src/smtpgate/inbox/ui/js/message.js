@@ -4,6 +4,7 @@ import * as api from "./api.js";
 import { addressFull, fullTime, h, icon, linkify, size } from "./dom.js";
 
 const RAW_LIMIT = 1024 * 1024;
+const ATTACHMENTS_SHOWN = 100;
 const AUTH_HEADERS = ["Authentication-Results", "ARC-Authentication-Results", "Received-SPF"];
 export const TABS = ["html", "text", "headers", "raw"];
 const TAB_LABELS = { html: "HTML", text: "Text", headers: "Headers", raw: "Raw" };
@@ -170,8 +171,10 @@ export class MessageView {
   }
 
   attachments(message, hasHTML) {
-    const parts = [...(message.Attachments || []), ...(hasHTML ? [] : message.Inline || [])];
-    if (!parts.length) return null;
+    const all = [...(message.Attachments || []), ...(hasHTML ? [] : message.Inline || [])];
+    if (!all.length) return null;
+    const parts = all.slice(0, ATTACHMENTS_SHOWN);
+    const more = all.length - parts.length;
     return h(
       "ul",
       { class: "attachments", "aria-label": "Attachments" },
@@ -191,6 +194,7 @@ export class MessageView {
           ),
         );
       }),
+      more > 0 ? h("li", { class: "attachment-more" }, `and ${more.toLocaleString()} more (see Raw)`) : null,
     );
   }
 
@@ -296,15 +300,16 @@ export class MessageView {
     panel.append(h("p", { class: "muted" }, "Loading…"));
     let raw;
     try {
-      raw = await api.getRaw(message.ID);
+      raw = await api.getRawStart(message.ID, RAW_LIMIT);
     } catch (error) {
       panel.replaceChildren(h("p", { class: "error" }, `Could not load the source: ${error.message}`));
       return;
     }
-    const cut = raw.length > RAW_LIMIT;
+    const whole = h("a", { href: api.download(api.rawURL(message.ID)), download: `${message.ID}.eml` }, "Download the whole message");
     panel.replaceChildren(
-      cut ? h("p", { class: "notice" }, `Showing the first ${size(RAW_LIMIT)} of ${size(raw.length)}. `, h("a", { href: api.download(api.rawURL(message.ID)), download: `${message.ID}.eml` }, "Download the whole message")) : null,
-      h("pre", { class: "raw-body" }, cut ? raw.slice(0, RAW_LIMIT) : raw),
+      raw.complete ? null : h("p", { class: "notice" }, `Showing the first ${size(RAW_LIMIT)} of ${size(message.Size)}. `, whole),
+      h("pre", { class: "raw-body" }, raw.text),
     );
   }
+
 }
