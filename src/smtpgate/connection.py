@@ -157,6 +157,7 @@ class SMTPConnection(asyncio.Protocol):
             remote_port=int(peer[1]) if isinstance(peer, tuple) else 0,
         )
         proxy = self._proxy
+        session.proxy = proxy
         if proxy is not None and not proxy.local and proxy.source_address is not None:
             session.remote_address = _plain_address(proxy.source_address)
             session.remote_port = proxy.source_port or 0

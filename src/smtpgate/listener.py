@@ -59,9 +59,8 @@ async def read_proxy_header(loop: asyncio.AbstractEventLoop, sock: socket.socket
     """Read one PROXY header from ``sock`` and nothing after it."""
     data = await _recv_exactly(loop, sock, 6)
     header_length(data)  # refuses at once what cannot start a header
-    data += await _recv_exactly(loop, sock, 9)  # no header is shorter than 15 ("PROXY UNKNOWN\r\n")
-    if data.startswith(V2_SIGNATURE[:12]):
-        data += await _recv_exactly(loop, sock, 1)
+    if data.startswith(V2_SIGNATURE[:6]):
+        data += await _recv_exactly(loop, sock, 10)  # the rest of the signature, and the length
         total = header_length(data)
         assert total is not None
         data += await _recv_exactly(loop, sock, total - len(data))
@@ -72,7 +71,8 @@ async def read_proxy_header(loop: asyncio.AbstractEventLoop, sock: socket.socket
             return parse_proxy_header(data[:total])
         if len(data) >= MAX_V1_LENGTH:
             raise ProxyError("PROXY v1 header too long")
-        data += await _recv_exactly(loop, sock, 1)  # v1: read up to CRLF, one byte at a time
+        # v1: up to CRLF, one byte at a time (a short bad line is refused at its CRLF)
+        data += await _recv_exactly(loop, sock, 1)
 
 
 class ProxyListener:

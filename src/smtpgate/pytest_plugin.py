@@ -5,6 +5,11 @@ Fixtures (see ``docs/testing.md``):
 * ``smtpgate_server`` — a running `SMTPTestServer` on 127.0.0.1 and a free port;
   options from ``@pytest.mark.smtpgate(...)``.
 * ``smtpgate_server_factory`` — ``factory(**options)`` starts more servers.
+* ``smtpgate_inbox`` — an `smtpgate.inbox.client.InboxClient` for a running
+  ``smtpgate --http`` given by ``--smtpgate-url URL`` or the ``SMTPGATE_URL`` environment
+  variable: ``smtpgate_inbox.wait_for("to:a@test subject:Welcome", timeout=10)``.
+* ``smtpgate_mailbox`` — the same client scoped to a fresh mailbox address of its own
+  (``smtpgate_mailbox.mailbox``), so tests running in parallel never see each other's mail.
 
 The module imports only pytest and the standard library at load time (smtpgate itself is
 imported when a fixture is first used), so projects that do not use it pay nothing.
@@ -15,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import email.parser
 import email.policy
+import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
@@ -24,7 +31,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from smtpgate import AuthRequest, AuthResult, DataStream, ServerThread, Session, SMTPServer
+    from smtpgate.inbox.client import InboxClient
+    from smtpgate.options import ServerSettings
 
 __all__ = ["CapturedMessage", "SMTPTestServer"]
 
@@ -81,7 +92,7 @@ class SMTPTestServer:
         reject_senders: Iterable[str] = (),
         implicit_tls: bool = False,
         host: str = "127.0.0.1",
-        **options: Any,
+        **options: Unpack[ServerSettings],
     ) -> None:
         self.users = dict(users) if users is not None else None
         self.reject_recipients = {address.lower() for address in reject_recipients}
@@ -104,11 +115,12 @@ class SMTPTestServer:
             options.setdefault("allow_insecure_auth", True)
             options.setdefault("auth_failure_delay", 0.0)
             options["on_auth"] = self._on_auth
+        options["on_data"] = self._on_data
+        options["on_rcpt_to"] = self._on_rcpt_to
+        options["on_mail_from"] = self._on_mail_from
         from smtpgate import ServerThread, SMTPServer
 
-        self.server: SMTPServer = SMTPServer(
-            on_data=self._on_data, on_rcpt_to=self._on_rcpt_to, on_mail_from=self._on_mail_from, **options
-        )
+        self.server: SMTPServer = SMTPServer(**options)
         self.thread: ServerThread = ServerThread(self.server, host=host, port=0)
         self.host = host
         self.port = 0
@@ -232,6 +244,38 @@ async def _call(handler: Callable[..., Any], *args: Any) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Register the ``smtpgate`` marker."""
     config.addinivalue_line("markers", _MARKER_HELP)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--smtpgate-url``: the running ``smtpgate --http`` of the ``smtpgate_inbox`` fixture."""
+    group = parser.getgroup("smtpgate")
+    group.addoption(
+        "--smtpgate-url",
+        default=None,
+        metavar="URL",
+        help="URL of a running 'smtpgate --http' for the smtpgate_inbox fixture (default: $SMTPGATE_URL)",
+    )
+
+
+@pytest.fixture(scope="session")
+def smtpgate_inbox(request: pytest.FixtureRequest) -> InboxClient:
+    """A client of the inbox API of an smtpgate running elsewhere (another process, a
+    container), from ``--smtpgate-url`` or ``SMTPGATE_URL``."""
+    url = request.config.getoption("smtpgate_url", None) or os.environ.get("SMTPGATE_URL", "")
+    if not url:
+        pytest.fail("smtpgate_inbox needs the URL of a running 'smtpgate --http': --smtpgate-url URL or SMTPGATE_URL")
+    from smtpgate.inbox.client import InboxClient
+
+    return InboxClient(url)
+
+
+@pytest.fixture
+def smtpgate_mailbox(smtpgate_inbox: InboxClient) -> Iterator[InboxClient]:
+    """`smtpgate_inbox` scoped to a new address ``test-<random>@smtpgate.test`` (read it
+    from ``.mailbox``); its messages are deleted after the test."""
+    client = smtpgate_inbox.for_mailbox(f"test-{uuid.uuid4().hex[:16]}@smtpgate.test")
+    yield client
+    client.delete()
 
 
 @pytest.fixture

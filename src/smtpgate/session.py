@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .proxy import ProxyInfo
 
 __all__ = ["Address", "Envelope", "Session", "TLSInfo"]
 
@@ -35,11 +38,17 @@ class Envelope:
 
 @dataclass
 class TLSInfo:
-    """What was negotiated: cipher ``name``, its IANA ``standard_name`` and ``version``."""
+    """What was negotiated: cipher ``name``, its IANA ``standard_name`` and ``version``;
+    with ``request_cert``, the client's verified certificate as ``ssl.getpeercert()``
+    decodes it (``peer_certificate``: ``subject``, ``issuer``, ``serialNumber``,
+    ``notAfter``, ``subjectAltName``, ...) and in DER (``peer_certificate_der``, e.g. for
+    ``cryptography.x509.load_der_x509_certificate``); both ``None`` without one."""
 
     name: str
     standard_name: str
     version: str
+    peer_certificate: dict[str, Any] | None = field(default=None, repr=False)
+    peer_certificate_der: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(eq=False)
@@ -59,6 +68,7 @@ class Session:
     secure: bool = False
     servername: str | None = None
     tls_options: TLSInfo | None = None
+    proxy: ProxyInfo | None = None
     user: Any = None
     transaction: int = 1
     envelope: Envelope = field(default_factory=Envelope)

@@ -34,7 +34,8 @@ def _hash_password(argv: list[str]) -> int:
 
 def _describe(app: App, loop_name: str) -> str:
     s = app.settings
-    where = ", ".join(f"{h}:{p}" for h, p in s.addresses())
+    bound = app.server.addresses if app.server.listening else s.addresses()  # real ports after --port 0
+    where = ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in bound)
     tls = "implicit TLS" if s.implicit_tls else ("STARTTLS required" if s.require_tls else "STARTTLS")
     cert = s.tls_cert or "generated certificate"
     auth = "no AUTH" if s.auth_file is None else ("AUTH optional" if s.auth_optional else "AUTH required")

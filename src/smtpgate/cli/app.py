@@ -278,13 +278,17 @@ class App:
         path = self.settings.tls_passphrase_file
         if path is None:
             return None
-        with open(path, encoding="utf-8") as file:
-            return file.readline().rstrip("\r\n")
+        try:
+            with open(path, encoding="utf-8") as file:
+                return file.readline().rstrip("\r\n")
+        except (OSError, UnicodeError) as error:
+            reason = getattr(error, "strerror", None) or str(error)
+            raise ValueError(f"--tls-passphrase-file {path!r}: cannot read it: {reason}") from None
 
     # ------------------------------------------------------------- lifecycle
 
     def reload(self) -> None:
-        """SIGHUP: re-read the certificate and the auth file; on error keep the old ones."""
+        """SIGHUP: re-read the certificate and the auth files; on error keep the old ones."""
         s = self.settings
         if s.tls_cert is not None:
             try:
@@ -300,6 +304,13 @@ class App:
                 logger.error("auth file not reloaded, keeping the old one: %s", error)
             else:
                 logger.info("auth file reloaded: %d users", len(self.users))
+        if s.http_auth_file is not None:
+            try:
+                self.http_users = load_auth_file(s.http_auth_file)
+            except AuthFileError as error:
+                logger.error("HTTP auth file not reloaded, keeping the old one: %s", error)
+            else:
+                logger.info("HTTP auth file reloaded: %d users", len(self.http_users))
 
     def reopen_sink(self) -> None:
         """Open the sinks again (a forked worker must not share the parent's files)."""
@@ -346,16 +357,19 @@ class App:
         """The inbox API (and UI) on ``--http``."""
         try:
             from ..http import HTTPServer
-            from ..inbox.api import inbox_middlewares, inbox_routes
+            from ..inbox.api import inbox_middlewares, inbox_routes, is_loopback_host
         except ImportError as error:
             raise StartupError(f"--http needs aiohttp (pip install 'smtpgate[inbox]'): {error}") from None
         routes = inbox_routes(self.inbox, self.chaos)
-        self.http = HTTPServer(host, port, routes, inbox_middlewares(self.http_users))
+        users = None if self.http_users is None else (lambda: self.http_users or {})
+        middlewares = inbox_middlewares(users, loopback_only=is_loopback_host(host))
+        self.http = HTTPServer(host, port, routes, middlewares)
         try:
             await self.http.start()
         except OSError as error:
             self.http = None
-            raise StartupError(f"--http {host}:{port}: {error.strerror or error}") from None
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise StartupError(f"--http {host}:{port}: {reason}") from None
 
     async def run(self, *, handle_sigint: bool = True, parent: int | None = None) -> None:
         """Serve until closed by a signal (or the parent process going away)."""

@@ -355,6 +355,10 @@ def parse_settings(argv: list[str]) -> Settings:
     settings = Settings(**values)
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise UsageError("--tls-cert and --tls-key must be given together")
+    if settings.tls_passphrase_file is not None and settings.tls_key is None:
+        raise UsageError("--tls-passphrase-file needs --tls-key (the key it decrypts)")
+    if settings.auth_optional and settings.auth_file is None:
+        raise UsageError("--auth-optional needs --auth-file (the users who may authenticate)")
     kind, sep, where = settings.sink.partition(":")
     kinds = sink_kinds()
     if not (kind == "stdout" and not sep) and (kind.lower() not in kinds or kind == "stdout" or not where):

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import importlib
+import ipaddress
 import json
 import logging
 import time
@@ -22,11 +23,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiohttp import WSMsgType, web
 
 from .chaos import Chaos, ChaosError
-from .records import RawMessage
+from .records import RawMessage, smtpgate_version
 from .search import SearchError, parse_query
 from .store import MAX_PAGE, InboxStore
 
-__all__ = ["inbox_routes", "inbox_middlewares", "message_json", "MAX_WAIT", "DEFAULT_WAIT"]
+__all__ = ["inbox_routes", "inbox_middlewares", "message_json", "is_loopback_host", "MAX_WAIT", "DEFAULT_WAIT"]
 
 logger = logging.getLogger("smtpgate.inbox")
 
@@ -63,14 +64,45 @@ def message_json(store: InboxStore) -> Callable[[str], Awaitable[dict[str, Any] 
 # ----------------------------------------------------------------- middlewares
 
 
-def inbox_middlewares(users: Mapping[str, Any] | None = None) -> list[Any]:
-    """JSON errors, optional basic auth (``users`` from `load_auth_file`), and no
-    cross-site writes."""
+Users = Mapping[str, Any]
+
+
+def inbox_middlewares(users: Users | Callable[[], Users] | None = None, *, loopback_only: bool = False) -> list[Any]:
+    """JSON errors, optional basic auth (``users`` from `load_auth_file`, or a function
+    returning the current ones, so a reload takes effect), and no cross-site writes.
+
+    ``loopback_only`` (for a server bound to a loopback address) refuses requests whose
+    ``Host`` is not a loopback name: a web page that rebinds its own name to 127.0.0.1
+    (DNS rebinding) gets nothing."""
     middlewares: list[Any] = [_errors]
+    if loopback_only:
+        middlewares.append(_loopback_host)
     if users is not None:
         middlewares.append(_basic_auth(users))
     middlewares.append(_same_site)
     return middlewares
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, ``*.localhost``, ``127.x.x.x`` or ``::1`` (a port and brackets allowed)."""
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else name[1:]
+    elif name.count(":") == 1:
+        name = name.rsplit(":", 1)[0]
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+@web.middleware
+async def _loopback_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not is_loopback_host(request.host):
+        return _error(403, f"host {request.host!r} refused: this server answers only to localhost names")
+    return await handler(request)
 
 
 @web.middleware
@@ -89,13 +121,18 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
 
 
-def _basic_auth(users: Mapping[str, Any]) -> Any:
+def _basic_auth(users: Users | Callable[[], Users]) -> Any:
     from ..cli.passwords import verify_password
 
     verified: dict[tuple[str, bytes], bool] = {}
+    seen: list[Users] = []
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        current = users() if callable(users) else users
+        if not seen or seen[0] is not current:  # reloaded: forget what was checked
+            seen[:] = [current]
+            verified.clear()
         header = request.headers.get("Authorization", "")
         scheme, _, encoded = header.partition(" ")
         user = password = None
@@ -108,7 +145,7 @@ def _basic_auth(users: Mapping[str, Any]) -> Any:
             key = (user, hashlib.sha256(password.encode("utf-8")).digest())
             ok = verified.get(key)
             if ok is None:
-                ok = await asyncio.to_thread(verify_password, password, users.get(user))
+                ok = await asyncio.to_thread(verify_password, password, current.get(user))
                 if len(verified) > 1000:
                     verified.clear()
                 verified[key] = ok
@@ -225,6 +262,8 @@ def inbox_routes(
         web.get("/api/v1/chaos", api.get_chaos),
         web.put("/api/v1/chaos", api.set_chaos),
         web.get("/api/events", api.events),
+        web.get("/view/{id}.txt", api.view_text),
+        web.get("/view/{id}.html", api.view_html),
     ]
     try:
         ui: Any = importlib.import_module("smtpgate.inbox.ui")
@@ -242,11 +281,9 @@ class _API:
 
     async def info(self, request: web.Request) -> web.Response:
         stats = await self.store.stats()
-        from .store import _version
-
         return web.json_response(
             {
-                "Version": _version(),
+                "Version": smtpgate_version(),
                 "LatestVersion": "",
                 "Database": self.database,
                 "DatabaseSize": stats["DatabaseSize"],
@@ -311,9 +348,11 @@ class _API:
         return web.Response(text="ok")
 
     async def message(self, request: web.Request) -> web.Response:
-        found = await self.store.get(request.match_info["id"], mailbox=_mailbox(request), mark_read=True)
+        found = await self.store.get(request.match_info["id"], mailbox=_mailbox(request))
         if found is None:
             raise _Problem(404, "message not found")
+        if not found["Read"]:  # Mailpit marks a message read when it is fetched
+            await self.store.set_read([found["ID"]], True)
         return web.json_response(found)
 
     async def headers(self, request: web.Request) -> web.Response:
@@ -355,6 +394,22 @@ class _API:
             await response.write(chunk)
         await response.write_eof()
         return response
+
+    async def view_text(self, request: web.Request) -> web.Response:
+        """Mailpit's ``/view/{ID}.txt``: the text body alone."""
+        found = await self.store.get(request.match_info["id"], mailbox=_mailbox(request))
+        if found is None:
+            raise _Problem(404, "message not found")
+        return web.Response(text=found["Text"], headers={"X-Content-Type-Options": "nosniff"})
+
+    async def view_html(self, request: web.Request) -> web.Response:
+        """Mailpit's ``/view/{ID}.html``: the HTML body alone, in a sandbox (no script
+        runs, nothing remote loads, the page has no access to this origin)."""
+        found = await self.store.get(request.match_info["id"], mailbox=_mailbox(request))
+        if found is None or not found["HTML"]:
+            raise _Problem(404, "message not found" if found is None else "the message has no HTML part")
+        headers = {"Content-Security-Policy": _SANDBOX, "X-Content-Type-Options": "nosniff"}
+        return web.Response(text=found["HTML"], content_type="text/html", headers=headers)
 
     async def tags(self, request: web.Request) -> web.Response:
         page = await self.store.list_messages(mailbox=_mailbox(request), limit=1)

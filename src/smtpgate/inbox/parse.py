@@ -247,7 +247,7 @@ def iter_decoded(data: Buffer, part: PartLocation, limit: int | None = None) -> 
         chunk = bytes(data[position:stop])
         position = stop
         if encoding == "base64":
-            clean = carry + _WHITESPACE.sub(b"", chunk).replace(b"=", b"")
+            clean = carry + _WHITESPACE.sub(b"", chunk)
             usable = len(clean) - len(clean) % 4
             carry = clean[usable:]
             if usable:
@@ -257,18 +257,28 @@ def iter_decoded(data: Buffer, part: PartLocation, limit: int | None = None) -> 
         else:
             yield chunk
     if carry:
-        yield _b64(carry + b"=" * (-len(carry) % 4))
+        yield _b64(carry)
+
+
+_PADDED = re.compile(rb"[^=]*=+|[^=]+")
 
 
 def _b64(data: bytes) -> bytes:
+    """Decode base64 leniently: padding in the middle (per-line encoders) starts a new
+    run; a run of bad length loses only its incomplete quantum."""
+    if b"=" not in data[:-2]:
+        return _b64_run(data)
+    return b"".join(_b64_run(run) for run in _PADDED.findall(data))
+
+
+def _b64_run(data: bytes) -> bytes:
+    body = data.rstrip(b"=")
+    if len(body) % 4 == 1:
+        body = body[:-1]
     try:
-        return binascii.a2b_base64(data)
+        return binascii.a2b_base64(body + b"=" * (-len(body) % 4))
     except binascii.Error:
-        cut = len(data) - len(data) % 4
-        try:
-            return binascii.a2b_base64(data[:cut] if cut else b"")
-        except binascii.Error:
-            return b""
+        return b""
 
 
 def _decode_text(data: Buffer, part: PartLocation) -> str:

@@ -23,6 +23,7 @@ __all__ = [
     "summary_json",
     "with_buffer",
     "part_chunks",
+    "smtpgate_version",
 ]
 
 T = TypeVar("T")
@@ -143,3 +144,13 @@ def part_chunks(raw: RawMessage, part_id: str) -> Iterator[bytes]:
             location = find_part(mapped, part_id)
             if location is not None:
                 yield from iter_decoded(mapped, location)
+
+
+def smtpgate_version() -> str:
+    """The installed smtpgate's version (``0`` when unknown)."""
+    try:
+        from importlib.metadata import version
+
+        return version("smtpgate")
+    except Exception:
+        return "0"

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import sqlite3
 
-from ..sinks.base import Delivery, MessageInfo, Sink, SinkError
+from ..sinks.base import Delivery, MessageInfo, Sink, SinkError, SinkFull
 from .spool import Spool
 from .store import InboxStore, StoreError
 
 __all__ = ["InboxSink", "InboxDelivery"]
+
+_SQLITE_FULL = 13  # sqlite3.SQLITE_FULL (Python 3.11+): "database or disk is full"
 
 
 class InboxDelivery(Delivery):
@@ -21,7 +25,13 @@ class InboxDelivery(Delivery):
 
     async def write(self, chunk: bytes) -> None:
         assert self._spool is not None, "write after commit or abort"
-        self._spool.write(chunk)
+        try:
+            self._spool.write(chunk)
+        except OSError as error:
+            full = _full(error)
+            if full is None:
+                raise
+            raise full from error
 
     async def commit(self) -> str:
         spool = self._spool
@@ -29,6 +39,12 @@ class InboxDelivery(Delivery):
         self._spool = None
         try:
             return await self._store.add(spool, self._info)
+        except (OSError, sqlite3.Error) as error:
+            spool.discard()
+            full = _full(error)
+            if full is None:
+                raise
+            raise full from error
         except BaseException:
             spool.discard()
             raise
@@ -37,6 +53,15 @@ class InboxDelivery(Delivery):
         if self._spool is not None:
             self._spool.discard()
             self._spool = None
+
+
+def _full(error: Exception) -> SinkFull | None:
+    """`SinkFull` (452) for a full disk or database, None for other errors (451)."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return SinkFull(f"inbox: {error.strerror}")
+    if isinstance(error, sqlite3.Error) and getattr(error, "sqlite_errorcode", None) == _SQLITE_FULL:
+        return SinkFull(f"inbox: {error}")
+    return None
 
 
 class InboxSink(Sink):

@@ -34,26 +34,24 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any, TypeVar
 
 from ..sinks.base import MessageInfo
 from .events import Event, Hub, Subscription
-from .parse import ParsedMessage, find_part, header_map, parse_message, rfc3339
+from .parse import ParsedMessage, parse_message, rfc3339
+from .reads import MAX_PAGE, StoreReads
 from .records import (
     RawMessage,
     address_text,
     mailboxes_of,
     new_id,
-    part_chunks,
-    summary_json,
+    smtpgate_version,
     tags_of,
-    with_buffer,
 )
 from .schema import SchemaError, connect
-from .search import parse_query, to_sql
 from .spool import Spool
 
 __all__ = ["InboxStore", "StoreError", "RawMessage", "BLOB_LIMIT", "MAX_PAGE", "new_id"]
@@ -62,9 +60,9 @@ T = TypeVar("T")
 
 BLOB_LIMIT = 256 * 1024
 """Raw messages up to this size live in the database; larger ones in files beside it."""
-MAX_PAGE = 1000
-"""The largest page of a listing."""
 _BATCH = 128
+STATS_INTERVAL = 0.25
+"""Seconds between two ``stats`` events (they follow changes)."""
 
 
 _Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
@@ -93,7 +91,7 @@ class _Prepared:
     file_name: str | None
 
 
-class InboxStore:
+class InboxStore(StoreReads):
     """Messages in SQLite: `add` (durable), list/search, read, delete, retention, events.
 
     ``max_messages`` and ``max_age`` (seconds) prune oldest first; 0 keeps everything.
@@ -119,6 +117,8 @@ class InboxStore:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._pruner: asyncio.Task[None] | None = None
+        self._stats_timer: asyncio.TimerHandle | None = None
+        self._stats_task: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------- lifecycle
 
@@ -145,6 +145,11 @@ class InboxStore:
 
     async def close(self) -> None:
         """Finish queued writes and close every connection."""
+        if self._stats_timer is not None:
+            self._stats_timer.cancel()
+            self._stats_timer = None
+        if self._stats_task is not None:
+            await asyncio.gather(self._stats_task, return_exceptions=True)
         if self._pruner is not None:
             self._pruner.cancel()
             self._pruner = None
@@ -227,38 +232,44 @@ class InboxStore:
     ) -> None:
         """One transaction for the whole batch (a savepoint per change), retention, then
         the files of deleted messages are removed and the futures settled."""
-        results: list[tuple[bool, Any, _Op]] = []
+        results: list[tuple[bool, Any, _Op]] = [(False, None, _Op())] * len(batch)
+        pending = list(range(len(batch)))
         extra = _Op()
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            for function, _ in batch:
-                connection.execute("SAVEPOINT op")
-                try:
-                    value, op = function(connection)
-                    connection.execute("RELEASE op")
-                    results.append((True, value, op))
-                except Exception as error:
-                    connection.execute("ROLLBACK TO op")
-                    connection.execute("RELEASE op")
-                    results.append((False, error, _Op()))
-            pruned = self._retention(connection)
-            if pruned is not None:
-                extra = pruned[0]
-            connection.execute("COMMIT")
-        except Exception as error:
+        while True:  # at most len(batch) + 1 rounds: each repeat drops the change that failed
+            aborted = False
             try:
-                connection.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            results = [(False, error, _Op())] * len(batch)
-            extra = _Op()
+                connection.execute("BEGIN IMMEDIATE")
+                for index in pending:
+                    connection.execute("SAVEPOINT op")
+                    try:
+                        value, op = batch[index][0](connection)
+                        connection.execute("RELEASE op")
+                        results[index] = (True, value, op)
+                    except Exception as error:
+                        results[index] = (False, error, _Op())
+                        if not connection.in_transaction:  # SQLite rolled everything back (disk full)
+                            aborted = True
+                            pending.remove(index)
+                            break
+                        connection.execute("ROLLBACK TO op")
+                        connection.execute("RELEASE op")
+                if aborted:
+                    continue  # the others again, in a new transaction
+                pruned = self._retention(connection)
+                extra = pruned[0] if pruned is not None else _Op()
+                connection.execute("COMMIT")
+            except Exception as error:
+                try:
+                    connection.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                for index in pending:
+                    results[index] = (False, error, _Op())
+                extra = _Op()
+            break
         for _, _, op in [*results, (True, None, extra)]:
             for path in op.unlink:
                 _unlink(path)
-        if any(ok and op.events for ok, _, op in results) or extra.events:
-            stats = self._stats_event(connection)
-            if stats is not None:
-                extra.events.append(stats)
         assert self._loop is not None
         for (_, future), (ok, value, op) in zip(batch, results, strict=True):
             self._loop.call_soon_threadsafe(self._settle, future, ok, value, op.events)
@@ -268,6 +279,21 @@ class InboxStore:
     def _publish(self, events: list[Event]) -> None:
         for event in events:
             self.hub.publish(event)
+        if events and self._stats_timer is None and self._loop is not None:
+            # one "stats" event at most every STATS_INTERVAL, after the changes (like Mailpit)
+            self._stats_timer = self._loop.call_later(STATS_INTERVAL, self._send_stats)
+
+    def _send_stats(self) -> None:
+        async def send() -> None:
+            try:
+                event = await self._read(self._stats_event)
+            except Exception:  # closing, or a busy disk: the next change sends them
+                return
+            finally:
+                self._stats_timer = None
+            self.hub.publish(event)
+
+        self._stats_task = asyncio.ensure_future(send())
 
     def _settle(self, future: asyncio.Future[Any], ok: bool, value: Any, events: list[Event]) -> None:
         self._publish(events)
@@ -278,12 +304,10 @@ class InboxStore:
         else:
             future.set_exception(value)
 
-    def _stats_event(self, connection: sqlite3.Connection) -> Event | None:
-        try:
-            total, unread = connection.execute("SELECT COUNT(*), COALESCE(SUM(read = 0), 0) FROM messages").fetchone()
-        except sqlite3.Error:
-            return None
-        return Event("stats", {"Total": total, "Unread": unread, "Version": _version()})
+    @staticmethod
+    def _stats_event(connection: sqlite3.Connection) -> Event:
+        total, unread = connection.execute("SELECT COUNT(*), COALESCE(SUM(read = 0), 0) FROM messages").fetchone()
+        return Event("stats", {"Total": total, "Unread": unread, "Version": smtpgate_version()})
 
     def _retention(self, connection: sqlite3.Connection) -> tuple[_Op, int] | None:
         seqs: list[int] = []
@@ -327,11 +351,14 @@ class InboxStore:
         """Store a spooled message durably; returns its ID (the spool is consumed)."""
         prepared = await asyncio.to_thread(self._prepare, spool, info)
         try:
-            return await self._write(lambda connection: self._insert(connection, prepared))
+            message_id = await self._write(lambda connection: self._insert(connection, prepared))
         except BaseException:
             if prepared.file_name is not None:
                 _unlink(os.path.join(self.files, prepared.file_name))
             raise
+        self.accepted += 1
+        self.accepted_size += prepared.size
+        return message_id
 
     async def add_bytes(self, raw: bytes, info: MessageInfo | None = None) -> str:
         """Store a whole message given as bytes (CRLF or LF line endings)."""
@@ -426,8 +453,6 @@ class InboxStore:
         connection.executemany("INSERT OR IGNORE INTO mailboxes(mailbox, seq) VALUES (?, ?)", [(b, seq) for b in boxes])
         connection.executemany("INSERT OR IGNORE INTO tags(tag, seq) VALUES (?, ?)", [(t, seq) for t in tags])
         connection.execute("INSERT INTO fts(rowid, text) VALUES (?, ?)", (seq, parsed.search_text))
-        self.accepted += 1
-        self.accepted_size += item.size
         event_data = {
             "ID": item.id,
             **summary,
@@ -438,200 +463,6 @@ class InboxStore:
             "Attachments": attachments,
         }
         return item.id, _Op(events=[Event("new", event_data, frozenset(boxes))])
-
-    # ------------------------------------------------------------- reading
-
-    async def list_messages(
-        self,
-        *,
-        query: str = "",
-        mailbox: str | None = None,
-        start: int = 0,
-        limit: int = 50,
-        tz: tzinfo | None = None,
-        ids: Iterable[str] | None = None,
-    ) -> dict[str, Any]:
-        """A page of summaries, newest first, in Mailpit's ``MessagesSummary`` shape.
-        ``query`` is Mailpit's search syntax (`SearchError` when malformed)."""
-        condition, params = self._condition(query, mailbox, tz, ids)
-        start = max(0, start)
-        limit = max(1, min(limit, MAX_PAGE))
-
-        def run(connection: sqlite3.Connection) -> dict[str, Any]:
-            scope, scope_params = self._condition("", mailbox, tz, None)
-            total, unread = connection.execute(
-                f"SELECT COUNT(*), COALESCE(SUM(m.read = 0), 0) FROM messages m WHERE {scope}", scope_params
-            ).fetchone()
-            if condition == scope:
-                count, count_unread = total, unread
-            else:
-                count, count_unread = connection.execute(
-                    f"SELECT COUNT(*), COALESCE(SUM(m.read = 0), 0) FROM messages m WHERE {condition}", params
-                ).fetchone()
-            rows = connection.execute(
-                "SELECT m.seq, m.id, m.created, m.read, m.size, m.attachments, m.summary FROM messages m"
-                f" WHERE {condition} ORDER BY m.seq DESC LIMIT ? OFFSET ?",
-                [*params, limit, start],
-            ).fetchall()
-            tags = self._tags_of(connection, [row[0] for row in rows])
-            all_tags = [
-                r[0]
-                for r in connection.execute(
-                    f"SELECT DISTINCT t.tag FROM tags t JOIN messages m ON m.seq = t.seq WHERE {scope}"
-                    " ORDER BY t.tag COLLATE NOCASE",
-                    scope_params,
-                )
-            ]
-            messages = [summary_json(row, tags.get(row[0], [])) for row in rows]
-            return {
-                "total": total,
-                "unread": unread,
-                "count": len(messages),
-                "messages_count": count,
-                "messages_unread": count_unread,
-                "start": start,
-                "tags": all_tags,
-                "messages": messages,
-            }
-
-        return await self._read(run)
-
-    @staticmethod
-    def _condition(
-        query: str, mailbox: str | None, tz: tzinfo | None, ids: Iterable[str] | None
-    ) -> tuple[str, list[object]]:
-        kwargs = {"tz": tz} if tz is not None else {}
-        condition, params = to_sql(parse_query(query), **kwargs)
-        if mailbox:
-            condition += " AND m.seq IN (SELECT seq FROM mailboxes WHERE mailbox = ?)"
-            params.append(mailbox.strip().lower())
-        if ids is not None:
-            condition += " AND m.id IN (SELECT value FROM json_each(?))"
-            params.append(json.dumps(list(ids)))
-        return condition, params
-
-    @staticmethod
-    def _tags_of(connection: sqlite3.Connection, seqs: list[int]) -> dict[int, list[str]]:
-        found: dict[int, list[str]] = {}
-        if seqs:
-            for seq, tag in connection.execute(
-                "SELECT seq, tag FROM tags WHERE seq IN (SELECT value FROM json_each(?)) ORDER BY tag COLLATE NOCASE",
-                (json.dumps(seqs),),
-            ):
-                found.setdefault(seq, []).append(tag)
-        return found
-
-    def _resolve(self, connection: sqlite3.Connection, message_id: str, mailbox: str | None) -> tuple[Any, ...] | None:
-        columns = "m.seq, m.id, m.created, m.read, m.size, m.attachments, m.summary, m.detail, m.envelope, m.raw_file"
-        condition, params = self._condition("", mailbox, None, None)
-        if message_id == "latest":
-            sql = f"SELECT {columns} FROM messages m WHERE {condition} ORDER BY m.seq DESC LIMIT 1"
-            result: tuple[Any, ...] | None = connection.execute(sql, params).fetchone()
-        else:
-            sql = f"SELECT {columns} FROM messages m WHERE m.id = ? AND {condition}"
-            result = connection.execute(sql, [message_id, *params]).fetchone()
-        return result
-
-    async def get(
-        self, message_id: str, *, mailbox: str | None = None, mark_read: bool = False
-    ) -> dict[str, Any] | None:
-        """A message in Mailpit's ``Message`` shape (``latest`` works), or None."""
-
-        def run(connection: sqlite3.Connection) -> dict[str, Any] | None:
-            row = self._resolve(connection, message_id, mailbox)
-            if row is None:
-                return None
-            seq = row[0]
-            summary = summary_json(row[:7], self._tags_of(connection, [seq]).get(seq, []))
-            detail = json.loads(row[7])
-            boxes = [r[0] for r in connection.execute("SELECT mailbox FROM mailboxes WHERE seq = ? ORDER BY 1", (seq,))]
-            message = {key: summary[key] for key in ("ID", "MessageID", "From", "To", "Cc", "Bcc", "ReplyTo")}
-            message.update(ReturnPath=detail["ReturnPath"], Subject=summary["Subject"])
-            message.update(ListUnsubscribe=detail["ListUnsubscribe"], Date=detail["Date"], Tags=summary["Tags"])
-            message.update(Username=summary["Username"], Text=detail["Text"], HTML=detail["HTML"])
-            message.update(Size=summary["Size"], Inline=detail["Inline"], Attachments=detail["Attachments"])
-            message.update(Read=summary["Read"], Mailboxes=boxes, Envelope=json.loads(row[8]))
-            return message
-
-        message = await self._read(run)
-        if message is not None and mark_read and not message["Read"]:
-            await self.set_read([message["ID"]], True)
-        return message
-
-    async def raw(self, message_id: str, *, mailbox: str | None = None) -> RawMessage | None:
-        """The raw bytes (small) or the file path (large) of a message, or None."""
-
-        def run(connection: sqlite3.Connection) -> RawMessage | None:
-            row = self._resolve(connection, message_id, mailbox)
-            if row is None:
-                return None
-            if row[9]:
-                return RawMessage(row[1], row[4], path=os.path.join(self.files, row[9]))
-            data = connection.execute("SELECT data FROM raw WHERE seq = ?", (row[0],)).fetchone()
-            return RawMessage(row[1], row[4], data=bytes(data[0]) if data else b"")
-
-        return await self._read(run)
-
-    async def headers(self, message_id: str, *, mailbox: str | None = None) -> dict[str, list[str]] | None:
-        """The top-level headers (name → values, sorted by name), or None."""
-        raw = await self.raw(message_id, mailbox=mailbox)
-        if raw is None:
-            return None
-        return await asyncio.to_thread(with_buffer, raw, header_map)
-
-    async def part(
-        self, message_id: str, part_id: str, *, mailbox: str | None = None
-    ) -> tuple[dict[str, str], Iterator[bytes]] | None:
-        """(``{"ContentType", "FileName"}``, decoded chunks) of one part, or None. The
-        chunks must be consumed in a thread (they read the file)."""
-        raw = await self.raw(message_id, mailbox=mailbox)
-        if raw is None:
-            return None
-
-        def describe(buffer: Any) -> dict[str, str] | None:
-            location = find_part(buffer, part_id)
-            if location is None:
-                return None
-            try:
-                name = location.headers.get_filename() or ""
-            except Exception:
-                name = ""
-            return {"ContentType": location.content_type, "FileName": name}
-
-        meta = await asyncio.to_thread(with_buffer, raw, describe)
-        if meta is None:
-            return None
-        return meta, part_chunks(raw, part_id)
-
-    async def mailboxes(self) -> list[dict[str, Any]]:
-        """Every mailbox with its message and unread counts."""
-
-        def run(connection: sqlite3.Connection) -> list[dict[str, Any]]:
-            rows = connection.execute(
-                "SELECT b.mailbox, COUNT(*), COALESCE(SUM(m.read = 0), 0) FROM mailboxes b"
-                " JOIN messages m ON m.seq = b.seq GROUP BY b.mailbox ORDER BY b.mailbox"
-            ).fetchall()
-            return [{"Mailbox": r[0], "Total": r[1], "Unread": r[2]} for r in rows]
-
-        return await self._read(run)
-
-    async def stats(self) -> dict[str, Any]:
-        """Totals for ``/api/v1/info``."""
-
-        def run(connection: sqlite3.Connection) -> dict[str, Any]:
-            total, unread = connection.execute("SELECT COUNT(*), COALESCE(SUM(read = 0), 0) FROM messages").fetchone()
-            tags = dict(connection.execute("SELECT tag, COUNT(*) FROM tags GROUP BY tag COLLATE NOCASE").fetchall())
-            return {"Messages": total, "Unread": unread, "Tags": tags}
-
-        result = await self._read(run)
-        size = 0
-        for suffix in ("", "-wal"):
-            try:
-                size += os.path.getsize(self.path + suffix)
-            except OSError:
-                pass
-        result["DatabaseSize"] = size
-        return result
 
     def subscribe(self) -> Subscription:
         """Events from now on (see `Event`); close the subscription when done."""
@@ -718,12 +549,3 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("smtpgate")
-    except Exception:
-        return "0"
