@@ -7,13 +7,12 @@ import time
 import urllib.request
 from typing import Any
 
-import samples
+import ui_samples as samples
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
-
-from conftest import Inbox, Recorder, wait_until
+from ui_support import Inbox, Recorder, wait_until
 
 
 def api(inbox: Inbox, path: str) -> Any:

@@ -8,11 +8,10 @@ import struct
 import urllib.request
 from pathlib import Path
 
-import samples
+import ui_samples as samples
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-
-from conftest import Inbox, wait_until
+from ui_support import Inbox, wait_until
 
 WIDTH, HEIGHT = 1440, 860
 

@@ -6,11 +6,11 @@ What this module adds is the safety around a message's HTML:
 
 * the UI page gets a strict Content-Security-Policy (scripts and styles only from its
   own files, no inline script, connections only to its own host, never framed);
-* ``/view/{ID}.html`` serves the message's HTML with ``Content-Security-Policy: sandbox``
+* ``/ui/message/{ID}.html`` serves the message's HTML with ``Content-Security-Policy: sandbox``
   and no script source at all, so nothing in a message runs, and nothing it does can
   reach the UI's origin; ``cid:`` references point at the message's parts; remote
   images, styles and fonts load only with ``?remote=1``;
-* ``/view/{ID}/remote`` tells the UI whether the message refers to remote content, so it
+* ``/ui/message/{ID}/remote`` tells the UI whether the message refers to remote content, so it
   can offer to load it.
 """
 
@@ -104,7 +104,10 @@ def ui_csp(host: str | None) -> str:
 
 
 def ui_routes(message_json: MessageJSON) -> list[web.RouteDef]:
-    """The UI's routes: ``/``, ``/ui/...`` (assets), ``/view/{ID}.html`` and ``/view/{ID}/remote``."""
+    """The UI's routes: ``/``, ``/ui/...`` (assets), ``/ui/message/{ID}.html`` and ``/ui/message/{ID}/remote``.
+
+    (Mailpit's ``/view/{ID}.html``, the HTML as sent, is the API's.)
+    """
     assets = _load_assets()
 
     def send_asset(request: web.Request, asset: _Asset, headers: dict[str, str]) -> web.Response:
@@ -161,14 +164,14 @@ def ui_routes(message_json: MessageJSON) -> list[web.RouteDef]:
 
     return [
         web.get("/", index),
+        web.get("/ui/message/{id}.html", view),
+        web.get("/ui/message/{id}/remote", remote),
         web.get("/ui/{name:[A-Za-z0-9_\\-]+(?:/[A-Za-z0-9_.\\-]+)?\\.[a-z]+}", asset),
-        web.get("/view/{id}.html", view),
-        web.get("/view/{id}/remote", remote),
     ]
 
 
 def _part_urls(message: dict[str, Any]) -> Callable[[str], str | None]:
-    """Map a Content-ID to its part's API URL, relative to ``/view/{ID}.html``."""
+    """Map a Content-ID to its part's API URL, relative to ``/ui/message/{ID}.html``."""
     message_id = quote(str(message.get("ID", "")), safe="")
     by_content_id: dict[str, str] = {}
     for key in ("Inline", "Attachments"):
@@ -181,6 +184,6 @@ def _part_urls(message: dict[str, Any]) -> Callable[[str], str | None]:
         part_id = by_content_id.get(content_id)
         if part_id is None:
             return None
-        return f"../api/v1/message/{message_id}/part/{quote(part_id, safe='')}"
+        return f"../../api/v1/message/{message_id}/part/{quote(part_id, safe='')}"
 
     return part_url
