@@ -227,14 +227,12 @@ async function openMessage(id, { focusList = false } = {}) {
   const summary = list.summary(id);
   view.show(message, true, state.tab);
   if (focusList) $("#messages").focus();
-  if (!summary || !summary.Read) {
-    // Opening a message reads it (Mailpit does this on GET as well; saying it is harmless).
-    api.setRead([id], true).catch(() => {});
-    if (summary) {
-      list.update(id, { Read: true });
-      state.unread = Math.max(0, state.unread - 1);
-      updateCounts();
-    }
+  if (summary && !summary.Read) {
+    // GET /api/v1/message/{ID} marked it read (as Mailpit does); the "update" event may
+    // come later than this answer.
+    list.update(id, { Read: true });
+    state.unread = Math.max(0, state.unread - 1);
+    updateCounts();
   }
 }
 
