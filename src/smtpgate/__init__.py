@@ -6,7 +6,7 @@ from .protocol.core import ProtocolConfig, ServerProtocol
 from .proxy import ProxyInfo
 from .sasl import AuthRequest, AuthResult, XOAuth2Error
 from .server import SMTPServer
-from .session import Address, Envelope, Session, TLSInfo
+from .session import Address, Envelope, Session, TLSDetails, TLSInfo
 from .stream import DataStream, DataStreamError
 from .thread import ServerThread
 from .tls import TLSSettings
@@ -21,6 +21,7 @@ __all__ = [
     "Envelope",
     "Address",
     "TLSInfo",
+    "TLSDetails",
     "ProxyInfo",
     "AuthRequest",
     "AuthResult",

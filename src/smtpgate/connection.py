@@ -35,7 +35,7 @@ from .protocol.events import (
 )
 from .proxy import V2_SIGNATURE, ProxyInfo
 from .sasl import AuthResult
-from .session import Session
+from .session import Session, TLSDetails
 from .starttls import start_tls
 from .stream import DataStream, DataStreamError
 from .tls import tls_info
@@ -76,6 +76,24 @@ def _plain_address(address: str) -> str:
         return plain_ip(address)
     except ValueError:
         return address
+
+
+def tls_details(ssl_object: Any, servername: str | None) -> TLSDetails:
+    """``session.tls`` from a finished handshake."""
+    info = tls_info(ssl_object)
+    try:
+        peer = ssl_object.getpeercert() or None
+        der = ssl_object.getpeercert(binary_form=True)
+    except ValueError:  # no handshake (cannot happen once it finished)
+        peer, der = None, None
+    return TLSDetails(
+        version=info.version,
+        cipher=info.name,
+        standard_name=info.standard_name,
+        servername=servername,
+        peer_certificate=peer,
+        peer_certificate_der=der,
+    )
 
 
 def _feed(protocol: Any, data: bytes) -> None:
@@ -162,6 +180,7 @@ class SMTPConnection(asyncio.Protocol):
             session.remote_address = _plain_address(proxy.source_address)
             session.remote_port = proxy.source_port or 0
         session.client_hostname = f"[{session.remote_address}]"
+        session.proxy = proxy
         self.session = session
         self.log = _ConnectionLogger(logger, {"connection_id": session.id})
         self.core = ServerProtocol(server.protocol_config, session)
@@ -897,6 +916,7 @@ class SMTPConnection(asyncio.Protocol):
         session.servername = getattr(ssl_object, "smtpgate_servername", None)
         if ssl_object is not None:
             session.tls_options = tls_info(ssl_object)
+            session.tls = tls_details(ssl_object, session.servername)
         self._last_activity = self.loop.time()
         self.log.debug("TLS established: %s", session.tls_options)
         return True

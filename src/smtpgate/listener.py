@@ -13,7 +13,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .proxy import MAX_V1_LENGTH, V2_SIGNATURE, ProxyError, ProxyInfo, header_length, parse_proxy_header
+from .proxy import V2_SIGNATURE, ProxyError, ProxyInfo, header_length, parse_proxy_header
 
 if TYPE_CHECKING:
     from .server import SMTPServer
@@ -56,22 +56,24 @@ async def _recv_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, co
 
 
 async def read_proxy_header(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> ProxyInfo:
-    """Read one PROXY header from ``sock`` and nothing after it."""
+    """Read one PROXY header from ``sock`` and nothing after it.
+
+    A v2 header says its length in its first 16 bytes. A v1 line is read a byte at a time
+    up to its CRLF, each byte checked as it comes, so a line that cannot be a header
+    (``PROXY BOGUS``) is refused at once rather than after ``proxy_timeout``.
+    """
     data = await _recv_exactly(loop, sock, 6)
     header_length(data)  # refuses at once what cannot start a header
     if data.startswith(V2_SIGNATURE[:6]):
-        data += await _recv_exactly(loop, sock, 10)  # the rest of the signature, and the length
+        data += await _recv_exactly(loop, sock, 16 - len(data))
         total = header_length(data)
         assert total is not None
         data += await _recv_exactly(loop, sock, total - len(data))
         return parse_proxy_header(data)
     while True:
-        total = header_length(data)
+        total = header_length(data)  # raises once the line cannot be a header (or is too long)
         if total is not None:
             return parse_proxy_header(data[:total])
-        if len(data) >= MAX_V1_LENGTH:
-            raise ProxyError("PROXY v1 header too long")
-        # v1: up to CRLF, one byte at a time (a short bad line is refused at its CRLF)
         data += await _recv_exactly(loop, sock, 1)
 
 

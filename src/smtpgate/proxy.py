@@ -30,6 +30,8 @@ logger = logging.getLogger("smtpgate")
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 MAX_V1_LENGTH = 107  # "PROXY TCP6 " + two IPv6 addresses + two ports + CRLF
 MAX_V2_LENGTH = 16 + 4096  # the address block and the TLVs a load balancer sends fit easily
+_V1_FAMILIES = (b"TCP4 ", b"TCP6 ", b"UNKNOWN")  # what may follow "PROXY "
+_V1_SHAPE = "PROXY v1 header needs TCP4|TCP6 src dst sport dport (or UNKNOWN)"
 
 
 class ProxyError(ValueError):
@@ -62,6 +64,10 @@ def header_length(data: bytes) -> int | None:
         return total
     if not b"PROXY "[: len(data)] == data[:6]:
         raise ProxyError("not a PROXY header")
+    family = data[6:13]
+    if not any(token.startswith(family) or family.startswith(token) for token in _V1_FAMILIES):
+        # "PROXY BOGUS": refused as soon as it is known, not after proxy_timeout.
+        raise ProxyError(_V1_SHAPE)
     end = data.find(b"\r\n")
     if end < 0:
         if len(data) >= MAX_V1_LENGTH:
@@ -92,7 +98,7 @@ def _parse_v1(data: bytes) -> ProxyInfo:
     if parts[1] == "UNKNOWN":
         return ProxyInfo(version=1, local=True)
     if len(parts) != 6 or parts[1] not in ("TCP4", "TCP6"):
-        raise ProxyError("PROXY v1 header needs TCP4|TCP6 src dst sport dport")
+        raise ProxyError(_V1_SHAPE)
     family = ipaddress.IPv4Address if parts[1] == "TCP4" else ipaddress.IPv6Address
     try:
         source = family(parts[2])

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .proxy import ProxyInfo
 
-__all__ = ["Address", "Envelope", "Session", "TLSInfo"]
+__all__ = ["Address", "Envelope", "Session", "TLSInfo", "TLSDetails"]
 
 
 @dataclass
@@ -38,17 +38,29 @@ class Envelope:
 
 @dataclass
 class TLSInfo:
-    """What was negotiated: cipher ``name``, its IANA ``standard_name`` and ``version``;
-    with ``request_cert``, the client's verified certificate as ``ssl.getpeercert()``
-    decodes it (``peer_certificate``: ``subject``, ``issuer``, ``serialNumber``,
-    ``notAfter``, ``subjectAltName``, ...) and in DER (``peer_certificate_der``, e.g. for
-    ``cryptography.x509.load_der_x509_certificate``); both ``None`` without one."""
+    """What was negotiated: cipher ``name``, its IANA ``standard_name`` and ``version``."""
 
     name: str
     standard_name: str
     version: str
-    peer_certificate: dict[str, Any] | None = field(default=None, repr=False)
-    peer_certificate_der: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class TLSDetails:
+    """The TLS layer of a session, for handlers (``session.tls``).
+
+    ``peer_certificate`` is the client certificate as ``ssl.SSLSocket.getpeercert()``
+    gives it (a dict), when the server asked for one (``request_cert``) and the client
+    sent one that the ``ca`` verified; ``peer_certificate_der`` is the certificate the
+    client sent, in DER, whether or not it was verified. Both are None without one.
+    """
+
+    version: str
+    cipher: str
+    standard_name: str
+    servername: str | None = None
+    peer_certificate: dict[str, Any] | None = None
+    peer_certificate_der: bytes | None = None
 
 
 @dataclass(eq=False)
@@ -68,10 +80,10 @@ class Session:
     secure: bool = False
     servername: str | None = None
     tls_options: TLSInfo | None = None
-    proxy: ProxyInfo | None = None
     user: Any = None
     transaction: int = 1
     envelope: Envelope = field(default_factory=Envelope)
     x_client: dict[str, str] = field(default_factory=dict)
     x_forward: dict[str, str] = field(default_factory=dict)
-    error: str | None = None
+    tls: TLSDetails | None = None
+    proxy: ProxyInfo | None = None

@@ -358,14 +358,7 @@ def tls_info(ssl_object: Any) -> TLSInfo:
     """What a finished handshake negotiated."""
     cipher = ssl_object.cipher() or ("", "", 0)
     name = cipher[0]
-    der = ssl_object.getpeercert(binary_form=True)
-    return TLSInfo(
-        name=name,
-        standard_name=_STANDARD_NAMES.get(name, name),
-        version=ssl_object.version() or "",
-        peer_certificate=(ssl_object.getpeercert() or None) if der else None,
-        peer_certificate_der=der or None,
-    )
+    return TLSInfo(name=name, standard_name=_STANDARD_NAMES.get(name, name), version=ssl_object.version() or "")
 
 
 # OpenSSL names of TLS 1.2 suites to their IANA names (TLS 1.3 names are the IANA ones).

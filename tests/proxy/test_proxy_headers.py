@@ -114,6 +114,17 @@ def test_not_a_header_is_refused_from_the_first_bytes(start):
         header_length(start)
 
 
+@pytest.mark.parametrize("start", [b"PROXY B", b"PROXY BOGUS\r\n", b"PROXY TCP5", b"PROXY UNKNOWX", b"PROXY TCP4\r\n"])
+def test_v1_unknown_family_is_refused_as_soon_as_it_shows(start):
+    with pytest.raises(ProxyError, match="TCP4[|]TCP6"):
+        header_length(start)
+
+
+@pytest.mark.parametrize("start", [b"PROXY T", b"PROXY TCP", b"PROXY TCP6", b"PROXY UNKNOW", b"PROXY UNKNOWN x"])
+def test_v1_family_prefixes_need_more(start):
+    assert header_length(start) is None
+
+
 def test_v1_without_crlf_within_107_bytes_is_refused():
     with pytest.raises(ProxyError, match="too long"):
         header_length(b"PROXY TCP4 " + b"1" * MAX_V1_LENGTH)

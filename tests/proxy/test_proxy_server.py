@@ -87,6 +87,29 @@ def test_trusted_header_gives_the_client_address(start_server, raw_client, recei
     assert received.messages[0][3].remote_address == address
 
 
+def test_session_proxy_has_the_header_for_handlers(start_server, raw_client):
+    running, seen = server_with_recorder(start_server, use_proxy=True)
+    client = raw_client(running.port)
+    client.send(v2_tcp4("192.0.2.12", "198.51.100.7", 40010, 2525, tlvs=tlv(0x01, b"smtp") + tlv(0xE0, b"id-42")))
+    assert client.reply()[0] == 220
+    proxy = seen.wait_for(1)[0].proxy
+    assert (proxy.version, proxy.local) == (2, False)
+    assert (proxy.source_address, proxy.source_port) == ("192.0.2.12", 40010)
+    assert (proxy.destination_address, proxy.destination_port) == ("198.51.100.7", 2525)
+    assert proxy.tlvs == {0x01: b"smtp", 0xE0: b"id-42"}
+    other = raw_client(running.port)
+    other.send(b"PROXY UNKNOWN\r\n")
+    assert other.reply()[0] == 220
+    assert seen.wait_for(2)[1].proxy.local is True
+
+
+def test_session_proxy_is_none_without_a_header(start_server, raw_client):
+    running, seen = server_with_recorder(start_server)
+    client = raw_client(running.port)
+    assert client.reply()[0] == 220
+    assert seen.wait_for(1)[0].proxy is None
+
+
 @pytest.mark.parametrize("header", [v2_local(), v2_local(tlv(0x04, b"\x00" * 4)), b"PROXY UNKNOWN\r\n"])
 def test_local_and_unknown_keep_the_real_peer(start_server, raw_client, header):
     running, seen = server_with_recorder(start_server, use_proxy=["127.0.0.0/8"])
@@ -328,6 +351,17 @@ def test_truncated_header_then_close(start_server, raw_client, smtpgate_log, dat
     assert client.is_closed()
     assert client.buffer == b""
     wait_for_log(smtpgate_log, "closed before the PROXY header was complete")
+    still_serves(running, raw_client)
+
+
+def test_short_invalid_v1_line_closes_at_once(start_server, raw_client, smtpgate_log):
+    running = start_server(use_proxy=True, proxy_timeout=60)
+    client = raw_client(running.port)
+    client.send(b"PROXY BOGUS\r\n")
+    assert client.is_closed(timeout=10), "closed long before proxy_timeout"
+    assert client.buffer == b""
+    record = wait_for_log(smtpgate_log, "bad PROXY header")
+    assert "TCP4|TCP6" in record.getMessage()
     still_serves(running, raw_client)
 
 

@@ -1,4 +1,5 @@
-"""A short, invalid PROXY v1 line is refused at its CRLF, not after proxy_timeout."""
+"""A short, invalid PROXY v1 line is refused as soon as it cannot be a header (at the
+latest at its CRLF), not after proxy_timeout."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def test_read_proxy_header_refuses_a_short_bad_line_at_once(line: bytes) -> None
     info, rest = read_from_socket(line + b"EHLO x\r\n")
     assert isinstance(info, ProxyError)
     assert time.monotonic() - started < 3  # read_from_socket would wait 5 s for more bytes
-    assert rest == b"EHLO x\r\n", "nothing after the line is read"
+    assert b"EHLO x\r\n" in rest, "nothing after the line is read"
 
 
 def test_server_closes_a_short_bad_proxy_line_without_waiting_for_the_timeout() -> None:
@@ -27,5 +28,9 @@ def test_server_closes_a_short_bad_proxy_line_without_waiting_for_the_timeout() 
         with socket.create_connection(("127.0.0.1", running.port), timeout=20) as sock:
             started = time.monotonic()
             sock.sendall(b"PROXY BOGUS\r\n")
-            assert sock.recv(1024) == b""  # closed, no reply
+            try:
+                data = sock.recv(1024)
+            except ConnectionResetError:  # closed with the rest of the line unread
+                data = b""
+            assert data == b""  # closed, no reply
             assert time.monotonic() - started < 10

@@ -57,6 +57,33 @@ def test_client_with_a_certificate_from_the_ca_is_accepted(cert_server, received
     assert issuer  # issued by the trustme CA
 
 
+def test_session_tls_has_the_client_certificate(cert_server, received, certs, raw_client):
+    running = cert_server()
+    client = raw_client(running.port)
+    starttls(client, client_context(certs, client_cert=certs.client))
+    assert client.command("EHLO client.test")[0] == 250
+    send_message(client)
+    received.wait_for(1)
+    tls = received.messages[0][3].tls
+    assert tls.version.startswith("TLSv1.")
+    assert tls.cipher and tls.standard_name
+    assert tls.servername == "mx.test"
+    assert tls.peer_certificate["subjectAltName"] == (("DNS", "client.example"),)
+    assert tls.peer_certificate_der == ssl.PEM_cert_to_DER_cert(certs.client.cert_chain_pems[0].bytes().decode())
+
+
+def test_session_tls_without_a_client_certificate(start_server, received, certs, mx, raw_client):
+    running = start_server(on_data=received.on_data, **mx)
+    client = raw_client(running.port)
+    starttls(client, client_context(certs))
+    assert client.command("EHLO client.test")[0] == 250
+    send_message(client)
+    received.wait_for(1)
+    session = received.messages[0][3]
+    assert session.tls.version == session.tls_options.version
+    assert (session.tls.peer_certificate, session.tls.peer_certificate_der) == (None, None)
+
+
 def test_smtplib_with_a_client_certificate(cert_server, received, certs):
     running = cert_server()
     context = client_context(certs, client_cert=certs.client)

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from .. import AuthRequest, AuthResult, DataStream, DataStreamError, Session, SMTPError, SMTPServer
 from ..inbox.chaos import Chaos
@@ -22,6 +22,11 @@ from ..sinks import Delivery, MessageInfo, Sink, SinkError, SinkFull, parse_sink
 from .config import DEFAULT_INBOX_SINK, Settings
 from .logs import utc_timestamp
 from .passwords import AuthFileError, ScryptHash, load_auth_file, verify_password
+from .scale import ScaleParts
+
+if TYPE_CHECKING:
+    from .delivery import DeliveryService
+from .verify import build_gate
 
 __all__ = ["App", "StartupError", "new_event_loop"]
 
@@ -95,6 +100,11 @@ class App:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.delivery: DeliveryService | None = None
+        if settings.deliver is not None:
+            from .delivery import DeliveryService
+
+            self.delivery = DeliveryService(settings)
         self.sinks = self._open_sinks()
         self.users: Mapping[str, ScryptHash] | None = None
         if settings.auth_file is not None:
@@ -111,11 +121,18 @@ class App:
         self.chaos = Chaos()
         self.http: Any = None
         self.out: TextIO = sys.stderr if any(sink.uses_stdout for sink in self.sinks) else sys.stdout
+        self.scale = ScaleParts(settings, self.sinks)
+        try:
+            self.gate = build_gate(settings)  # --verify, --dnsbl: None when not asked for
+        except ValueError as error:
+            raise StartupError(str(error)) from None
         try:
             self.server = SMTPServer(**self.server_options())
         except (TypeError, ValueError, OSError) as error:
             message = str(error).replace("give the 'passphrase' option", "give --tls-passphrase-file")
             raise StartupError(message) from None
+        if self.gate is not None and not self.gate.authserv_id:
+            self.gate.authserv_id = self.gate.verifier.receiver = self.server.options.name
         self._stops = 0
         self._main: asyncio.Task[None] | None = None
         self._closing: asyncio.Future[None] | None = None
@@ -128,7 +145,7 @@ class App:
     def _open_sinks(self) -> list[Sink]:
         """Every sink a message goes to, ``--sink`` first; all must store it before the 250."""
         try:
-            sinks = [parse_sink(self.settings.sink)]
+            sinks = [parse_sink(self.settings.sink)] if self.settings.sink else []
             if self.settings.http is not None and not any(sink.kind == "inbox" for sink in sinks):
                 sinks.append(parse_sink(DEFAULT_INBOX_SINK))  # the HTTP API reads an inbox
         except SinkError as error:
@@ -138,6 +155,8 @@ class App:
             if store is not None:
                 store.max_messages = self.settings.inbox_max_messages
                 store.max_age = self.settings.inbox_max_age
+        if self.delivery is not None:  # --deliver: the queue stores every message too
+            sinks.append(self.delivery.open_queue())
         return sinks
 
     @property
@@ -181,19 +200,25 @@ class App:
             options["allow_insecure_auth"] = True
         if s.http is not None:  # chaos triggers set over the API
             options.update(on_mail_from=self.on_mail_from, on_rcpt_to=self.on_rcpt_to)
-        return options
+        if self.gate is not None:  # the sender checks run before the chaos triggers
+            inner = {name: options[name] for name in ("on_connect", "on_rcpt_to") if name in options}
+            options.update(self.gate.session_handlers(**inner))
+        return self.scale.wrap(options)  # the limits, then the metrics, around all of it
 
     # ------------------------------------------------------------- handlers
 
     async def on_data(self, stream: DataStream, session: Session) -> str:
         """Stream the message into every sink; 250 only once each has stored it."""
+        auth_results = b""
+        if self.gate is not None and self.settings.verify is not None:  # reads the message, may refuse it
+            stream, auth_results = await self.gate.screen(stream, session)
         info = MessageInfo.from_session(session)
         deliveries: list[Delivery] = []
         headers = _Headers()
         try:
             for sink in self.sinks:
                 deliveries.append(sink.open(info))
-            trace = _trace_headers(session, self.server.options.name)
+            trace = _trace_headers(session, self.server.options.name) + auth_results
             for delivery in deliveries:
                 await delivery.write(trace)
             async for chunk in stream:
@@ -337,11 +362,15 @@ class App:
             for sink in reversed(started):
                 await sink.close()
             raise StartupError(str(error)) from None
+        if self.delivery is not None:
+            await self.delivery.start()
         for host, port in self.settings.addresses():
             try:
                 await self.server.listen(port, host=host, reuse_port=reuse_port)
             except (OSError, ValueError) as error:
                 await self.server.close()
+                if self.delivery is not None:
+                    await self.delivery.stop()
                 await self.close_sinks()
                 reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
                 raise StartupError(reason) from None
@@ -350,8 +379,21 @@ class App:
                 await self._start_http(*self.settings.http)
             except StartupError:
                 await self.server.close()
+                if self.delivery is not None:
+                    await self.delivery.stop()
                 await self.close_sinks()
                 raise
+        try:
+            await self.scale.start(self.server, self.sinks)
+        except OSError as error:
+            await self.server.close()
+            if self.http is not None:
+                await self.http.close()
+            if self.delivery is not None:
+                await self.delivery.stop()
+            await self.close_sinks()
+            await self.scale.close()
+            raise StartupError(f"--metrics: {error.strerror or error}") from None
 
     async def _start_http(self, host: str, port: int) -> None:
         """The inbox API (and UI) on ``--http``."""
@@ -388,6 +430,9 @@ class App:
         finally:
             if self.http is not None:
                 await self.http.close()
+            if self.delivery is not None:
+                await self.delivery.stop()
+            await self.scale.close()
             await self.close_sinks()
             if watchdog is not None:
                 watchdog.cancel()

@@ -307,7 +307,7 @@ class _API:
             query=query,
             mailbox=_mailbox(request),
             start=_int(request, "start", 0),
-            limit=_int(request, "limit", 50, low=1, high=MAX_PAGE),
+            limit=_int(request, "limit", 50, high=MAX_PAGE) or 50,  # 0: the default, as in Mailpit
             tz=_tz(request),
         )
         return web.json_response(page)

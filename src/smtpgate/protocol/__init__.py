@@ -1,12 +1,15 @@
 """The sans-I/O protocol core: bytes in, replies and events out."""
 
-from .core import ProtocolConfig, ServerProtocol
+from .config import ProtocolConfig
+from .core import ServerProtocol
 from .data import DataDecoder
 from .events import CloseConnection, DataChunk, DataEnd, DataStart, Event, MailFrom, RcptTo, StartTLS
+from .state import Phase
 
 __all__ = [
     "ProtocolConfig",
     "ServerProtocol",
+    "Phase",
     "DataDecoder",
     "Event",
     "MailFrom",

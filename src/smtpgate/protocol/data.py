@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["DataDecoder", "BARE_LF_MODES"]
+__all__ = ["DataDecoder"]
 
-BARE_LF_MODES = ("normalize", "reject", "allow")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 
 

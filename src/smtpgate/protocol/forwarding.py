@@ -1,24 +1,20 @@
 """Postfix XCLIENT and XFORWARD inside the protocol core: a trusted proxy or content filter
 telling the server who the real client is.
 
-Mixed into `smtpgate.protocol.core.ServerProtocol`. Whether a connection may use
-them is the driver's decision (``xclient_allowed`` / ``xforward_allowed``), taken from
-the peer address and the server's trust lists.
+Whether a connection may use them is the driver's decision (``xclient_allowed`` /
+``xforward_allowed``), taken from the peer address and the server's trust lists.
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from ..session import Session
 from .addresses import plain_ip, xtext_decode
-from .events import Event, XClient
+from .events import XClient
+from .replies import ReplyWriter
 
-if TYPE_CHECKING:
-    from .core import ProtocolConfig
-
-__all__ = ["ForwardingCommands", "XCLIENT_ATTRIBUTES", "XFORWARD_ATTRIBUTES"]
+__all__ = ["Forwarding", "XCLIENT_ATTRIBUTES", "XFORWARD_ATTRIBUTES"]
 
 XCLIENT_ATTRIBUTES = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN", "DESTADDR", "DESTPORT")
 XFORWARD_ATTRIBUTES = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
@@ -27,20 +23,20 @@ _NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
 _HELO = re.compile(r"[\x21-\x7e]{1,255}")
 
 
-class ForwardingCommands:
-    """XCLIENT/XFORWARD handling; expects the attributes and helpers of ServerProtocol."""
+class Forwarding:
+    """XCLIENT/XFORWARD for one session: whether the peer may use them, and the commands."""
 
-    config: ProtocolConfig
-    session: Session
-    xclient_allowed: bool
-    xforward_allowed: bool
-    _xclient_used: bool
+    __slots__ = ("_session", "_writer", "xclient_allowed", "xforward_allowed", "_xclient_used")
 
-    if TYPE_CHECKING:
+    def __init__(self, session: Session, writer: ReplyWriter) -> None:
+        self._session = session
+        self._writer = writer
+        self.xclient_allowed = False  # set by the driver from its trust lists
+        self.xforward_allowed = False
+        self._xclient_used = False
 
-        def _reply(self, code: int, text: str, enhanced: str | None = None) -> None: ...
-
-    def _forwarding_extensions(self) -> list[str]:
+    def extensions(self) -> list[str]:
+        """The EHLO keywords to advertise."""
         ext = []
         if self.xclient_allowed and not self._xclient_used:
             ext.append("XCLIENT " + " ".join(XCLIENT_ATTRIBUTES))
@@ -53,34 +49,35 @@ class ForwardingCommands:
         attributes: dict[str, str] = {}
         tokens = argument.split()
         if not tokens:
-            self._reply(501, "Error: syntax: attribute=value ...", "5.5.4")
+            self._writer.reply(501, "Error: syntax: attribute=value ...", "5.5.4")
             return None
         for token in tokens:
             key, eq, raw = token.partition("=")
             key = key.upper()
             value = xtext_decode(raw)
             if not eq or key not in allowed or not _valid(key, value):
-                self._reply(501, f"Error: bad attribute {token[:40]}", "5.5.4")
+                self._writer.reply(501, f"Error: bad attribute {token[:40]}", "5.5.4")
                 return None
             attributes[key] = value
         return attributes
 
-    def _forwarding_refusal(self, allowed: bool) -> bool:
+    def _refused(self, allowed: bool) -> bool:
         if not allowed:
-            self._reply(550, "Error: insufficient authorization", "5.7.0")
+            self._writer.reply(550, "Error: insufficient authorization", "5.7.0")
             return True
-        if self.session.envelope.mail_from is not None:
-            self._reply(503, "Error: mail transaction in progress", "5.5.1")
+        if self._session.envelope.mail_from is not None:
+            self._writer.reply(503, "Error: mail transaction in progress", "5.5.1")
             return True
         return False
 
-    def _cmd_xclient(self, verb: str, argument: str) -> Event | None:
-        if self._forwarding_refusal(self.xclient_allowed and not self._xclient_used):
+    def xclient(self, argument: str) -> XClient | None:
+        """``XCLIENT attribute=value ...``: the session takes the new identity."""
+        if self._refused(self.xclient_allowed and not self._xclient_used):
             return None
         attributes = self._parse_attributes(argument, XCLIENT_ATTRIBUTES)
         if attributes is None:
             return None
-        session = self.session
+        session = self._session
         session.x_client.update(attributes)
         address = attributes.get("ADDR")
         if address is not None and address not in _SPECIAL:
@@ -101,15 +98,15 @@ class ForwardingCommands:
         session.opening_command = None
         return XClient(attributes)
 
-    def _cmd_xforward(self, verb: str, argument: str) -> Event | None:
-        if self._forwarding_refusal(self.xforward_allowed):
-            return None
+    def xforward(self, argument: str) -> None:
+        """``XFORWARD attribute=value ...``: recorded for the handlers, answered 250."""
+        if self._refused(self.xforward_allowed):
+            return
         attributes = self._parse_attributes(argument, XFORWARD_ATTRIBUTES)
         if attributes is None:
-            return None
-        self.session.x_forward.update(attributes)
-        self._reply(250, "OK", "2.0.0")
-        return None
+            return
+        self._session.x_forward.update(attributes)
+        self._writer.reply(250, "OK", "2.0.0")
 
 
 def _plain_ip(value: str) -> str:

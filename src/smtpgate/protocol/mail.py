@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 
 from ..session import Address, Envelope
 from .addresses import SyntaxProblem, parse_mailbox, parse_params, split_path_argument
+from .replies import SIZE_EXCEEDED_CODE, size_exceeded_text
 
 if TYPE_CHECKING:
-    from .core import ProtocolConfig
+    from .config import ProtocolConfig
 
 __all__ = ["Refusal", "MailRequest", "parse_mail", "parse_rcpt"]
 
@@ -59,7 +60,7 @@ def parse_mail(argument: str, config: ProtocolConfig, *, secure: bool = False) -
             if value is True or not _SIZE_VALUE.fullmatch(str(value)):
                 raise Refusal(501, "Error: bad message size syntax", "5.5.4")
             if config.size and not config.hide_size and int(str(value)) > config.size:
-                raise Refusal(552, f"Error: message exceeds fixed maximum message size {config.size}", "5.3.4")
+                raise Refusal(552, size_exceeded_text(config.size), SIZE_EXCEEDED_CODE)
         elif key == "BODY":
             body = str(value).upper() if value is not True else ""
             allowed = ("7BIT", "8BITMIME", "BINARYMIME") if config.chunking else ("7BIT", "8BITMIME")

@@ -1,29 +1,25 @@
-"""Formatting SMTP replies: one or more ``ddd[- ]text`` lines, each ending in CRLF."""
+"""SMTP replies: rendering ``ddd[- ]text`` lines, and the writer the core's parts share."""
 
 from __future__ import annotations
 
+import functools
 import re
 
-from ..errors import SMTPError, default_enhanced_code
+from ..errors import default_enhanced_code
 
-__all__ = ["Reply", "format_reply", "error_reply"]
+__all__ = ["format_reply", "ReplyWriter", "SIZE_EXCEEDED_CODE", "size_exceeded_text"]
 
 # Anything that could break a reply line or a terminal: C0 and C1 controls, DEL.
 _UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+SIZE_EXCEEDED_CODE = "5.3.4"
+"""The enhanced code of every 552 about the message size (RFC 3463: message too big)."""
 
 
-class Reply:
-    """A reply the core wants written: code, optional enhanced code, text lines."""
-
-    __slots__ = ("code", "enhanced", "lines")
-
-    def __init__(self, code: int, text: str | list[str], enhanced: str | None = None) -> None:
-        self.code = code
-        self.enhanced = enhanced
-        self.lines = text if isinstance(text, list) else [text]
-
-    def __repr__(self) -> str:
-        return f"Reply({self.code}, {self.lines!r}, {self.enhanced!r})"
+def size_exceeded_text(size: int) -> str:
+    """The text of the 552 for a message (or a declared SIZE) over the ``size`` option."""
+    return f"Error: message exceeds fixed maximum message size {size}"
 
 
 def _clean(line: str) -> str:
@@ -38,7 +34,7 @@ def format_reply(code: int, lines: list[str], enhanced: str | None) -> bytes:
     split: list[str] = []
     for line in lines:
         if "\n" in line or "\r" in line:
-            split.extend(re.split(r"\r\n|\r|\n", line))
+            split.extend(_LINE_BREAK.split(line))
         else:
             split.append(line)
     if not split:
@@ -53,6 +49,44 @@ def format_reply(code: int, lines: list[str], enhanced: str | None) -> bytes:
     return "".join(out).encode("utf-8")
 
 
-def error_reply(error: SMTPError) -> Reply:
-    """The reply for an ``SMTPError``, with the standard enhanced code if it has none."""
-    return Reply(error.code, error.message, error.enhanced or default_enhanced_code(error.code))
+@functools.lru_cache(maxsize=512)
+def _rendered(code: int, text: str, enhanced: str | None) -> bytes:
+    """One-line replies, rendered once: most are the same few texts."""
+    return format_reply(code, [text], enhanced)
+
+
+class ReplyWriter:
+    """Replies written and not sent yet, and whether enhanced codes are in use."""
+
+    __slots__ = ("out", "use_enhanced")
+
+    def __init__(self, use_enhanced: bool) -> None:
+        self.out: list[bytes] = []
+        self.use_enhanced = use_enhanced
+
+    def enhanced(self, code: int, enhanced: str | None) -> str | None:
+        """The enhanced code to send with ``code``: the given one, else the standard one."""
+        if not self.use_enhanced:
+            return None
+        return enhanced or default_enhanced_code(code)
+
+    def reply(self, code: int, text: str, enhanced: str | None = None) -> None:
+        """A one-line reply (the standard enhanced code added when none is given)."""
+        self.out.append(_rendered(code, text, self.enhanced(code, enhanced)))
+
+    def lines(self, code: int, lines: list[str]) -> None:
+        """A reply whose text is given as is (greetings, EHLO, challenges)."""
+        self.out.append(format_reply(code, lines, None))
+
+    def with_code(self, enhanced: str, text: str) -> str:
+        """``text`` preceded by ``enhanced`` when enhanced codes are in use."""
+        return f"{enhanced} {text}" if self.use_enhanced else text
+
+    def take(self) -> bytes:
+        """Everything written since the last call."""
+        out = self.out
+        if not out:
+            return b""
+        data = b"".join(out) if len(out) > 1 else out[0]
+        out.clear()
+        return data

@@ -42,6 +42,8 @@ _factories: dict[str, SinkFactory] = {
 # scheme -> ("module:factory", the extra that brings its dependencies or "").
 _lazy: dict[str, tuple[str, str]] = {
     "inbox": ("smtpgate.inbox.sink:InboxSink", ""),
+    "redis": ("smtpgate.queue.redis:redis_sink", "scale"),
+    "rediss": ("smtpgate.queue.redis:rediss_sink", "scale"),
 }
 
 

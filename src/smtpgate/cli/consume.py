@@ -1,0 +1,224 @@
+"""``smtpgate deliver --from redis://...``: delivery workers on a Redis stream queue.
+
+Any number of these processes, on any hosts, share one stream through its consumer group;
+each hands messages to the deliverer of ``--deliver URL`` (webhook, relay, LMTP) or to
+``--sink SPEC``, with the retries, backoff and dead-letter rules of the local queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import time
+from typing import Any, NoReturn
+
+from ..queue.base import Delivered, Deliverer, DeliveryResult, Failed, QueuedMessage, Retry
+from ..queue.worker import DEFAULT_MAX_AGE, DEFAULT_RETRY_MIN, DeliveryWorker
+from ..sinks import SinkError, parse_sink
+from .app import StartupError, new_event_loop
+from .config import LOG_LEVELS, Settings, UsageError, _address_arg, _count, _duration, _seconds
+from .logs import setup_logging
+
+__all__ = ["deliver_command"]
+
+logger = logging.getLogger("smtpgate.cli")
+
+DEFAULT_CONCURRENCY = 10
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="smtpgate deliver",
+        description="Deliver the messages of a Redis stream queue (filled by 'smtpgate --sink redis://...').",
+    )
+    add = parser.add_argument
+    add("--from", dest="source", required=True, metavar="URL", help="redis://HOST:PORT/DB (rediss:// for TLS)")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--deliver", metavar="URL", help="http(s)://..., smtp://, smtps://, lmtp://HOST:PORT")
+    target.add_argument("--sink", metavar="SPEC", help="store each message in a sink: maildir:DIR, mbox:FILE, ...")
+    add("--redis-stream", metavar="NAME", help="the stream's name (default smtpgate)")
+    add("--redis-password-file", metavar="FILE", help="Redis password (or user:password)")
+    add(
+        "--concurrency", type=_count, default=DEFAULT_CONCURRENCY, metavar="N", help="deliveries in flight (default 10)"
+    )
+    add("--retry-min", type=_seconds, default=DEFAULT_RETRY_MIN, metavar="SECONDS", help="first retry (default 60)")
+    add("--retry-max-age", type=_duration, default=DEFAULT_MAX_AGE, metavar="DURATION", help="default 5d")
+    add("--max-attempts", type=_count, metavar="N", help="dead-letter after N attempts (default 25; 0: no limit)")
+    add("--claim-timeout", type=_seconds, metavar="SECONDS", help="take over a silent worker's messages (default 60)")
+    add("--metrics", type=_address_arg, metavar="HOST:PORT", help="serve /livez, /readyz and /metrics here")
+    add("--webhook-secret-file", metavar="FILE", help="Standard Webhooks secret (whsec_...)")
+    add("--webhook-format", choices=("raw", "json"), default="raw", help="webhook body (default raw)")
+    add("--relay-auth-file", metavar="FILE", help="USER:PASSWORD for the relay's AUTH")
+    add("--deliver-ca-file", metavar="FILE", help="PEM CA certificates to trust for delivery")
+    add("--log-format", choices=("text", "json"), default="text")
+    add("--log-level", choices=LOG_LEVELS, default="info")
+    return parser
+
+
+class _Counted:
+    """The deliverer, with each attempt's outcome counted in the metrics."""
+
+    def __init__(self, inner: Deliverer, metrics: Any) -> None:
+        self.inner = inner
+        self.metrics = metrics
+        self.describe = getattr(inner, "describe", lambda: type(inner).__name__)
+
+    async def __call__(self, message: QueuedMessage) -> DeliveryResult:
+        started = time.perf_counter()
+        try:
+            result = await self.inner(message)
+        except Exception:
+            self.metrics.delivery_attempt("retry", time.perf_counter() - started)
+            raise
+        outcomes = [result] if isinstance(result, (Delivered, Retry, Failed)) else list(result.values())
+        if any(isinstance(o, Failed) for o in outcomes):
+            kind = "failed"
+        elif outcomes and all(isinstance(o, Delivered) for o in outcomes):
+            kind = "delivered"
+        else:
+            kind = "retry"
+        self.metrics.delivery_attempt(kind, time.perf_counter() - started)
+        return result
+
+
+class Consumer:
+    """One ``smtpgate deliver`` process: the queue, the deliverer, the worker, the signals."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from ..queue.redis import RedisStreamQueue
+        from ..redisconn import redact_url
+
+        if not args.source.startswith(("redis://", "rediss://", "unix://")):
+            raise UsageError(f"--from: expected redis://HOST:PORT/DB or rediss://..., got {redact_url(args.source)!r}")
+        try:
+            self.queue = RedisStreamQueue(args.source)
+        except ValueError as error:
+            raise UsageError(f"--from: {error}") from None
+        self.queue.configure(stream=args.redis_stream, password_file=args.redis_password_file)
+        changes = {}
+        if args.max_attempts is not None:
+            changes["max_attempts"] = args.max_attempts
+        if args.claim_timeout is not None:
+            changes["claim_timeout"] = args.claim_timeout
+        if changes:
+            import dataclasses
+
+            self.queue.options = dataclasses.replace(self.queue.options, **changes)
+        self.args = args
+        self.sink_target = None
+        if args.sink is not None:
+            from ..deliver.sink import SinkDeliverer
+
+            try:
+                self.sink_target = SinkDeliverer(parse_sink(args.sink))
+            except SinkError as error:
+                raise StartupError(str(error)) from None
+            self.deliverer: Deliverer = self.sink_target
+        else:
+            from .delivery import build_deliverer
+
+            settings = Settings(
+                deliver=args.deliver,
+                webhook_secret_file=args.webhook_secret_file,
+                webhook_format=args.webhook_format,
+                relay_auth_file=args.relay_auth_file,
+                deliver_ca_file=args.deliver_ca_file,
+                deliver_concurrency=max(1, args.concurrency),
+            )
+            self.deliverer = build_deliverer(settings)
+        self.metrics: Any = None
+        if args.metrics is not None:
+            from ..metrics import Metrics
+
+            self.metrics = Metrics()
+            self.metrics.add_queue(self.queue.options.stream, self.queue)
+            self.deliverer = _Counted(self.deliverer, self.metrics)
+        self.worker = DeliveryWorker(
+            self.queue,
+            self.deliverer,
+            concurrency=max(1, args.concurrency),
+            retry_min=args.retry_min,
+            max_age=args.retry_max_age,
+        )
+        self._stopped = asyncio.Event()
+        self._runner: Any = None
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.sink_target is not None:
+            try:
+                await self.sink_target.start()
+            except (SinkError, OSError) as error:
+                raise StartupError(str(error)) from None
+        await self.queue.start()
+        if self.metrics is not None:
+            from ..health import Readiness, health_routes, serve_health
+
+            host, port = self.args.metrics
+            try:
+                self._runner = await serve_health(
+                    host, port, health_routes(Readiness(None, [self.queue.check]), self.metrics)
+                )
+            except OSError as error:
+                await self.queue.close()
+                raise StartupError(f"--metrics: {error.strerror or error}") from None
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stopped.set)
+        await self.worker.start()
+        logger.info(
+            "delivering %s to %s (up to %d at once); Ctrl-C to stop",
+            self.queue.describe(),
+            self.worker.target,
+            self.worker.concurrency,
+        )
+        try:
+            await self._stopped.wait()
+        finally:
+            logger.info("stopping: attempts in flight get 10 s")
+            await self.worker.stop()
+            if self._runner is not None:
+                await self._runner.cleanup()
+            close = getattr(self.sink_target or self.deliverer, "close", None)
+            if close is not None:
+                await close()
+            await self.queue.close()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+
+def deliver_command(argv: list[str]) -> int:
+    """``smtpgate deliver ...``; returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        startup = setup_logging(args.log_format, args.log_level)
+        consumer = Consumer(args)
+    except UsageError as error:
+        print(f"smtpgate deliver: error: {error}", file=sys.stderr)
+        return 2
+    except StartupError as error:
+        print(f"smtpgate deliver: error: {error}", file=sys.stderr)
+        return 1
+    loop, _ = new_event_loop(True)
+    asyncio.set_event_loop(loop)
+    startup.start_output()
+    try:
+        loop.run_until_complete(consumer.run())
+    except StartupError as error:
+        print(f"smtpgate deliver: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+        asyncio.set_event_loop(None)
+    logger.info("stopped")
+    return 0

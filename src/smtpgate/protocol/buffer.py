@@ -1,0 +1,91 @@
+"""The core's input buffer: bytes received and not handled yet, read as lines or counts."""
+
+from __future__ import annotations
+
+__all__ = ["InputBuffer"]
+
+
+class InputBuffer:
+    """Received bytes; ``data[pos:]`` is what is left to handle.
+
+    Over-long command lines are never buffered whole: `drop_overlong` cuts an
+    unterminated line past the limit, and the bytes up to its LF are dropped as they come
+    (``discarding``); `feed` says when such a line ended, so that it can be answered.
+    """
+
+    __slots__ = ("data", "pos", "eof", "discarding")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.pos = 0
+        self.eof = False
+        self.discarding = False
+
+    @property
+    def pending(self) -> int:
+        """Bytes received and not handled yet."""
+        return len(self.data) - self.pos
+
+    def feed(self, chunk: bytes) -> bool:
+        """Add bytes; True if they ended an over-long line being dropped."""
+        ended = False
+        if self.discarding:
+            idx = chunk.find(b"\n")
+            if idx < 0:
+                return False
+            chunk = chunk[idx + 1 :]
+            self.discarding = False
+            ended = True
+        if self.pos and self.pos == len(self.data):
+            self.data.clear()
+            self.pos = 0
+        self.data += chunk
+        return ended
+
+    def clear(self) -> None:
+        """Forget everything received (STARTTLS: pipelined plaintext is dropped)."""
+        self.data.clear()
+        self.pos = 0
+
+    def compact(self) -> None:
+        """Drop the handled bytes from the front."""
+        if self.pos:
+            del self.data[: self.pos]
+            self.pos = 0
+
+    def next_line(self, limit: int) -> bytes | None:
+        """The next line with its line end, or None if no LF was received yet (an
+        unterminated line longer than ``limit`` is then cut: see `drop_overlong`)."""
+        data = self.data
+        idx = data.find(b"\n", self.pos)
+        if idx < 0:
+            self.compact()
+            self.drop_overlong(limit)
+            return None
+        line = bytes(data[self.pos : idx + 1])
+        self.pos = idx + 1
+        if self.pos == len(data):
+            data.clear()
+            self.pos = 0
+        return line
+
+    def take(self, count: int) -> bytes:
+        """Up to ``count`` bytes."""
+        start = self.pos
+        chunk = bytes(self.data[start : start + count])
+        self.pos = start + len(chunk)
+        if self.pos == len(self.data):
+            self.data.clear()
+            self.pos = 0
+        return chunk
+
+    def drop_overlong(self, limit: int) -> None:
+        """Cut an unterminated line already longer than ``limit``; drop the rest as it comes."""
+        data = self.data
+        pending = len(data) - self.pos
+        if pending and data[-1] == 0x0D:
+            pending -= 1  # the CR of a CRLF split between two reads is not part of the line
+        if pending <= limit or data.find(b"\n", self.pos) >= 0:
+            return  # short enough, or a complete line is waiting (checked when it is read)
+        del data[self.pos :]
+        self.discarding = True
