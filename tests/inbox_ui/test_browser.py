@@ -109,7 +109,8 @@ def test_opening_a_message_shows_its_html_inline_images_and_attachments(browser:
     verdicts = wait_until(
         lambda: [" ".join(v.text.split()) for v in browser.find_elements(By.CSS_SELECTOR, ".verdict")], what="verdicts"
     )
-    assert verdicts == ["SPF pass", "DKIM pass", "DMARC pass"]
+    assert verdicts == ["SPF pass", "DKIM pass", "DMARC pass"]  # the topmost header's only
+    assert browser.find_element(By.CSS_SELECTOR, ".verdict-server").text == "checked by mx.test"
 
     browser.switch_to.frame(frame)
     try:

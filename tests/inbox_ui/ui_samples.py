@@ -63,6 +63,8 @@ def newsletter(to: str = "dev@example.test") -> bytes:
         "mx.test; spf=pass smtp.mailfrom=northwind.example.test; dkim=pass header.d=northwind.example.test; "
         "dmarc=pass header.from=northwind.example.test"
     )
+    # Further down: one that came with the message (anyone can write those); not shown as a verdict.
+    message["Authentication-Results"] = "relay.example.test; arc=pass; bimi=pass"
     message.set_content(
         "Hi Sam,\n\nYour March report is ready: 1,284 orders (up 12%), 97.8% delivered on time.\n\n"
         "Open the dashboard: https://northwind.example.test/reports/march\n\n— The Northwind team\n"
