@@ -65,6 +65,8 @@ def test_screenshots_of_the_list_and_a_message(browser: WebDriver, inbox: Inbox,
         logo = wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "img[alt=Northwind]"), what="logo")[0]
         wait_until(lambda: browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", logo))
         browser.switch_to.default_content()
+        badge = '.mailbox[data-mailbox="sam@example.test"] .badge'
+        wait_until(lambda: [b.text for b in browser.find_elements(By.CSS_SELECTOR, badge)] == ["1"], what="counts")
         browser.save_screenshot(str(folder / "inbox-message.png"))
 
         browser.execute_cdp_cmd(
