@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -112,6 +113,7 @@ def run_server(args: list[str], sessions: int, messages: list[bytes], workdir: P
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("smtpgate did not start") from None
                 time.sleep(0.05)
+        asyncio.run(session(port, messages[:5]))  # warm up (imports, caches) before measuring
         cpu0, wall0 = cpu_seconds(proc.pid), time.perf_counter()
 
         async def load() -> int:
@@ -125,6 +127,67 @@ def run_server(args: list[str], sessions: int, messages: list[bytes], workdir: P
         proc.wait(20)
         log.close()
     return {"messages": sent, "msgs_per_s": sent / wall, "cpu_us_per_msg": cpu / max(sent, 1) * 1e6}
+
+
+class DelayingProxy:
+    """A UDP relay in front of the DNS server that holds every answer ``delay`` seconds:
+    a resolver across a network, on loopback."""
+
+    def __init__(self, upstream: tuple[str, int], delay: float) -> None:
+        self.upstream = upstream
+        self.delay = delay
+        self.port = 0
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> DelayingProxy:
+        self.thread.start()
+        if not self.ready.wait(10):
+            raise RuntimeError("the DNS proxy did not start")
+        return self
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        proxy = self
+
+        class Front(asyncio.DatagramProtocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.transport = transport
+
+            def datagram_received(self, data: bytes, client: tuple[str, int]) -> None:
+                asyncio.ensure_future(proxy._relay(self.transport, data, client))  # type: ignore[arg-type]
+
+        transport, _ = self.loop.run_until_complete(
+            self.loop.create_datagram_endpoint(Front, local_addr=("127.0.0.1", 0))
+        )
+        self.port = transport.get_extra_info("sockname")[1]
+        self.ready.set()
+        self.loop.run_forever()
+        transport.close()
+
+    async def _relay(self, front: asyncio.DatagramTransport, data: bytes, client: tuple[str, int]) -> None:
+        answer: asyncio.Future[bytes] = self.loop.create_future()
+
+        class Back(asyncio.DatagramProtocol):
+            def datagram_received(self, reply: bytes, _: tuple[str, int]) -> None:
+                if not answer.done():
+                    answer.set_result(reply)
+
+        back, _ = await self.loop.create_datagram_endpoint(Back, remote_addr=self.upstream)
+        try:
+            back.sendto(data)
+            reply = await asyncio.wait_for(answer, 5)
+            await asyncio.sleep(self.delay)
+            front.sendto(reply, client)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            back.close()
 
 
 def check_cost(dns: str, messages: list[bytes], cache: bool) -> dict[str, float]:
@@ -147,6 +210,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--messages", type=int, default=25, help="messages per session")
+    parser.add_argument(
+        "--latency-ms", type=float, default=20.0, help="DNS round trip simulated by a proxy (default 20)"
+    )
     options = parser.parse_args()
     if shutil.which("knotd") is None and not Path("/usr/sbin/knotd").exists():
         print("bench/verify.py needs knotd (Debian package knot)", file=sys.stderr)
@@ -178,14 +244,23 @@ def main() -> int:
                 )
             extra = rows[1][1]["cpu_us_per_msg"] - rows[0][1]["cpu_us_per_msg"]
             print(f"  --verify adds {extra:.0f} us of server CPU per message")
-            print("one check (SPF+HELO, DKIM, DMARC, ARC), sequential, DNS on loopback:")
-            for cache in (False, True):
-                cost = check_cost(knot.address, messages, cache)
-                label = "resolver cache on " if cache else "resolver cache off"
-                print(
-                    f"  {label}  {cost['wall_us']:7.0f} us wall  {cost['cpu_us']:7.0f} us CPU"
-                    f"  ({cost['wall_us'] - cost['cpu_us']:.0f} us waiting for DNS)"
-                )
+            print("one check (SPF+HELO, DKIM, DMARC, ARC), messages one after the other:")
+            proxy = DelayingProxy(("127.0.0.1", knot.port), options.latency_ms / 1000).start()
+            try:
+                servers = [
+                    ("DNS on loopback", knot.address),
+                    (f"DNS {options.latency_ms:g} ms away", f"127.0.0.1:{proxy.port}"),
+                ]
+                few = messages[: max(1, min(len(messages), 10))]
+                for where, address in servers:
+                    for cache in (False, True):
+                        cost = check_cost(address, messages if address == knot.address else few, cache)
+                        label = f"{where}, cache {'on ' if cache else 'off'}"
+                        print(
+                            f"  {label:32} {cost['wall_us'] / 1000:8.2f} ms wall  {cost['cpu_us'] / 1000:6.2f} ms CPU"
+                        )
+            finally:
+                proxy.stop()
         finally:
             knot.stop()
     return 0

@@ -4,6 +4,7 @@ smtplib as the client, Knot as the DNS."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import smtplib
 import socket
@@ -49,9 +50,16 @@ class Running:
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
+    def ready(self) -> bool:
+        text = self.stderr
+        workers = re.search(r"; (\d+) workers", text)
+        if workers is None:
+            return "Ctrl-C to stop" in text
+        return len(re.findall(r"worker \d+ listening", text)) >= int(workers.group(1))
+
     def wait_listening(self, timeout: float = 30.0) -> Running:
         deadline = time.monotonic() + timeout
-        while "Ctrl-C to stop" not in self.stderr:
+        while not self.ready():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"smtpgate did not start:\n{self.stderr}")
             time.sleep(0.05)
@@ -177,3 +185,12 @@ def test_bad_flags(tmp_path: Path, args: list[str], error: str) -> None:
     )
     assert done.returncode in (1, 2)
     assert error in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_verify_with_worker_processes(smtpgate: Callable[..., Running], dns_server: KnotServer, tmp_path: Path) -> None:
+    running = smtpgate("--sink", f"dir:{tmp_path / 'out'}", "--verify", "--dns", dns_server.address, "--workers", "2")
+    for _ in range(4):
+        running.send("bounce@ok.test", "ok.test")
+    messages = stored(tmp_path / "out")
+    assert len(messages) == 4
+    assert all(b"spf=pass smtp.mailfrom=bounce@ok.test" in m and b"dmarc=pass" in m for m in messages)

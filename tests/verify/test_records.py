@@ -83,6 +83,9 @@ def test_long_domain_is_shortened_from_the_left() -> None:
         "v=spf1 a:%.example",
         "v=spf1 a:foo",
         "v=spf1 ip4:01.2.3.4",
+        "v=spf1 ip4:192.0.2.1/032",
+        "v=spf1 a//0128",
+        "v=spf1 -all.",
         "v=spf1 ~",
         "v=spf1 a:ex\u00e4mple.com",
     ],
@@ -262,3 +265,52 @@ def test_forged_results_for_our_id_are_removed() -> None:
     )
     untouched = b"Subject: hi\r\n\r\nbody\r\n"
     assert remove_own_results(untouched, "mx.test") is untouched
+
+
+def test_dkim_hash_restrictions() -> None:
+    from smtpgate.verify.dkim import _algorithm_problem
+
+    sha256 = {b"a": b"rsa-sha256"}
+    assert _algorithm_problem(sha256, "v=DKIM1; p=AAAA") is None
+    assert _algorithm_problem(sha256, "v=DKIM1; h=sha1:sha256; p=AAAA") is None
+    assert _algorithm_problem(sha256, "v=DKIM1; h=sha1; p=AAAA") == (
+        "permerror",
+        "the key does not allow this hash algorithm",
+    )
+    assert _algorithm_problem({b"a": b"rsa-sha1"}, "v=DKIM1; p=AAAA") is not None
+
+
+def test_signatures_beyond_ten_are_one_neutral_entry() -> None:
+    from smtpgate.verify.dkim import KeyCache, verify_signatures
+
+    head = b"".join(
+        b"DKIM-Signature: v=1; a=rsa-sha256; d=x.test; s=s%d; h=from; bh=AA==; b=AA==\r\n" % i for i in range(25)
+    )
+    results = verify_signatures(head + b"From: a@x.test\r\n\r\nhi\r\n", KeyCache())
+    assert len(results) == 11
+    assert [r.reason for r in results[:10]] == ["no key for signature"] * 10
+    assert (results[10].result, results[10].reason) == ("neutral", "15 more signatures not checked")
+
+
+_macro = st.builds(
+    lambda letter, digits, reverse, delims: "%{" + letter + digits + reverse + delims + "}",
+    st.sampled_from("slodiphvSLODIPHV"),
+    st.sampled_from(["", "1", "2", "5", "12"]),
+    st.sampled_from(["", "r", "R"]),
+    st.text(alphabet=".-+,/_=", max_size=3),
+)
+_macro_string = st.lists(
+    st.one_of(_macro, st.sampled_from(["%%", "%_", "%-"]), st.from_regex(r"[a-z0-9.\-]{1,8}", fullmatch=True)),
+    max_size=8,
+).map("".join)
+
+
+@given(_macro_string, st.from_regex(r"[a-z0-9.+\-]{1,12}@[a-z0-9]{1,10}\.example", fullmatch=True), st.ip_addresses())
+@settings(max_examples=300, deadline=None)
+def test_macro_expansion_fills_every_macro(
+    text: str, sender: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+) -> None:
+    values = MacroValues(sender, sender.rpartition("@")[2], ip, helo="mail.example.org")
+    assert "%{" not in expand(text, values)
+    domain = expand_domain(text + ".example.com", values)
+    assert len(domain) <= 253 or "." not in domain

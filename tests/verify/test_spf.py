@@ -61,6 +61,16 @@ RECORDS = {
     "incneutral": "v=spf1 include:neutral.spf.test -all",
     "trailingdot": "v=spf1 a:amech.spf.test. -all",
     "nullmx": "v=spf1 mx -all",
+    "redirimplicit": "v=spf1 redirect=implicit-target.spf.test",
+    "implicit-target": "v=spf1 a -all",
+    "redirexp": "v=spf1 exp=explain.spf.test redirect=plainfail.spf.test",
+    "plainfail": "v=spf1 -all",
+    "incexp": "v=spf1 include:exp.spf.test -all",
+    "expvoid": "v=spf1 a:void1.spf.test a:void2.spf.test exp=nothing-here.spf.test -all",
+    "digitmod": "v=spf1 9lives=yes -all",
+    "eqall": "v=spf1 =all",
+    "helomacro": "v=spf1 a:%{h}.hm.spf.test -all",
+    "atlimit": "v=spf1 a mx a mx a mx a mx a ptr ip4:192.0.2.1 -all",
 }
 
 
@@ -89,6 +99,11 @@ def spf_zone() -> str:
         "host.ptr.spf.test.allowed A 127.0.0.2",
         'multistring TXT "v=spf1 ip4:192.0.2." "1 -all"',
         "nullmx MX 0 .",
+        "redirimplicit A 192.0.2.60",
+        "implicit-target A 192.0.2.61",
+        "atlimit A 198.51.100.250",
+        "atlimit MX 10 atlimit.spf.test.",
+        "good.hm A 192.0.2.70",
     ]
     lines += [f"mxmany MX {i} mx{i}.spf.test." for i in range(11)]
     lines += [f"h{i} A 198.51.100.{i}" for i in range(1, 12)]
@@ -178,6 +193,12 @@ def host(resolver: Resolver, ip: str, domain: str, sender: str | None = None) ->
         ("trailingdot", "192.0.2.30", "pass"),
         ("nullmx", "192.0.2.1", "fail"),
         ("localhost", "127.0.0.1", "none"),
+        ("redirimplicit", "192.0.2.61", "pass"),  # a redirect changes the domain "a" means
+        ("redirimplicit", "192.0.2.60", "fail"),
+        ("expvoid", "192.0.2.1", "fail"),  # exp= to a missing name is no third void lookup
+        ("digitmod", "192.0.2.1", "permerror"),
+        ("eqall", "192.0.2.1", "permerror"),
+        ("atlimit", "192.0.2.1", "pass"),  # exactly 10 lookups
     ],
 )
 def test_check_host(resolver: Resolver, name: str, ip: str, expected: str) -> None:
@@ -220,6 +241,12 @@ def test_helo_and_null_sender(resolver: Resolver) -> None:
     assert check.helo is None and check.mailfrom.result == "pass"
 
 
+def test_address_literal_domain_is_none(resolver: Resolver) -> None:
+    before = resolver.lookups
+    assert host(resolver, "192.0.2.1", "[192.0.2.1]").result == "none"
+    assert resolver.lookups == before  # nothing asked
+
+
 def test_empty_local_part_is_postmaster(resolver: Resolver) -> None:
     check = asyncio.run(check_spf(resolver, "192.0.2.1", "@basic.spf.test", "x.example"))
     assert check.mailfrom.sender == "postmaster@basic.spf.test"
@@ -246,3 +273,16 @@ def test_timeout_is_temperror(silent_port: int) -> None:
 def test_no_client_address_is_none(resolver: Resolver) -> None:
     result = host(resolver, "", "basic.spf.test")
     assert result.result == "none" and "no client IP" in result.reason
+
+
+def test_redirect_and_include_do_not_carry_explanations(resolver: Resolver) -> None:
+    redirected = host(resolver, "192.0.2.8", "redirexp.spf.test")
+    assert (redirected.result, redirected.explanation) == ("fail", "")  # the first record's exp= is dropped
+    included = host(resolver, "192.0.2.8", "incexp.spf.test")
+    assert (included.result, included.explanation) == ("fail", "")  # the included record's exp= is not used
+
+
+@pytest.mark.parametrize(("helo", "expected"), [("good", "pass"), ("not a host name!", "fail")])
+def test_helo_macro(resolver: Resolver, helo: str, expected: str) -> None:
+    result = asyncio.run(check_host(resolver, "192.0.2.70", "helomacro.spf.test", "a@helomacro.spf.test", helo=helo))
+    assert result.result == expected

@@ -22,9 +22,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import WSMsgType, web
 
+from ..sinks.base import MessageInfo
 from .chaos import Chaos, ChaosError
 from .records import RawMessage, smtpgate_version
 from .search import SearchError, parse_query
+from .send import SendError, build_message
 from .store import MAX_PAGE, InboxStore
 
 __all__ = ["inbox_routes", "inbox_middlewares", "message_json", "is_loopback_host", "MAX_WAIT", "DEFAULT_WAIT"]
@@ -263,13 +265,13 @@ def inbox_routes(
         web.put("/api/v1/chaos", api.set_chaos),
         web.get("/api/events", api.events),
         web.get("/view/{id}.txt", api.view_text),
-        web.get("/view/{id}.html", api.view_html),
+        web.post("/api/v1/send", api.send),
     ]
     try:
         ui: Any = importlib.import_module("smtpgate.inbox.ui")
     except ImportError:
         return routes
-    return routes + list(ui.ui_routes(message_json(store)))
+    return routes + list(ui.ui_routes(message_json(store)))  # ``/``, assets, ``/view/{ID}.html``
 
 
 class _API:
@@ -402,14 +404,14 @@ class _API:
             raise _Problem(404, "message not found")
         return web.Response(text=found["Text"], headers={"X-Content-Type-Options": "nosniff"})
 
-    async def view_html(self, request: web.Request) -> web.Response:
-        """Mailpit's ``/view/{ID}.html``: the HTML body alone, in a sandbox (no script
-        runs, nothing remote loads, the page has no access to this origin)."""
-        found = await self.store.get(request.match_info["id"], mailbox=_mailbox(request))
-        if found is None or not found["HTML"]:
-            raise _Problem(404, "message not found" if found is None else "the message has no HTML part")
-        headers = {"Content-Security-Policy": _SANDBOX, "X-Content-Type-Options": "nosniff"}
-        return web.Response(text=found["HTML"], content_type="text/html", headers=headers)
+    async def send(self, request: web.Request) -> web.Response:
+        """Mailpit's ``POST /api/v1/send``: store a message given as JSON; ``{"ID": ...}``."""
+        try:
+            raw, sender, recipients = build_message(await _json_body(request))
+        except SendError as error:
+            raise _Problem(400, str(error)) from None
+        message_id = await self.store.add_bytes(raw, MessageInfo(sender, tuple(recipients)))
+        return web.json_response({"ID": message_id})
 
     async def tags(self, request: web.Request) -> web.Response:
         page = await self.store.list_messages(mailbox=_mailbox(request), limit=1)

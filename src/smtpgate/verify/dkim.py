@@ -23,7 +23,7 @@ from .resolver import DNSTempError, Resolver
 __all__ = ["DKIMResult", "KeyCache", "check_dkim", "verify_signatures", "signature_tags"]
 
 MAX_SIGNATURES = 10
-"""Signatures verified per message; more are reported as ``neutral`` (not checked)."""
+"""Signatures verified per message; the rest are reported as one ``neutral`` result."""
 MIN_KEY_BITS = 1024
 CLOCK_DRIFT = 300
 """Seconds of tolerance for ``x=`` (expiry), as OpenDKIM's default ``ClockDrift``."""
@@ -36,9 +36,11 @@ class DKIMResult:
     """The verdict for one ``DKIM-Signature``.
 
     ``result`` is ``pass``, ``fail`` (the signature or body hash does not match),
-    ``neutral`` (malformed, expired or unsupported signature), ``permerror`` (no usable
-    key: missing, revoked or malformed) or ``temperror`` (the key could not be fetched).
-    """
+    ``permerror`` (malformed, unsupported or expired signature, or no usable key: missing,
+    revoked or malformed), ``policy`` (it verifies, but with a key shorter than allowed),
+    ``neutral`` (not checked: too many signatures) or ``temperror`` (the key could not be
+    fetched). The words are OpenDKIM's, except for a missing or revoked key or a refused
+    hash (OpenDKIM says ``fail``)."""
 
     result: str
     domain: str = ""
@@ -138,6 +140,21 @@ def _key_problem(record: str | None | DNSTempError) -> tuple[str, str] | None:
     return None
 
 
+def _algorithm_problem(tags: dict[bytes, bytes], record: str | None | DNSTempError) -> tuple[str, str] | None:
+    """(result, reason) when the signature's hash is refused: SHA-1 (RFC 8301) or a hash
+    the key's ``h=`` does not list (RFC 6376 section 3.6.1)."""
+    algorithm = tags.get(b"a", b"").strip().lower()
+    if algorithm == b"rsa-sha1":
+        return "permerror", "rsa-sha1 signatures are not accepted (RFC 8301)"
+    key_tags = signature_tags(record.encode("utf-8", "replace")) if isinstance(record, str) else None
+    allowed = key_tags.get(b"h") if key_tags else None
+    if allowed is not None:
+        hashes = {h.strip().lower() for h in allowed.split(b":")}
+        if algorithm.rpartition(b"-")[2] not in hashes:
+            return "permerror", "the key does not allow this hash algorithm"
+    return None
+
+
 def verify_signatures(
     message: bytes,
     keys: KeyCache,
@@ -151,10 +168,10 @@ def verify_signatures(
     values = header_fields(message, b"dkim-signature")
     results: list[DKIMResult] = []
     verifier: Any = None
-    for index, value in enumerate(values):
+    for index, value in enumerate(values[:MAX_SIGNATURES]):
         tags = signature_tags(value)
         if tags is None:
-            results.append(DKIMResult("neutral", reason="malformed signature"))
+            results.append(DKIMResult("permerror", reason="malformed signature"))
             continue
         base = DKIMResult(
             "neutral",
@@ -164,24 +181,23 @@ def verify_signatures(
             algorithm=_text(tags.get(b"a")),
             signature=re.sub(r"\s+", "", _text(tags.get(b"b")))[:12],
         )
-        if index >= MAX_SIGNATURES:
-            results.append(_with(base, "neutral", "too many signatures, not checked"))
-            continue
         name = key_name(tags)
         if name is None:
-            results.append(_with(base, "neutral", "signature without s= or d="))
+            results.append(_with(base, "permerror", "signature without s= or d="))
             continue
         expiry = tags.get(b"x", b"").strip()
         if expiry.isdigit() and int(expiry) + clock_drift < now:
             results.append(_with(base, "permerror", "signature expired"))
             continue
-        problem = _key_problem(keys.records.get(name))
+        problem = _key_problem(keys.records.get(name)) or _algorithm_problem(tags, keys.records.get(name))
         if problem is not None:
             results.append(_with(base, *problem))
             continue
         if verifier is None:
             verifier = dkim.DKIM(message, minkey=min_key_bits)
         results.append(_verify_one(verifier, index, base, keys))
+    if len(values) > MAX_SIGNATURES:  # one entry for the rest, not one header line each
+        results.append(DKIMResult("neutral", reason=f"{len(values) - MAX_SIGNATURES} more signatures not checked"))
     return results
 
 
@@ -193,12 +209,14 @@ def _verify_one(verifier: Any, index: int, base: DKIMResult, keys: KeyCache) -> 
     try:
         valid = verifier.verify(idx=index, dnsfunc=keys.dnsfunc)
     except dkim.KeyFormatError as error:
-        return _with(base, "permerror", _reason(error))
+        reason = _reason(error)
+        # a signature that verifies with a key shorter than allowed fails local policy
+        return _with(base, "policy" if "too small" in reason else "permerror", reason)
     except dkim.ValidationError as error:
         reason = _reason(error)
-        return _with(base, "fail" if "body hash" in reason else "neutral", reason)
+        return _with(base, "fail" if "body hash" in reason else "permerror", reason)
     except dkim.DKIMException as error:
-        return _with(base, "neutral", _reason(error))
+        return _with(base, "permerror", _reason(error))
     if valid:
         return _with(base, "pass")
     return _with(base, "fail", "signature verification failed")

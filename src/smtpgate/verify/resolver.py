@@ -59,7 +59,8 @@ class Resolver:
 
     :param nameservers: ``"HOST"``/``"HOST:PORT"`` strings or ``(host, port)`` pairs; the
         system's resolvers (``/etc/resolv.conf``) when None.
-    :param timeout: seconds one lookup may take in all (retries included).
+    :param timeout: seconds one lookup may take in all, retries and every server included
+        (each server is given an equal share before the next is asked).
     :param cache_size: answers kept (honouring their TTL); 0 turns the cache off.
 
     Each method returns an empty list when the name does not exist or has no record of
@@ -88,7 +89,9 @@ class Resolver:
             if not servers:
                 raise ValueError("at least one name server is needed")
             resolver.nameservers = servers
-        resolver.timeout = timeout
+        # the lifetime bounds the whole lookup; each server gets its share of it, so a
+        # silent first server leaves time to ask the next
+        resolver.timeout = timeout / max(len(resolver.nameservers), 1)
         resolver.lifetime = timeout
         resolver.retry_servfail = False
         if cache_size:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 from dataclasses import dataclass, replace
 
 from .resolver import DNSTempError, Resolver
@@ -19,6 +20,8 @@ from .spfrecord import MacroValues, Mechanism, SPFSyntaxError, expand, expand_do
 __all__ = ["SPFResult", "SPFCheck", "check_host", "check_spf", "valid_domain"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_NAME_CHARACTERS = re.compile(r"[A-Za-z0-9_.\-]+")  # an address literal like [192.0.2.1] is no domain
 
 MAX_LOOKUPS = 10
 MAX_VOID_LOOKUPS = 2
@@ -63,7 +66,7 @@ class _TempError(Exception):
 def valid_domain(domain: str) -> bool:
     """A multi-label domain name with labels of 1-63 characters, 253 in all."""
     name = domain[:-1] if domain.endswith(".") else domain
-    if not name or len(name) > 253 or "." not in name or not name.isascii():
+    if not name or len(name) > 253 or "." not in name or not _NAME_CHARACTERS.fullmatch(name):
         return False
     return all(0 < len(label) <= 63 for label in name.split("."))
 
@@ -139,8 +142,9 @@ class _Evaluation:
 
     # ------------------------------------------------------------------ check_host
 
-    async def check_host(self, domain: str) -> tuple[str, str, str]:
-        """(result, matched mechanism, explanation) for ``domain``."""
+    async def check_host(self, domain: str, *, explain: bool = True) -> tuple[str, str, str]:
+        """(result, matched mechanism, explanation) for ``domain``; an include's result
+        needs no explanation (``explain=False``: its exp= is never used)."""
         if not valid_domain(domain):
             return "none", "", ""
         try:
@@ -159,13 +163,13 @@ class _Evaluation:
         for mechanism in record.mechanisms:
             if await self.matches(mechanism, domain):
                 explanation = ""
-                if mechanism.result == "fail" and record.explanation is not None:
+                if explain and mechanism.result == "fail" and record.explanation is not None:
                     explanation = await self.explain(record.explanation, domain)
                 return mechanism.result, str(mechanism), explanation
         if record.redirect is not None and not any(m.kind == "all" for m in record.mechanisms):
             self.count()
             target = await self.domain(record.redirect, domain)
-            result, mechanism_text, explanation = await self.check_host(target)
+            result, mechanism_text, explanation = await self.check_host(target, explain=explain)
             if result == "none":
                 raise _PermError(f"redirect to {target}, which has no SPF record")
             return result, mechanism_text, explanation
@@ -198,7 +202,7 @@ class _Evaluation:
             raise _TempError(str(error)) from None
 
     async def _include(self, target: str) -> bool:
-        result, _, _ = await self.check_host(target)
+        result, _, _ = await self.check_host(target, explain=False)
         if result == "pass":
             return True
         if result in ("fail", "softfail", "neutral"):
@@ -296,18 +300,22 @@ async def check_spf(
     """Check the MAIL FROM identity (``postmaster@HELO`` for ``<>``) and the HELO identity."""
     helo = (helo or "").strip().rstrip(".")
     helo_is_domain = valid_domain(helo) and not helo.startswith("[")
-    helo_result: SPFResult | None = None
-    if check_helo and helo_is_domain:
-        helo_result = await check_host(
-            resolver, ip, helo, f"postmaster@{helo}", helo=helo, receiver=receiver, identity="helo"
-        )
-    if mail_from:
-        local, _, domain = mail_from.rpartition("@")
-        sender = f"{local or 'postmaster'}@{domain}"
-    elif helo_result is not None:
-        return SPFCheck(replace(helo_result, identity="mailfrom"), helo_result)
-    else:
-        domain = helo
+
+    async def helo_check() -> SPFResult | None:
+        if not (check_helo and helo_is_domain):
+            return None
+        return await check_host(resolver, ip, helo, f"postmaster@{helo}", helo=helo, receiver=receiver, identity="helo")
+
+    if not mail_from:  # the null sender: MAIL FROM's identity is postmaster@HELO
+        helo_result = await helo_check()
+        if helo_result is not None:
+            return SPFCheck(replace(helo_result, identity="mailfrom"), helo_result)
         sender = f"postmaster@{helo}"
-    mailfrom_result = await check_host(resolver, ip, domain, sender, helo=helo, receiver=receiver)
+        return SPFCheck(await check_host(resolver, ip, helo, sender, helo=helo, receiver=receiver), None)
+    local, _, domain = mail_from.rpartition("@")
+    sender = f"{local or 'postmaster'}@{domain}"
+    # both identities at once: the time is one chain of lookups, not two
+    mailfrom_result, helo_result = await asyncio.gather(
+        check_host(resolver, ip, domain, sender, helo=helo, receiver=receiver), helo_check()
+    )
     return SPFCheck(mailfrom_result, helo_result)

@@ -30,7 +30,7 @@ QUALIFIERS = {"+": "pass", "-": "fail", "~": "softfail", "?": "neutral"}
 _MODIFIER = re.compile(r"([A-Za-z][A-Za-z0-9_.\-]*)=(.*)\Z", re.DOTALL)
 _MECHANISM = re.compile(r"([+\-~?]?)([A-Za-z][A-Za-z0-9]*)(.*)\Z", re.DOTALL)
 _DOMAIN_CIDR = re.compile(r"(?::(?P<spec>.+?))?(?:/(?P<c4>\d+))?(?://(?P<c6>\d+))?\Z", re.DOTALL)
-_CIDR = re.compile(r"0|[1-9][0-9]{0,2}\Z")
+_CIDR = re.compile(r"0|[1-9][0-9]{0,2}")
 _MACRO = re.compile(
     r"%(?:\{(?P<letter>[A-Za-z])(?P<digits>[0-9]*)(?P<reverse>[rR]?)(?P<delims>[.\-+,/_=]*)\}|(?P<esc>[%_\-]))"
 )
@@ -91,7 +91,7 @@ def is_spf_record(text: str) -> bool:
 def _check_cidr(text: str | None, maximum: int, term: str) -> int:
     if text is None:
         return maximum
-    if not _CIDR.match(text) or int(text) > maximum:
+    if not _CIDR.fullmatch(text) or int(text) > maximum:
         raise SPFSyntaxError(f"invalid prefix length in {term!r}")
     return int(text)
 
