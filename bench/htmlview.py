@@ -41,7 +41,7 @@ def best_of(reps: int, action: Callable[[], object]) -> float:
 
 
 def part_url(content_id: str) -> str:
-    return f"../../api/v1/message/M/part/{content_id}"
+    return f"../api/v1/message/M/part/{content_id}"
 
 
 def main() -> None:

@@ -69,6 +69,11 @@ def test_links_open_outside_the_frame_without_a_referrer() -> None:
     assert out == '<a href="https://example.test/page" target="_blank" rel="noopener noreferrer">go</a>'
 
 
+def test_outside_a_frame_links_keep_their_target() -> None:
+    html = '<a href="https://example.test/page" target="_self">go</a>'
+    assert prepare_html(html, PARTS.get, new_tab_links=False).html == html
+
+
 def test_relative_urls_and_other_schemes_load_nothing() -> None:
     out = rewrite('<img src="../api/v1/messages"><img src="file:///etc/passwd"><video poster="ftp://x/y">')
     assert "api/v1/messages" not in out and "file:" not in out and "ftp:" not in out

@@ -115,7 +115,7 @@ def test_no_generated_document_gets_past_the_rewrite_in_chromium(browser: WebDri
     rng = random.Random(20261202)
     sources = [document(rng) for _ in range(3000)]
     rewritten = [
-        prepare_html(source, lambda content_id: f"../../api/v1/message/M/part/{content_id}") for source in sources
+        prepare_html(source, lambda content_id: f"../api/v1/message/M/part/{content_id}") for source in sources
     ]
     browser.get("about:blank")
     problems: list[Any] = browser.execute_script(CHECK, [result.html for result in rewritten])

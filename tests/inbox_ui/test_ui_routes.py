@@ -14,7 +14,7 @@ from smtpgate.inbox.ui import VIEW_CSP, VIEW_CSP_REMOTE, ui_routes
 MESSAGES: dict[str, dict[str, Any]] = {
     "M1": {
         "ID": "M1",
-        "HTML": '<p>Hi <img src="cid:logo@x"> <img src="https://tracker.test/p.gif"></p>',
+        "HTML": '<p>Hi <img src="cid:logo@x"> <img src="https://tracker.test/p.gif"> <a href="https://a.test/">a</a></p>',
         "Text": "Hi",
         "Inline": [{"PartID": "1.2", "ContentID": "<logo@x>", "FileName": "", "ContentType": "image/png"}],
         "Attachments": [],
@@ -90,18 +90,21 @@ def test_unknown_assets_and_the_page_under_another_name_are_not_found() -> None:
 
 def test_the_view_is_sandboxed_rewritten_and_remote_only_on_request() -> None:
     async def test(session: aiohttp.ClientSession, base: str) -> None:
-        async with session.get(base + "/ui/message/M1.html") as response:
+        async with session.get(base + "/view/M1.html") as response:
             assert response.status == 200
             assert response.headers["Content-Security-Policy"] == VIEW_CSP
             assert response.headers["X-Content-Type-Options"] == "nosniff"
             assert response.headers["Referrer-Policy"] == "no-referrer"
             body = await response.text()
-        assert 'src="../../api/v1/message/M1/part/1.2"' in body
+        assert 'src="../api/v1/message/M1/part/1.2"' in body
         assert "tracker.test" not in body
-        async with session.get(base + "/ui/message/M1.html?remote=1") as response:
+        assert '<a href="https://a.test/">' in body  # as Mailpit: links as sent without embed=1
+        async with session.get(base + "/view/M1.html?embed=1") as response:
+            assert 'target="_blank" rel="noopener noreferrer"' in await response.text()
+        async with session.get(base + "/view/M1.html?remote=1") as response:
             assert response.headers["Content-Security-Policy"] == VIEW_CSP_REMOTE
             assert "https://tracker.test/p.gif" in await response.text()
-        async with session.get(base + "/ui/message/M1/remote") as response:
+        async with session.get(base + "/view/M1/remote") as response:
             assert await response.json() == {"Remote": 1, "Hosts": ["tracker.test"]}
 
     with_server(test)
@@ -118,7 +121,7 @@ def test_the_policies_forbid_scripts_and_sandbox_the_document() -> None:
 
 def test_unknown_ids_and_messages_without_html_are_404_with_a_json_error() -> None:
     async def test(session: aiohttp.ClientSession, base: str) -> None:
-        for path in ("/ui/message/NOPE.html", "/ui/message/TEXTONLY.html", "/ui/message/NOPE/remote"):
+        for path in ("/view/NOPE.html", "/view/TEXTONLY.html", "/view/NOPE/remote"):
             async with session.get(base + path) as response:
                 assert response.status == 404, path
                 assert "Error" in await response.json(content_type=None)

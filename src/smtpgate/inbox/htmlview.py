@@ -71,14 +71,17 @@ class PreparedHTML:
         return list(hosts)
 
 
-def prepare_html(html_text: str, part_url: Callable[[str], str | None], allow_remote: bool = False) -> PreparedHTML:
+def prepare_html(
+    html_text: str, part_url: Callable[[str], str | None], allow_remote: bool = False, new_tab_links: bool = True
+) -> PreparedHTML:
     """Rewrite ``html_text`` for display in the sandboxed frame (linear time in its length).
 
     ``part_url`` maps a Content-ID (without angle brackets) to the URL of that part, or
     ``None`` when the message has no such part. Remote URLs are recorded in the result
-    and, unless ``allow_remote``, removed from the document.
+    and, unless ``allow_remote``, removed from the document. ``new_tab_links`` makes links
+    open in a new tab without a referrer (for a frame); otherwise their target is kept.
     """
-    rewriter = _Rewriter(part_url, allow_remote)
+    rewriter = _Rewriter(part_url, allow_remote, new_tab_links)
     out: list[str] = []
     skipping = False  # inside a dropped <script>
     for token in tokenize(html_text):
@@ -110,9 +113,10 @@ def prepare_html(html_text: str, part_url: Callable[[str], str | None], allow_re
 
 
 class _Rewriter:
-    def __init__(self, part_url: Callable[[str], str | None], allow_remote: bool) -> None:
+    def __init__(self, part_url: Callable[[str], str | None], allow_remote: bool, new_tab_links: bool) -> None:
         self.part_url = part_url
         self.allow_remote = allow_remote
+        self.new_tab_links = new_tab_links
         self.remote: list[str] = []
 
     def start_tag(self, token: StartTag) -> str:
@@ -191,11 +195,11 @@ class _Rewriter:
                     result.append((name, url))
                 else:
                     result.append((name, value))
-            elif key in {"target", "rel"} and tag in _LINK_TARGETS:
+            elif key in {"target", "rel"} and tag in _LINK_TARGETS and self.new_tab_links:
                 changed = True  # replaced below
             else:
                 result.append((name, value))
-        if tag in _LINK_TARGETS and any(name.lower() == "href" for name, _ in result):
+        if self.new_tab_links and tag in _LINK_TARGETS and any(name.lower() == "href" for name, _ in result):
             # Links open outside the frame, without telling the site where they came from.
             result += [("target", "_blank"), ("rel", "noopener noreferrer")]
             changed = True

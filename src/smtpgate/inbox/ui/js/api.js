@@ -40,7 +40,7 @@ export const partURL = (id, part) => `${messageURL(id)}/part/${encodeURIComponen
 export const rawURL = (id) => `${messageURL(id)}/raw`;
 /** Links that download (the server answers with Content-Disposition: attachment). */
 export const download = (url) => `${url}?dl=1`;
-export const viewURL = (id, remote) => `ui/message/${encodeURIComponent(id)}.html${remote ? "?remote=1" : ""}`;
+export const viewURL = (id, remote) => `view/${encodeURIComponent(id)}.html?embed=1${remote ? "&remote=1" : ""}`;
 
 /** A page of summaries: the search endpoint when there is a query, the listing otherwise. */
 export function listMessages({ query = "", mailbox = "", start = 0, limit = 50 }) {
@@ -80,7 +80,7 @@ export async function getRawStart(id, limit) {
   }
   return { text: new TextDecoder().decode(bytes), complete: complete && total <= limit };
 }
-export const getRemote = (id) => request("GET", `ui/message/${encodeURIComponent(id)}/remote`);
+export const getRemote = (id) => request("GET", `view/${encodeURIComponent(id)}/remote`);
 export const setRead = (ids, read) => request("PUT", "api/v1/messages", { body: { IDs: ids, Read: read }, as: "none" });
 export const deleteMessages = (ids) => request("DELETE", "api/v1/messages", { body: { IDs: ids }, as: "none" });
 
