@@ -9,6 +9,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from selenium.common.exceptions import StaleElementReferenceException
 from ui_samples import png
 
 PIXEL = png(1, 1, (255, 0, 0), (255, 0, 0))
@@ -46,10 +47,14 @@ class Recorder:
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something true (bounded in time)."""
+    """Poll ``predicate`` until it returns something true (bounded in time). An element
+    that the page replaced while the predicate looked at it counts as "not yet"."""
     deadline = time.monotonic() + timeout
     while True:
-        result = predicate()
+        try:
+            result = predicate()
+        except StaleElementReferenceException:
+            result = None
         if result:
             return result
         if time.monotonic() > deadline:
@@ -67,3 +72,13 @@ class Inbox:
     def send(self, message: bytes, recipients: list[str] | None = None, sender: str = "sender@example.test") -> None:
         with smtplib.SMTP("127.0.0.1", self.smtp_port, local_hostname="client.test", timeout=20) as client:
             client.sendmail(sender, recipients or ["dev@example.test"], message)
+
+
+def texts(browser: Any, selector: str) -> list[str] | None:
+    """The texts of the elements ``selector`` finds (None if the page re-rendered meanwhile)."""
+    from selenium.webdriver.common.by import By
+
+    try:
+        return [element.text for element in browser.find_elements(By.CSS_SELECTOR, selector)]
+    except StaleElementReferenceException:
+        return None
