@@ -1,0 +1,83 @@
+"""kill -9 and SIGTERM of the command with --http and --deliver under concurrent SMTP load:
+every message that got a 250 ends up in the inbox and at the webhook, nothing else does."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+
+import pytest
+from e2e_support import Gate, KnotServer, Receiver, hook_url, subject_of, wait_until
+from load import Load
+
+ROUNDS = 8
+
+
+def check_everything_acked_is_everywhere(running: Gate, webhook: Receiver, load: Load) -> None:
+    """After the last start: the inbox and the webhook hold every acked message, nothing
+    that was never sent whole, one webhook-id per message; the queue empties."""
+    by_subject: dict[str, set[str]] = {}
+
+    def delivered() -> set[str]:
+        by_subject.clear()
+        for _, headers, body in list(webhook.requests):
+            by_subject.setdefault(subject_of(body), set()).add(headers["webhook-id"])
+        return set(by_subject)
+
+    wait_until(lambda: load.acked <= delivered(), 90, "every acknowledged message at the webhook")
+    wait_until(lambda: running.queue_list() == [], 60, "the queue to empty")
+    delivered()
+    assert set(by_subject) <= load.attempted, set(by_subject) - load.attempted
+    duplicates = {subject: ids for subject, ids in by_subject.items() if len(ids) > 1}
+    assert duplicates == {}, "a message delivered twice must carry the same webhook-id"
+    inbox_subjects = [summary["Subject"] for summary in running.inbox()]
+    assert load.acked <= set(inbox_subjects), sorted(load.acked - set(inbox_subjects))[:10]
+    assert set(inbox_subjects) <= load.attempted, set(inbox_subjects) - load.attempted
+    assert len(inbox_subjects) == len(set(inbox_subjects)), "a message is twice in the inbox"
+    assert not load.cut_off & (set(inbox_subjects) | set(by_subject)), "a message cut off mid-DATA was stored"
+
+
+def integrity(running: Gate) -> str:
+    with sqlite3.connect(running.cwd / "inbox.sqlite3") as database:
+        (result,) = database.execute("PRAGMA integrity_check").fetchone()
+    return str(result)
+
+
+@pytest.mark.slow
+def test_kill_9_under_load_loses_nothing_acknowledged(gate: Callable[..., Gate], webhook: Receiver) -> None:
+    rng = random.Random()
+    seed = rng.randrange(1 << 32)
+    rng.seed(seed)
+    running = gate("--deliver", hook_url(webhook), "--retry-min", "1")
+    with Load(running.port) as load:
+        for round_number in range(ROUNDS):
+            load.wait_acked(rng.randrange(1, 15), timeout=10)
+            time.sleep(rng.uniform(0, 0.2))  # somewhere in a session, a commit or a delivery
+            running.kill()
+            assert integrity(running) == "ok", f"seed {seed}, round {round_number}"
+            running.start()
+        load.wait_acked(5, timeout=10)
+    assert len(load.acked) > ROUNDS, f"seed {seed}: too little load to mean anything"
+    print(f"seed {seed}: {len(load.acked)} acked, {len(load.attempted)} attempted, {len(load.cut_off)} cut off")
+    check_everything_acked_is_everywhere(running, webhook, load)
+    running.kill()
+    assert integrity(running) == "ok"
+
+
+@pytest.mark.slow
+def test_sigterm_under_load_with_every_part_on(
+    gate: Callable[..., Gate], webhook: Receiver, dns_server: KnotServer
+) -> None:
+    args = ["--deliver", hook_url(webhook), "--retry-min", "1", "--verify", "--dns", dns_server.address]
+    args += ["--limit-messages", "100000/min", "--close-timeout", "5"]
+    running = gate(*args, metrics=True)
+    with Load(running.port) as load:
+        load.wait_acked(30, timeout=30)
+        assert running.terminate(timeout=30) == 0, running.stderr
+        acked_before_restart = set(load.acked)
+    assert acked_before_restart, "no message was acknowledged before SIGTERM"
+    running.start()
+    check_everything_acked_is_everywhere(running, webhook, load)
+    assert integrity(running) == "ok"
