@@ -174,7 +174,8 @@ INJECTIONS = [
     (b'<"x>X-Injected: yes"@ok.test>', b'<"b\\"ob"@mx.test>'),
     (b"<a@ok.test>", b"<bob@mx.test>\rX-Injected: yes"),
     (b"<a@ok.test\nX-Injected: yes>", b"<bob@mx.test>"),
-    (b'<"a\xe2\x80\xa8X-Injected: yes"@ok.test> SMTPUTF8', b'<"b\xc2\x85X-Injected: yes"@mx.test>'),
+    (b'<"a\xe2\x80\xa8X-Injected: yes"@ok.test> SMTPUTF8', b"<bob@mx.test>"),
+    (b"<a@ok.test> SMTPUTF8", b'<"b\xc2\x85X-Injected: yes"@mx.test>'),
     (b'<"a\tX-Injected: yes"@ok.test>', b"<bob@mx.test>"),
     (b"<>", b'<"bob\\r\\nX-Injected: yes"@mx.test>'),
 ]
