@@ -26,7 +26,7 @@ for _folder in ("verify", "delivery"):
 from dnsserver import KnotServer, free_port, knotd_path, txt, zone  # noqa: E402
 from webhook_receiver import Receiver, ThreadedReceiver  # noqa: E402
 
-__all__ = ["KnotServer", "Receiver", "ThreadedReceiver", "knotd_path", "zone"]
+__all__ = ["KnotServer", "Receiver", "ThreadedReceiver", "free_port", "knotd_path", "zone"]
 
 START_TIMEOUT = 60.0
 ZONES = {
@@ -143,6 +143,16 @@ class Gate:
                 labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
                 samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
         return samples
+
+    def queue_retry(self) -> None:
+        """``smtpgate queue retry``: every queued message due now."""
+        done = subprocess.run(
+            [sys.executable, "-m", "smtpgate", "queue", "--queue", str(self.queue), "retry"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
 
     def queue_list(self) -> list[dict[str, Any]]:
         """``smtpgate queue list --json``: one record per queued or dead message."""

@@ -95,6 +95,23 @@ def _trace_headers(session: Session, name: str) -> bytes:
     return text.encode("utf-8", "replace")
 
 
+# Sinks that refuse in normal operation (a full queue: 452; Redis away: 451) commit first,
+# so that such a refusal leaves the message in no other sink (the client's retry would
+# make a duplicate there); stdout, which cannot take a message back, commits last.
+_COMMIT_FIRST = frozenset({"queue", "redis", "rediss"})
+_COMMIT_LAST = frozenset({"stdout"})
+
+
+def _commit_order(sinks: list[Sink]) -> list[int]:
+    """Indexes of ``sinks`` in the order their deliveries commit."""
+
+    def rank(index: int) -> int:
+        kind = sinks[index].kind
+        return 0 if kind in _COMMIT_FIRST else 2 if kind in _COMMIT_LAST else 1
+
+    return sorted(range(len(sinks)), key=rank)
+
+
 class App:
     """The command's server: options from `Settings`, handlers, reloading."""
 
@@ -233,7 +250,9 @@ class App:
                     await delivery.write(chunk)
             if stream.size_exceeded:
                 raise SMTPError(552, "Message exceeds fixed maximum message size", enhanced="5.3.4")
-            stored = [await delivery.commit() for delivery in deliveries]
+            stored = [""] * len(deliveries)
+            for index in _commit_order(self.sinks):
+                stored[index] = await deliveries[index].commit()
         except BaseException as error:
             for delivery in deliveries:
                 delivery.abort()
