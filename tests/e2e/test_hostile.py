@@ -286,3 +286,23 @@ def test_non_utf8_display_names_are_accepted(
     wait_until(lambda: len(webhook.delivered_ids()) == 1, 30, "the webhook delivery")
     ((summary),) = strict_json(running.get("/api/v1/messages"))["messages"]
     assert running.inbox_raw(summary["ID"]).endswith(message)
+
+
+@pytest.mark.parametrize(
+    "header", [b"From: \xc0\xaf <alice@ok.test>\r\nTo: bob@mx.test", b"From: alice@ok.test\r\nTo: b\xf6b <bob@mx.test>"]
+)
+def test_whatever_the_reply_inbox_and_webhook_agree_with_it(
+    gate: Callable[..., Gate], webhook: Receiver, dns_server: KnotServer, header: bytes
+) -> None:
+    """250: in the inbox and at the webhook; anything else: in neither (a refused message
+    handed on would reach the app again with each retry of the client)."""
+    running = start(gate, webhook, dns_server)
+    with smtplib.SMTP("127.0.0.1", running.port, local_hostname="client.ok.test", timeout=30) as client:
+        client.ehlo()
+        client.mail("bounce@ok.test")
+        client.rcpt("bob@mx.test")
+        code, _ = client.data(header + b"\r\nSubject: agree\r\n\r\nbody\r\n")
+    send_clean(running, webhook, 2 if code == 250 else 1)
+    subjects = sorted(m["Subject"] for m in running.inbox())
+    assert subjects == (["agree", "clean"] if code == 250 else ["clean"])
+    assert sorted(subject_of(body) for _, _, body in webhook.requests) == subjects

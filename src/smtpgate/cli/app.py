@@ -95,23 +95,6 @@ def _trace_headers(session: Session, name: str) -> bytes:
     return text.encode("utf-8", "replace")
 
 
-# Sinks that refuse in normal operation (a full queue: 452; Redis away: 451) commit first,
-# so that such a refusal leaves the message in no other sink (the client's retry would
-# make a duplicate there); stdout, which cannot take a message back, commits last.
-_COMMIT_FIRST = frozenset({"queue", "redis", "rediss"})
-_COMMIT_LAST = frozenset({"stdout"})
-
-
-def _commit_order(sinks: list[Sink]) -> list[int]:
-    """Indexes of ``sinks`` in the order their deliveries commit."""
-
-    def rank(index: int) -> int:
-        kind = sinks[index].kind
-        return 0 if kind in _COMMIT_FIRST else 2 if kind in _COMMIT_LAST else 1
-
-    return sorted(range(len(sinks)), key=rank)
-
-
 class App:
     """The command's server: options from `Settings`, handlers, reloading."""
 
@@ -250,9 +233,8 @@ class App:
                     await delivery.write(chunk)
             if stream.size_exceeded:
                 raise SMTPError(552, "Message exceeds fixed maximum message size", enhanced="5.3.4")
-            stored = [""] * len(deliveries)
-            for index in _commit_order(self.sinks):
-                stored[index] = await deliveries[index].commit()
+            self._check_room(len(trace) + stream.byte_length)
+            stored = [await delivery.commit() for delivery in deliveries]
         except BaseException as error:
             for delivery in deliveries:
                 delivery.abort()
@@ -261,6 +243,15 @@ class App:
             return self._refuse(session, error)
         self.print_message(session, stream.byte_length, headers.subject(), stored[0])
         return f"Stored as {session.id}.{session.transaction}"
+
+    def _check_room(self, size: int) -> None:
+        """`SinkFull` before any sink commits when one that counts its room (the queue of
+        ``--deliver``) has none: a 452 must leave the message in no other sink either, or
+        each retry of the client would add a copy there."""
+        for sink in self.sinks:
+            has_room = getattr(sink, "has_room", None)
+            if callable(has_room) and not has_room(size):
+                raise SinkFull(f"{sink.describe()} is full")
 
     def _refuse(self, session: Session, error: Exception) -> NoReturn:
         """A sink could not store the message: 452 when it is full, else 451 (and a log line)."""
