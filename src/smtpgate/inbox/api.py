@@ -17,15 +17,17 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import WSMsgType, web
 
 from ..sinks.base import MessageInfo
+from .bodies import BodyError, Kind, body_text, json_object, parse_fields
 from .chaos import Chaos, ChaosError
 from .records import RawMessage, smtpgate_version
-from .search import SearchError, parse_query
+from .search import SearchError, parse_date, parse_query
 from .send import SendError, build_message
 from .store import MAX_PAGE, InboxStore
 
@@ -39,6 +41,8 @@ MAX_WAIT = 300.0
 """The longest ``timeout`` of ``/api/v1/wait``."""
 _SANDBOX = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_MAX_START = 2**53
+"""A ``start`` beyond this is taken as this (past the end: an empty page)."""
 
 
 class _Problem(Exception):
@@ -121,6 +125,11 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
                 error.status, error.reason, **({"Allow": error.headers["Allow"]} if "Allow" in error.headers else {})
             )
         raise
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception as error:  # a bug: logged, and still a JSON answer
+        logger.exception("%s %s failed", request.method, request.path)
+        return _error(500, f"internal error: {type(error).__name__}")
 
 
 def _basic_auth(users: Users | Callable[[], Users]) -> Any:
@@ -194,7 +203,7 @@ def _int(request: web.Request, name: str, default: int, low: int = 0, high: int 
     try:
         value = int(text)
     except ValueError:
-        raise _Problem(400, f"{name} must be a whole number, got {text!r}") from None
+        raise _Problem(400, f"{name} must be a whole number, got {text[:40]!r}") from None
     if value < low:
         raise _Problem(400, f"{name} must be at least {low}")
     return value if high is None else min(value, high)
@@ -216,27 +225,32 @@ def _tz(request: web.Request) -> Any:
 
 
 async def _json_body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
-    text = await request.text()
-    if not text.strip():
-        if optional:
-            return {}
-        raise _Problem(400, "expected a JSON body")
     try:
-        data = json.loads(text)
-    except ValueError as error:
-        raise _Problem(400, f"invalid JSON body: {error}") from None
-    if not isinstance(data, dict):
-        raise _Problem(400, "the JSON body must be an object")
-    return data
+        return json_object(body_text(await request.read()), optional=optional)
+    except BodyError as error:
+        raise _Problem(400, str(error)) from None
 
 
-def _ids(data: Mapping[str, Any]) -> list[str] | None:
-    ids = data.get("IDs")
-    if ids is None or ids == []:
+async def _fields(request: web.Request, fields: Mapping[str, Kind], *, optional: bool = False) -> dict[str, Any]:
+    """The named fields of a JSON (or form) body, keys matched as Go does (any case)."""
+    try:
+        return parse_fields(await request.read(), request.content_type, fields, optional=optional)
+    except BodyError as error:
+        raise _Problem(400, str(error)) from None
+
+
+def _moment(request: web.Request, name: str) -> int | None:
+    """A time parameter (``before``, ``since``, ``until``) in epoch milliseconds: a date
+    as ``before:`` takes it (``tz`` for one without an offset), or Unix seconds."""
+    text = request.query.get(name, "").strip()
+    if not text:
         return None
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise _Problem(400, "IDs must be an array of message IDs")
-    return ids
+    if text.isdigit() and len(text) <= 12:
+        return int(text) * 1000
+    try:
+        return int(parse_date(text, _tz(request) or timezone.utc).timestamp() * 1000)
+    except SearchError as error:
+        raise _Problem(400, f"{name}: {error}") from None
 
 
 # ----------------------------------------------------------------- routes
@@ -259,6 +273,10 @@ def inbox_routes(
         web.get("/api/v1/message/{id}/raw", api.raw),
         web.get("/api/v1/message/{id}/part/{part}", api.part),
         web.get("/api/v1/tags", api.tags),
+        web.put("/api/v1/tags", api.set_tags),
+        web.put("/api/v1/tags/{tag}", api.rename_tag),
+        web.delete("/api/v1/tags/{tag}", api.delete_tag),
+        web.get("/api/v1/webui", api.webui),
         web.get("/api/v1/mailboxes", api.mailboxes),
         web.get("/api/v1/wait", api.wait),
         web.get("/api/v1/chaos", api.get_chaos),
@@ -280,6 +298,18 @@ class _API:
         self.chaos = chaos
         self.database = database
         self.started = started
+
+    async def _target(self, request: web.Request) -> str:
+        """The message ID of the path; ``latest`` with ``query=`` is the newest message
+        matching that search (as in Mailpit)."""
+        message_id = request.match_info["id"]
+        query = request.query.get("query", "").strip()
+        if message_id != "latest" or not query:
+            return message_id
+        page = await self.store.list_messages(query=query, mailbox=_mailbox(request), limit=1, tz=_tz(request))
+        if not page["messages"]:
+            raise _Problem(404, f"no message matches {query!r}")
+        return str(page["messages"][0]["ID"])
 
     async def info(self, request: web.Request) -> web.Response:
         stats = await self.store.stats()
@@ -308,9 +338,12 @@ class _API:
         page = await self.store.list_messages(
             query=query,
             mailbox=_mailbox(request),
-            start=_int(request, "start", 0),
+            start=_int(request, "start", 0, high=_MAX_START),
             limit=_int(request, "limit", 50, high=MAX_PAGE) or 50,  # 0: the default, as in Mailpit
             tz=_tz(request),
+            before=_moment(request, "before"),
+            since=_moment(request, "since"),
+            until=_moment(request, "until"),
         )
         return web.json_response(page)
 
@@ -324,22 +357,18 @@ class _API:
         return await self._page(request, query)
 
     async def set_read(self, request: web.Request) -> web.Response:
-        data = await _json_body(request)
-        ids = _ids(data)
-        search = data.get("Search", "")
-        if not isinstance(search, str):
-            raise _Problem(400, "Search must be a string")
+        data = await _fields(request, {"IDs": "strings", "Read": "bool", "Search": "str"})
+        ids = data.get("IDs") or None
+        search = data.get("Search", "").strip()
         if ids and search:
             raise _Problem(400, "give either IDs or Search, not both")
         read = data.get("Read", False)
-        if not isinstance(read, bool):
-            raise _Problem(400, "Read must be true or false")
         await self.store.set_read(ids, read, query=search, mailbox=_mailbox(request), tz=_tz(request))
         return web.Response(text="ok")
 
     async def delete_messages(self, request: web.Request) -> web.Response:
-        data = await _json_body(request, optional=True)
-        await self.store.delete(_ids(data), mailbox=_mailbox(request))
+        data = await _fields(request, {"IDs": "strings"}, optional=True)
+        await self.store.delete(data.get("IDs") or None, mailbox=_mailbox(request))
         return web.Response(text="ok")
 
     async def delete_search(self, request: web.Request) -> web.Response:
@@ -350,21 +379,22 @@ class _API:
         return web.Response(text="ok")
 
     async def message(self, request: web.Request) -> web.Response:
-        found = await self.store.get(request.match_info["id"], mailbox=_mailbox(request))
+        found = await self.store.get(await self._target(request), mailbox=_mailbox(request))
         if found is None:
             raise _Problem(404, "message not found")
         if not found["Read"]:  # Mailpit marks a message read when it is fetched
             await self.store.set_read([found["ID"]], True)
+            found["Read"] = True
         return web.json_response(found)
 
     async def headers(self, request: web.Request) -> web.Response:
-        found = await self.store.headers(request.match_info["id"], mailbox=_mailbox(request))
+        found = await self.store.headers(await self._target(request), mailbox=_mailbox(request))
         if found is None:
             raise _Problem(404, "message not found")
         return web.json_response(found)
 
     async def raw(self, request: web.Request) -> web.StreamResponse:
-        raw = await self.store.raw(request.match_info["id"], mailbox=_mailbox(request))
+        raw = await self.store.raw(await self._target(request), mailbox=_mailbox(request))
         if raw is None:
             raise _Problem(404, "message not found")
         headers = {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"}
@@ -373,7 +403,9 @@ class _API:
         return await _stream(request, raw, headers)
 
     async def part(self, request: web.Request) -> web.StreamResponse:
-        found = await self.store.part(request.match_info["id"], request.match_info["part"], mailbox=_mailbox(request))
+        found = await self.store.part(
+            await self._target(request), request.match_info["part"], mailbox=_mailbox(request)
+        )
         if found is None:
             raise _Problem(404, "message or part not found")
         meta, chunks = found
@@ -399,7 +431,7 @@ class _API:
 
     async def view_text(self, request: web.Request) -> web.Response:
         """Mailpit's ``/view/{ID}.txt``: the text body alone."""
-        found = await self.store.get(request.match_info["id"], mailbox=_mailbox(request))
+        found = await self.store.get(await self._target(request), mailbox=_mailbox(request))
         if found is None:
             raise _Problem(404, "message not found")
         return web.Response(text=found["Text"], headers={"X-Content-Type-Options": "nosniff"})
@@ -416,6 +448,53 @@ class _API:
     async def tags(self, request: web.Request) -> web.Response:
         page = await self.store.list_messages(mailbox=_mailbox(request), limit=1)
         return web.json_response(page["tags"])
+
+    async def set_tags(self, request: web.Request) -> web.Response:
+        """Mailpit's ``PUT /api/v1/tags`` ``{"IDs": [...], "Tags": [...]}``: replace the tags."""
+        data = await _fields(request, {"IDs": "strings", "Tags": "strings"})
+        if not data.get("IDs"):
+            raise _Problem(400, "IDs: give the IDs of the messages to tag")
+        await self.store.set_tags(data["IDs"], data.get("Tags", []), mailbox=_mailbox(request))
+        return web.Response(text="ok")
+
+    async def rename_tag(self, request: web.Request) -> web.Response:
+        """Mailpit's ``PUT /api/v1/tags/{tag}`` ``{"Name": "new"}``."""
+        name = (await _fields(request, {"Name": "str"})).get("Name", "")
+        try:
+            found = await self.store.rename_tag(request.match_info["tag"], name)
+        except ValueError as error:
+            raise _Problem(400, str(error)) from None
+        if not found:
+            raise _Problem(404, f"no message has the tag {request.match_info['tag']!r}")
+        return web.Response(text="ok")
+
+    async def delete_tag(self, request: web.Request) -> web.Response:
+        """Mailpit's ``DELETE /api/v1/tags/{tag}``: the tag goes, the messages stay."""
+        if not await self.store.delete_tag(request.match_info["tag"]):
+            raise _Problem(404, f"no message has the tag {request.match_info['tag']!r}")
+        return web.Response(text="ok")
+
+    async def webui(self, request: web.Request) -> web.Response:
+        """Mailpit's ``GET /api/v1/webui``: what this server offers (no relay, no spam check)."""
+        relay = {
+            "Enabled": False,
+            "SMTPServer": "",
+            "ReturnPath": "",
+            "AllowedRecipients": "",
+            "BlockedRecipients": "",
+            "OverrideFrom": "",
+            "PreserveMessageIDs": False,
+        }
+        return web.json_response(
+            {
+                "Label": "",
+                "MessageRelay": relay,
+                "SpamAssassin": False,
+                "ChaosEnabled": True,
+                "DuplicatesIgnored": False,
+                "HideDeleteAllButton": False,
+            }
+        )
 
     async def mailboxes(self, request: web.Request) -> web.Response:
         return web.json_response(await self.store.mailboxes())
