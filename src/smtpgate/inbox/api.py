@@ -17,17 +17,26 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import timezone
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import WSMsgType, web
 
 from ..sinks.base import MessageInfo
-from .bodies import BodyError, Kind, body_text, json_object, parse_fields
 from .chaos import Chaos, ChaosError
+from .params import (
+    MAX_START,
+    Problem,
+    body_fields,
+    int_param,
+    json_body,
+    mailbox_param,
+    memory,
+    moment,
+    seconds,
+    tz_param,
+)
 from .records import RawMessage, smtpgate_version
-from .search import SearchError, parse_date, parse_query
+from .search import SearchError, parse_query
 from .send import SendError, build_message
 from .store import MAX_PAGE, InboxStore
 
@@ -41,16 +50,6 @@ MAX_WAIT = 300.0
 """The longest ``timeout`` of ``/api/v1/wait``."""
 _SANDBOX = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_MAX_START = 2**53
-"""A ``start`` beyond this is taken as this (past the end: an empty page)."""
-
-
-class _Problem(Exception):
-    """An error answered as ``{"Error": text}`` with a status."""
-
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
 
 
 def _error(status: int, text: str, **extra: Any) -> web.Response:
@@ -115,7 +114,7 @@ async def _loopback_host(request: web.Request, handler: Handler) -> web.StreamRe
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except _Problem as problem:
+    except Problem as problem:
         return _error(problem.status, str(problem))
     except SearchError as error:
         return _error(400, f"invalid search: {error}")
@@ -193,66 +192,6 @@ async def _same_site(request: web.Request, handler: Handler) -> web.StreamRespon
     return await handler(request)
 
 
-# ----------------------------------------------------------------- parameters
-
-
-def _int(request: web.Request, name: str, default: int, low: int = 0, high: int | None = None) -> int:
-    text = request.query.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise _Problem(400, f"{name} must be a whole number, got {text[:40]!r}") from None
-    if value < low:
-        raise _Problem(400, f"{name} must be at least {low}")
-    return value if high is None else min(value, high)
-
-
-def _mailbox(request: web.Request) -> str | None:
-    value = request.query.get("mailbox", "").strip()
-    return value or None
-
-
-def _tz(request: web.Request) -> Any:
-    name = request.query.get("tz", "").strip()
-    if not name:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise _Problem(400, f"unknown time zone {name!r} (example: Europe/Paris)") from None
-
-
-async def _json_body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
-    try:
-        return json_object(body_text(await request.read()), optional=optional)
-    except BodyError as error:
-        raise _Problem(400, str(error)) from None
-
-
-async def _fields(request: web.Request, fields: Mapping[str, Kind], *, optional: bool = False) -> dict[str, Any]:
-    """The named fields of a JSON (or form) body, keys matched as Go does (any case)."""
-    try:
-        return parse_fields(await request.read(), request.content_type, fields, optional=optional)
-    except BodyError as error:
-        raise _Problem(400, str(error)) from None
-
-
-def _moment(request: web.Request, name: str) -> int | None:
-    """A time parameter (``before``, ``since``, ``until``) in epoch milliseconds: a date
-    as ``before:`` takes it (``tz`` for one without an offset), or Unix seconds."""
-    text = request.query.get(name, "").strip()
-    if not text:
-        return None
-    if text.isdigit() and len(text) <= 12:
-        return int(text) * 1000
-    try:
-        return int(parse_date(text, _tz(request) or timezone.utc).timestamp() * 1000)
-    except SearchError as error:
-        raise _Problem(400, f"{name}: {error}") from None
-
-
 # ----------------------------------------------------------------- routes
 
 
@@ -306,9 +245,11 @@ class _API:
         query = request.query.get("query", "").strip()
         if message_id != "latest" or not query:
             return message_id
-        page = await self.store.list_messages(query=query, mailbox=_mailbox(request), limit=1, tz=_tz(request))
+        page = await self.store.list_messages(
+            query=query, mailbox=mailbox_param(request), limit=1, tz=tz_param(request)
+        )
         if not page["messages"]:
-            raise _Problem(404, f"no message matches {query!r}")
+            raise Problem(404, f"no message matches {query!r}")
         return str(page["messages"][0]["ID"])
 
     async def info(self, request: web.Request) -> web.Response:
@@ -324,7 +265,7 @@ class _API:
                 "Tags": stats["Tags"],
                 "RuntimeStats": {
                     "Uptime": int(time.time() - self.started),
-                    "Memory": 0,
+                    "Memory": memory(),
                     "MessagesDeleted": self.store.deleted,
                     "SMTPAccepted": self.store.accepted,
                     "SMTPAcceptedSize": self.store.accepted_size,
@@ -337,13 +278,13 @@ class _API:
     async def _page(self, request: web.Request, query: str) -> web.Response:
         page = await self.store.list_messages(
             query=query,
-            mailbox=_mailbox(request),
-            start=_int(request, "start", 0, high=_MAX_START),
-            limit=_int(request, "limit", 50, high=MAX_PAGE) or 50,  # 0: the default, as in Mailpit
-            tz=_tz(request),
-            before=_moment(request, "before"),
-            since=_moment(request, "since"),
-            until=_moment(request, "until"),
+            mailbox=mailbox_param(request),
+            start=int_param(request, "start", 0, high=MAX_START),
+            limit=int_param(request, "limit", 50, high=MAX_PAGE) or 50,  # 0: the default, as in Mailpit
+            tz=tz_param(request),
+            before=moment(request, "before"),
+            since=moment(request, "since"),
+            until=moment(request, "until"),
         )
         return web.json_response(page)
 
@@ -353,50 +294,50 @@ class _API:
     async def search(self, request: web.Request) -> web.Response:
         query = request.query.get("query", "").strip()
         if not query:
-            raise _Problem(400, "no search query: give query=...")
+            raise Problem(400, "no search query: give query=...")
         return await self._page(request, query)
 
     async def set_read(self, request: web.Request) -> web.Response:
-        data = await _fields(request, {"IDs": "strings", "Read": "bool", "Search": "str"})
+        data = await body_fields(request, {"IDs": "strings", "Read": "bool", "Search": "str"})
         ids = data.get("IDs") or None
         search = data.get("Search", "").strip()
         if ids and search:
-            raise _Problem(400, "give either IDs or Search, not both")
+            raise Problem(400, "give either IDs or Search, not both")
         read = data.get("Read", False)
-        await self.store.set_read(ids, read, query=search, mailbox=_mailbox(request), tz=_tz(request))
+        await self.store.set_read(ids, read, query=search, mailbox=mailbox_param(request), tz=tz_param(request))
         return web.Response(text="ok")
 
     async def delete_messages(self, request: web.Request) -> web.Response:
-        data = await _fields(request, {"IDs": "strings"}, optional=True)
-        await self.store.delete(data.get("IDs") or None, mailbox=_mailbox(request))
+        data = await body_fields(request, {"IDs": "strings"}, optional=True)
+        await self.store.delete(data.get("IDs") or None, mailbox=mailbox_param(request))
         return web.Response(text="ok")
 
     async def delete_search(self, request: web.Request) -> web.Response:
         query = request.query.get("query", "").strip()
         if not query:
-            raise _Problem(400, "no search query: give query=...")
-        await self.store.delete(query=query, mailbox=_mailbox(request), tz=_tz(request))
+            raise Problem(400, "no search query: give query=...")
+        await self.store.delete(query=query, mailbox=mailbox_param(request), tz=tz_param(request))
         return web.Response(text="ok")
 
     async def message(self, request: web.Request) -> web.Response:
-        found = await self.store.get(await self._target(request), mailbox=_mailbox(request))
+        found = await self.store.get(await self._target(request), mailbox=mailbox_param(request))
         if found is None:
-            raise _Problem(404, "message not found")
+            raise Problem(404, "message not found")
         if not found["Read"]:  # Mailpit marks a message read when it is fetched
             await self.store.set_read([found["ID"]], True)
             found["Read"] = True
         return web.json_response(found)
 
     async def headers(self, request: web.Request) -> web.Response:
-        found = await self.store.headers(await self._target(request), mailbox=_mailbox(request))
+        found = await self.store.headers(await self._target(request), mailbox=mailbox_param(request))
         if found is None:
-            raise _Problem(404, "message not found")
+            raise Problem(404, "message not found")
         return web.json_response(found)
 
     async def raw(self, request: web.Request) -> web.StreamResponse:
-        raw = await self.store.raw(await self._target(request), mailbox=_mailbox(request))
+        raw = await self.store.raw(await self._target(request), mailbox=mailbox_param(request))
         if raw is None:
-            raise _Problem(404, "message not found")
+            raise Problem(404, "message not found")
         headers = {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"}
         if request.query.get("dl"):
             headers["Content-Disposition"] = f'attachment; filename="{raw.id}.eml"'
@@ -404,10 +345,10 @@ class _API:
 
     async def part(self, request: web.Request) -> web.StreamResponse:
         found = await self.store.part(
-            await self._target(request), request.match_info["part"], mailbox=_mailbox(request)
+            await self._target(request), request.match_info["part"], mailbox=mailbox_param(request)
         )
         if found is None:
-            raise _Problem(404, "message or part not found")
+            raise Problem(404, "message or part not found")
         meta, chunks = found
         name = meta["FileName"].replace('"', "").replace("\r", "").replace("\n", "")
         disposition = "attachment" if request.query.get("dl") else "inline"
@@ -431,47 +372,47 @@ class _API:
 
     async def view_text(self, request: web.Request) -> web.Response:
         """Mailpit's ``/view/{ID}.txt``: the text body alone."""
-        found = await self.store.get(await self._target(request), mailbox=_mailbox(request))
+        found = await self.store.get(await self._target(request), mailbox=mailbox_param(request))
         if found is None:
-            raise _Problem(404, "message not found")
+            raise Problem(404, "message not found")
         return web.Response(text=found["Text"], headers={"X-Content-Type-Options": "nosniff"})
 
     async def send(self, request: web.Request) -> web.Response:
         """Mailpit's ``POST /api/v1/send``: store a message given as JSON; ``{"ID": ...}``."""
         try:
-            raw, sender, recipients = build_message(await _json_body(request))
+            raw, sender, recipients = build_message(await json_body(request))
         except SendError as error:
-            raise _Problem(400, str(error)) from None
+            raise Problem(400, str(error)) from None
         message_id = await self.store.add_bytes(raw, MessageInfo(sender, tuple(recipients)))
         return web.json_response({"ID": message_id})
 
     async def tags(self, request: web.Request) -> web.Response:
-        page = await self.store.list_messages(mailbox=_mailbox(request), limit=1)
+        page = await self.store.list_messages(mailbox=mailbox_param(request), limit=1)
         return web.json_response(page["tags"])
 
     async def set_tags(self, request: web.Request) -> web.Response:
         """Mailpit's ``PUT /api/v1/tags`` ``{"IDs": [...], "Tags": [...]}``: replace the tags."""
-        data = await _fields(request, {"IDs": "strings", "Tags": "strings"})
+        data = await body_fields(request, {"IDs": "strings", "Tags": "strings"})
         if not data.get("IDs"):
-            raise _Problem(400, "IDs: give the IDs of the messages to tag")
-        await self.store.set_tags(data["IDs"], data.get("Tags", []), mailbox=_mailbox(request))
+            raise Problem(400, "IDs: give the IDs of the messages to tag")
+        await self.store.set_tags(data["IDs"], data.get("Tags", []), mailbox=mailbox_param(request))
         return web.Response(text="ok")
 
     async def rename_tag(self, request: web.Request) -> web.Response:
         """Mailpit's ``PUT /api/v1/tags/{tag}`` ``{"Name": "new"}``."""
-        name = (await _fields(request, {"Name": "str"})).get("Name", "")
+        name = (await body_fields(request, {"Name": "str"})).get("Name", "")
         try:
             found = await self.store.rename_tag(request.match_info["tag"], name)
         except ValueError as error:
-            raise _Problem(400, str(error)) from None
+            raise Problem(400, str(error)) from None
         if not found:
-            raise _Problem(404, f"no message has the tag {request.match_info['tag']!r}")
+            raise Problem(404, f"no message has the tag {request.match_info['tag']!r}")
         return web.Response(text="ok")
 
     async def delete_tag(self, request: web.Request) -> web.Response:
         """Mailpit's ``DELETE /api/v1/tags/{tag}``: the tag goes, the messages stay."""
         if not await self.store.delete_tag(request.match_info["tag"]):
-            raise _Problem(404, f"no message has the tag {request.match_info['tag']!r}")
+            raise Problem(404, f"no message has the tag {request.match_info['tag']!r}")
         return web.Response(text="ok")
 
     async def webui(self, request: web.Request) -> web.Response:
@@ -505,8 +446,8 @@ class _API:
         none did within ``timeout`` seconds."""
         query = request.query.get("query", "").strip()
         parse_query(query)
-        mailbox = _mailbox(request)
-        timeout = _float(request, "timeout", DEFAULT_WAIT, MAX_WAIT)
+        mailbox = mailbox_param(request)
+        timeout = seconds(request, "timeout", DEFAULT_WAIT, MAX_WAIT)
         deadline = asyncio.get_running_loop().time() + timeout
         with self.store.subscribe() as subscription:
             found = await self._first(query, mailbox, None)
@@ -537,14 +478,14 @@ class _API:
 
     async def set_chaos(self, request: web.Request) -> web.Response:
         try:
-            self.chaos.update(await _json_body(request, optional=True))
+            self.chaos.update(await json_body(request, optional=True))
         except ChaosError as error:
-            raise _Problem(400, str(error)) from None
+            raise Problem(400, str(error)) from None
         return web.json_response(self.chaos.to_json())
 
     async def events(self, request: web.Request) -> web.WebSocketResponse:
         """Mailpit's event stream (``{"Type": ..., "Data": ...}``); ``mailbox`` filters."""
-        mailbox = (_mailbox(request) or "").lower()
+        mailbox = (mailbox_param(request) or "").lower()
         socket = web.WebSocketResponse(heartbeat=30.0)
         await socket.prepare(request)
         with self.store.subscribe() as subscription:
@@ -573,19 +514,6 @@ async def _drain(socket: web.WebSocketResponse) -> None:
     async for message in socket:
         if message.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
             break
-
-
-def _float(request: web.Request, name: str, default: float, high: float) -> float:
-    text = request.query.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text.removesuffix("s"))
-    except ValueError:
-        raise _Problem(400, f"{name} must be a number of seconds, got {text!r}") from None
-    if not 0 <= value <= high:
-        raise _Problem(400, f"{name} must be from 0 to {high:g} seconds")
-    return value
 
 
 async def _stream(request: web.Request, raw: RawMessage, headers: dict[str, str]) -> web.StreamResponse:
