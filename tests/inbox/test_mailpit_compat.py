@@ -190,3 +190,29 @@ def test_webui_and_info_shapes(inbox_app: AppThread) -> None:
     info = body(http(inbox_app, "GET", "/api/v1/info"))
     assert set(info) >= {"Version", "LatestVersion", "Database", "DatabaseSize", "Messages", "Unread", "Tags"}
     assert set(info["RuntimeStats"]) >= {"Uptime", "Memory", "MessagesDeleted", "SMTPAccepted", "SMTPRejected"}
+
+
+def test_event_stream_of_one_mailbox_leaves_out_other_mailboxes(inbox_app: AppThread) -> None:
+    """With ``?mailbox=``, new, update and delete events of other mailboxes never arrive."""
+    websocket = pytest.importorskip("websocket")
+    url = inbox_app.url.replace("http://", "ws://") + "/api/events?mailbox=ann@example.test"
+    socket = websocket.create_connection(url, timeout=30)
+    try:
+        inbox_app.send(dated("For Bob", to="bob@example.test"))
+        bob = inbox_app.client().messages()["messages"][0]["ID"]
+        assert http(inbox_app, "PUT", "/api/v1/messages", {"IDs": [bob], "Read": True})[0] == 200
+        assert http(inbox_app, "PUT", "/api/v1/tags", {"IDs": [bob], "Tags": ["x"]})[0] == 200
+        assert http(inbox_app, "DELETE", "/api/v1/messages", {"IDs": [bob]})[0] == 200
+        inbox_app.send(dated("For Ann", to="ann@example.test"))
+        ann = inbox_app.client().messages()["messages"][0]["ID"]
+        assert http(inbox_app, "PUT", "/api/v1/messages", {"IDs": [ann], "Read": True})[0] == 200
+        seen: list[dict[str, Any]] = []
+        for _ in range(50):  # each recv waits 30 s at most
+            event = json.loads(socket.recv())
+            if event["Type"] != "stats":
+                seen.append(event)
+            if seen and seen[-1]["Type"] == "update":
+                break
+        assert [(e["Type"], e["Data"]["ID"]) for e in seen] == [("new", ann), ("update", ann)]
+    finally:
+        socket.close()

@@ -53,7 +53,7 @@ from .records import (
 )
 from .schema import SchemaError, connect
 from .spool import MEMORY_LIMIT, Spool
-from .tagging import StoreTags
+from .tagging import MAILBOXES_OF, StoreTags, mailbox_set
 
 __all__ = ["InboxStore", "StoreError", "RawMessage", "BLOB_LIMIT", "MAX_PAGE", "new_id"]
 
@@ -521,7 +521,8 @@ class InboxStore(StoreReads, StoreTags):
 
         def run(connection: sqlite3.Connection) -> tuple[int, _Op]:
             rows = connection.execute(
-                f"SELECT m.seq, m.id FROM messages m WHERE {condition} AND m.read != ?", [*params, int(read)]
+                f"SELECT m.seq, m.id, {MAILBOXES_OF} FROM messages m WHERE {condition} AND m.read != ?",
+                [*params, int(read)],
             ).fetchall()
             connection.execute(
                 "UPDATE messages SET read = ? WHERE seq IN (SELECT value FROM json_each(?))",
@@ -531,7 +532,7 @@ class InboxStore(StoreReads, StoreTags):
             if len(rows) > 200:
                 op.events.append(Event("prune"))
             else:
-                op.events.extend(Event("update", {"ID": r[1], "Read": read}) for r in rows)
+                op.events.extend(Event("update", {"ID": r[1], "Read": read}, mailbox_set(r[2])) for r in rows)
             return len(rows), op
 
         return await self._write(run)

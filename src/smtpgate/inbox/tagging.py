@@ -16,13 +16,15 @@ from typing import TypeVar
 
 from .events import Event
 
-__all__ = ["StoreTags", "clean_tag", "clean_tags", "MAX_TAGS"]
+__all__ = ["StoreTags", "clean_tag", "clean_tags", "mailbox_set", "MAILBOXES_OF", "MAX_TAGS"]
 
 T = TypeVar("T")
 
 MAX_TAGS = 50
 """The most tags one message keeps."""
 _SPACES = re.compile(r"\s+")
+MAILBOXES_OF = "(SELECT json_group_array(b.mailbox) FROM mailboxes b WHERE b.seq = m.seq)"
+"""SQL: the mailboxes of message ``m`` as a JSON array (for the events' mailbox filter)."""
 _BULK = 200
 """More changed messages than this are announced with one ``prune`` event."""
 
@@ -62,7 +64,9 @@ class StoreTags:
         condition, params = self._condition("", mailbox, None, list(ids))
 
         def run(connection: sqlite3.Connection) -> tuple[int, list[Event]]:
-            rows = connection.execute(f"SELECT m.seq, m.id FROM messages m WHERE {condition}", params).fetchall()
+            rows = connection.execute(
+                f"SELECT m.seq, m.id, {MAILBOXES_OF} FROM messages m WHERE {condition}", params
+            ).fetchall()
             seqs = json.dumps([row[0] for row in rows])
             connection.execute("DELETE FROM tags WHERE seq IN (SELECT value FROM json_each(?))", (seqs,))
             connection.executemany(
@@ -102,7 +106,12 @@ class StoreTags:
         return await self._change(run)
 
 
-def _updates(rows: list[tuple[int, str]], tags: list[str]) -> list[Event]:
+def mailbox_set(json_array: str | None) -> frozenset[str]:
+    """The mailboxes from `MAILBOXES_OF`'s JSON array."""
+    return frozenset(json.loads(json_array or "[]"))
+
+
+def _updates(rows: list[tuple[int, str, str]], tags: list[str]) -> list[Event]:
     if len(rows) > _BULK:
         return [Event("prune")]
-    return [Event("update", {"ID": row[1], "Tags": tags}) for row in rows]
+    return [Event("update", {"ID": row[1], "Tags": tags}, mailbox_set(row[2])) for row in rows]
