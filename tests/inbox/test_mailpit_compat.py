@@ -216,3 +216,16 @@ def test_event_stream_of_one_mailbox_leaves_out_other_mailboxes(inbox_app: AppTh
         assert [(e["Type"], e["Data"]["ID"]) for e in seen] == [("new", ann), ("update", ann)]
     finally:
         socket.close()
+
+
+def test_python_client_tags_and_chaos_keys_in_any_case(inbox_app: AppThread) -> None:
+    inbox_app.send(dated("Tagged"))
+    client = inbox_app.client()
+    message_id = client.messages()["messages"][0]["ID"]
+    client.set_tags([message_id], ["a/b", "Team X"])
+    assert client.tags() == ["ab", "Team X"]
+    client.rename_tag("Team X", "Team Y")
+    client.delete_tag("ab")
+    assert client.message(message_id)["Tags"] == ["Team Y"]
+    triggers = client.chaos({"sender": {"errorcode": 452, "probability": 0}})
+    assert triggers["Sender"] == {"ErrorCode": 452, "Probability": 0}

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-__all__ = ["BodyError", "Kind", "body_text", "json_object", "parse_fields"]
+__all__ = ["BodyError", "Kind", "body_text", "fold_keys", "json_object", "parse_fields"]
 
 Kind = Literal["bool", "str", "strings"]
 """The type of a field: ``true``/``false``, a string, or a list of strings."""
@@ -78,6 +78,18 @@ def parse_fields(
         if key == name:
             exact.add(name)
     return found
+
+
+def fold_keys(data: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """``data`` with keys that match one of ``names`` in another case renamed to it
+    (an exact match wins, as in Go); other keys are kept as they are."""
+    wanted: dict[str, Kind] = {name: "strings" for name in names}
+    folded: dict[str, Any] = {}
+    for key, value in data.items():
+        name = _field_name(key, wanted) or key
+        if name not in folded or key == name:
+            folded[name] = value
+    return folded
 
 
 def _field_name(key: str, fields: Mapping[str, Kind]) -> str | None:
