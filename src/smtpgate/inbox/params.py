@@ -15,6 +15,7 @@ from .bodies import BodyError, Kind, body_text, json_object, parse_fields
 from .search import SearchError, parse_date
 
 __all__ = [
+    "MAX_START",
     "Problem",
     "int_param",
     "mailbox_param",
@@ -39,6 +40,7 @@ class Problem(Exception):
 
 
 def int_param(request: web.Request, name: str, default: int, low: int = 0, high: int | None = None) -> int:
+    """A whole-number query parameter, at least ``low``, capped at ``high``."""
     text = request.query.get(name, "").strip()
     if not text:
         return default
@@ -52,11 +54,13 @@ def int_param(request: web.Request, name: str, default: int, low: int = 0, high:
 
 
 def mailbox_param(request: web.Request) -> str | None:
+    """The ``mailbox`` query parameter (None when absent or empty)."""
     value = request.query.get("mailbox", "").strip()
     return value or None
 
 
 def tz_param(request: web.Request) -> Any:
+    """The ``tz`` query parameter as a time zone (None when absent)."""
     name = request.query.get("tz", "").strip()
     if not name:
         return None
@@ -67,6 +71,7 @@ def tz_param(request: web.Request) -> Any:
 
 
 async def json_body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+    """The body as a JSON object (``{}`` for none when ``optional``)."""
     try:
         return json_object(body_text(await request.read()), optional=optional)
     except BodyError as error:
@@ -105,6 +110,7 @@ def memory() -> int:
 
 
 def seconds(request: web.Request, name: str, default: float, high: float) -> float:
+    """A number of seconds from 0 to ``high`` (``10`` or ``10s``)."""
     text = request.query.get(name, "").strip()
     if not text:
         return default
