@@ -229,3 +229,31 @@ def test_python_client_tags_and_chaos_keys_in_any_case(inbox_app: AppThread) -> 
     assert client.message(message_id)["Tags"] == ["Team Y"]
     triggers = client.chaos({"sender": {"errorcode": 452, "probability": 0}})
     assert triggers["Sender"] == {"ErrorCode": 452, "Probability": 0}
+
+
+PROJECT_USING_MAILPIT_FIXTURE = """
+import smtplib
+
+import pytest
+
+URL = "{url}"
+
+
+@pytest.mark.parametrize("mailpit_api", [URL], indirect=True)
+def test_signup_mail(mailpit_api):
+    with smtplib.SMTP("127.0.0.1", {port}, timeout=30) as smtp:
+        smtp.sendmail("app@example.test", ["new-user@example.test"], b"Subject: Welcome\\r\\n\\r\\nHi\\r\\n")
+    messages = mailpit_api.get_messages()
+    assert messages.total == 1 and messages.messages[0].subject == "Welcome"
+    assert mailpit_api.get_message(messages.messages[0].id).text.strip() == "Hi"
+"""
+
+
+def test_pypi_clients_pytest_fixture(pytester: pytest.Pytester, inbox_app: AppThread) -> None:
+    """The ``mailpit_api`` fixture of ``mailpit-api-client`` as a project uses it: its
+    teardown deletes the messages it saw (a form-encoded DELETE)."""
+    pytest.importorskip("mailpit.testing.pytest")
+    pytester.makepyfile(test_project=PROJECT_USING_MAILPIT_FIXTURE.format(url=inbox_app.url, port=inbox_app.smtp_port))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "mailpit.testing.pytest")
+    result.assert_outcomes(passed=1)
+    assert inbox_app.client().messages()["total"] == 0  # the fixture's teardown emptied the inbox
