@@ -148,6 +148,7 @@ def one_run(args: argparse.Namespace, index: int, logs: Path, use_perf: bool) ->
         argv += ["--loop-stats", str(stats_path)]
     if args.no_gc:
         argv.append("--no-gc")
+    argv += args.server_arg
     env = dict(os.environ)
     if args.hashseed is not None:
         env["PYTHONHASHSEED"] = str(args.hashseed)
@@ -277,6 +278,8 @@ def main() -> int:
     parser.add_argument("--hashseed", type=int, help="PYTHONHASHSEED for the server")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="set in the server's environment, e.g. MALLOC_MMAP_THRESHOLD_=1048576")  # fmt: skip
+    parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                        help="one more argument for the server, e.g. --server-arg=--read-size=64")  # fmt: skip
     parser.add_argument("--no-gc", action="store_true", help="gc.disable() in the server")
     parser.add_argument("--no-loop-stats", action="store_true", help="do not count loop iterations")
     parser.add_argument("--no-perf", action="store_true", help="do not count system calls with perf")

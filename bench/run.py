@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import summary
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 WORK = BENCH / ".work"
@@ -40,6 +42,7 @@ KIB = 1024
 MIB = 1024 * 1024
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
+CHART_FILE = "cpu-per-message.svg"
 SENDER, RECIPIENT = "a@bench.local", "b@bench.local"
 
 # ----------------------------------------------------------------------------- servers
@@ -157,6 +160,20 @@ def cpu_seconds(pid: int) -> float:
         fields = stat[stat.rindex(")") + 2 :].split()
         total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
     return total / TICK
+
+
+def minor_faults(pid: int) -> int:
+    """Minor page faults of the process tree: a machine-independent sign of memory churn
+    (e.g. a fresh mmap for every read, see profile.md "Why small is bimodal")."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        total += int(stat[stat.rindex(")") + 2 :].split()[7])  # minflt
+    return total
 
 
 def status_kib(pid: int, key: str) -> int:
@@ -349,6 +366,7 @@ def measure_send(scenario: Scenario, server: Server, logs: Path, load: str = "")
         warm_up(scenario, port, logs)
         argvs = clients_for(scenario, port, load)
         cpu0, host0, kids0 = cpu_seconds(proc.pid), host_cpu(), children_cpu()
+        faults0 = minor_faults(proc.pid)
         start = time.monotonic()
         client_errors = 0
         for argv in argvs:
@@ -358,6 +376,7 @@ def measure_send(scenario: Scenario, server: Server, logs: Path, load: str = "")
             client_errors += tlsload_errors(text)
         seconds = time.monotonic() - start
         cpu1, host1, kids1 = cpu_seconds(proc.pid), host_cpu(), children_cpu()
+        faults1 = minor_faults(proc.pid)
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         peak = status_kib(proc.pid, "VmHWM")
@@ -371,7 +390,9 @@ def measure_send(scenario: Scenario, server: Server, logs: Path, load: str = "")
         "msgs_per_s": messages / seconds,
         "mib_per_s": messages * scenario.length / MIB / seconds,
         "server_cpu_us_per_msg": (cpu1 - cpu0) * 1e6 / messages,
+        "server_cpu_ms_per_mib": (cpu1 - cpu0) * 1e3 / (messages * scenario.length / MIB),
         "server_cpu_pct": (cpu1 - cpu0) * 100 / seconds,
+        "server_faults_per_msg": (faults1 - faults0) / messages,
         "client_cpu_us_per_msg": (kids1 - kids0) * 1e6 / messages,
         "peak_rss_kib": peak,
         "host_busy_pct": busy * 100 / total if total else 0.0,
@@ -483,6 +504,7 @@ SEND_COLUMNS = [
     ("MiB/s", "mib_per_s", 1),
     ("server CPU µs/msg", "server_cpu_us_per_msg", 1),
     ("server CPU %", "server_cpu_pct", 1),
+    ("server page faults/msg", "server_faults_per_msg", 1),
     ("client CPU µs/msg", "client_cpu_us_per_msg", 1),
     ("peak RSS MiB", "peak_rss_kib", 1 / 1024),
     ("host busy %", "host_busy_pct", 1),
@@ -512,44 +534,6 @@ def median_of(runs: list[dict[str, Any]], scenario: str, server: str, key: str) 
     return statistics.median(values) if values else None
 
 
-def targets(runs: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
-    rows = []
-
-    def ratio(scenario: str, ours: str, peer: str, key: str) -> float | None:
-        a, b = median_of(runs, scenario, ours, key), median_of(runs, scenario, peer, key)
-        return a / b if a is not None and b else None
-
-    def verdict(ok: bool | None) -> str:
-        return "–" if ok is None else ("yes" if ok else "**no**")
-
-    for ours in ("smtpgate", "smtpgate-uvloop"):
-        r = ratio("small", ours, "node", "msgs_per_s")
-        rows.append((ours, "small ≥ 1.0× Node msgs/s", f"{r:.2f}×" if r else "–", verdict(r and r >= 1.0)))
-        cpu = median_of(runs, "small", ours, "server_cpu_us_per_msg")
-        rows.append((ours, "small server CPU ≤ 100 µs/msg", f"{cpu:.0f} µs" if cpu else "–",
-                     verdict(cpu and cpu <= 100)))  # fmt: skip
-        peer = "aiosmtpd-uvloop" if ours.endswith("uvloop") else "aiosmtpd"
-        r = ratio("conn", ours, peer, "msgs_per_s")
-        rows.append((ours, f"conn ≥ 2.5× {peer} msgs/s", f"{r:.2f}×" if r else "–", verdict(r and r >= 2.5)))
-        r = ratio("large", ours, "node", "mib_per_s")
-        rows.append((ours, "large ≥ 1.0× Node MiB/s", f"{r:.2f}×" if r else "–", verdict(r and r >= 1.0)))
-        a, b = median_of(runs, "large", ours, "peak_rss_kib"), median_of(runs, "large", peer, "peak_rss_kib")
-        text = f"{a / 1024:.1f} vs {b / 1024:.1f} MiB" if a and b else "–"
-        rows.append((ours, f"large peak RSS below {peer}", text, verdict(a < b if a and b else None)))
-        r = ratio("tls", ours, "node", "msgs_per_s")
-        rows.append((ours, "tls ≥ 1.0× Node msgs/s", f"{r:.2f}×" if r else "–", verdict(r and r >= 1.0)))
-        k = median_of(runs, "idle", ours, "kib_per_conn")
-        rows.append((ours, "idle ≤ 16 KiB/connection (plaintext)", f"{k:.1f} KiB" if k is not None else "–",
-                     verdict(None if k is None else k <= 16)))  # fmt: skip
-        # After STARTTLS: reported beside Node, no target in the issue (OpenSSL's own state
-        # per connection is about 30 KiB).
-        k, node = median_of(runs, "idle-tls", ours, "kib_per_conn"), median_of(runs, "idle-tls", "node", "kib_per_conn")
-        if k is not None:
-            text = f"{k:.1f} KiB" + (f" (Node {node:.1f} KiB)" if node is not None else "")
-            rows.append((ours, "idle-tls: KiB/connection after STARTTLS (no target)", text, "–"))
-    return rows
-
-
 def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: list[Scenario],
                  servers: list[Server], path: Path) -> None:  # fmt: skip
     out: list[str] = []
@@ -566,12 +550,28 @@ def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: li
     for key, value in meta["versions"].items():
         add(f"| {key} | {value} |")
     add("")
-    add("## Targets of issue 8\n")
-    add("| server | target | measured | met |\n| --- | --- | --- | --- |")
-    for row in targets(runs):
-        if row[2] != "–":
-            add("| " + " | ".join(row) + " |")
+    add("## At a glance\n")
+    add("Medians; CPU is user + system time of the server process per message (per MiB in `large`),")
+    add("the figure that depends least on how busy the machine was. `smtpgate-defaults` is the library")
+    add("with every option at its default (only `on_data` set); `smtpgate` is the tuned bench sink.\n")
+    out.extend(summary.headline(runs, servers))
     add("")
+    chart = path.parent / CHART_FILE
+    if summary.svg_chart(runs, servers, chart):
+        add(f"![Server CPU per message, per scenario and server]({CHART_FILE})\n")
+    add("## Targets of issue 17\n")
+    add("| server | target | measured | met |\n| --- | --- | --- | --- |")
+    for row in summary.issue17_targets(runs):
+        add("| " + " | ".join(row) + " |")
+    add("")
+    table = summary.spread_table(runs, scenarios, servers)
+    if table:
+        add("## Run-to-run spread\n")
+        add("(max − min) / median over the repetitions of each cell: server CPU per message (per")
+        add("connection in the idle scenarios) / the scenario's main figure (msgs/s, MiB/s or KiB per")
+        add("connection). Bold: above the 15 % of issue 17. Each repetition is a fresh server process.\n")
+        out.extend(table)
+        add("")
     for scenario in scenarios:
         present = [s for s in servers if any(r["scenario"] == scenario.name and r["server"] == s.name for r in runs)]
         if not present:
@@ -582,6 +582,8 @@ def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: li
             size = "1 MiB" if scenario.length == MIB else f"{scenario.length} B"
             add(f"{total:,} messages of {size} payload per run, {scenario.sessions} parallel sessions.\n")
             columns = SEND_COLUMNS
+            if scenario.length >= MIB:
+                columns = [*SEND_COLUMNS[:3], ("server CPU ms/MiB", "server_cpu_ms_per_mib", 1), *SEND_COLUMNS[3:]]
         else:
             add(f"{scenario.hold:,} connections held per run; KiB/conn = (RSS held − RSS before) / connections.\n")
             columns = HOLD_COLUMNS
@@ -802,7 +804,8 @@ def main() -> int:
     parser.add_argument("--scenarios", help="comma-separated: small,conn,large,tls,idle,idle-tls")
     parser.add_argument(
         "--servers",
-        help="comma-separated: smtpgate,smtpgate-uvloop,aiosmtpd,aiosmtpd-uvloop,node,node-nodelay,smtp-sink",
+        help="comma-separated: smtpgate,smtpgate-uvloop,smtpgate-defaults,smtpgate-defaults-uvloop,aiosmtpd,"
+        "aiosmtpd-uvloop,node,node-nodelay,smtp-sink (default: all)",
     )
     parser.add_argument("--out", help="directory for RESULTS.md and results.json")
     parser.add_argument("--note", default="", help="a line shown at the top of the report")
@@ -903,6 +906,7 @@ def render(source: Path, out: Path | None) -> int:
         scenario = known.get(item["name"], Scenario(item["name"], item.get("title", ""), item["kind"]))
         scenarios.append(Scenario(**{**scenario.__dict__, **item}))
     target = (out or source.parent) / "RESULTS.md"
+    target.parent.mkdir(parents=True, exist_ok=True)
     write_report(meta, data["runs"], scenarios, server_table(), target)
     print(f"wrote {target}")
     return 0

@@ -109,6 +109,11 @@ def run() -> None:
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--cert")
     parser.add_argument("--key")
+    parser.add_argument(
+        "--read-size",
+        type=int,
+        help="experiment: KiB that asyncio's plain socket transport asks recv() for (default 256)",
+    )
     parser.add_argument("--defaults", action="store_true", help="only on_data: every other option at its default")
     parser.add_argument("--cprofile", help="write cProfile stats to this file at exit")
     parser.add_argument("--loop-stats", help="count event-loop iterations (default loop only); SIGUSR1 writes them here")
@@ -123,6 +128,10 @@ def run() -> None:
         from asyncio import sslproto
 
         sslproto.SSLProtocol.max_size = args.ssl_read_buffer * 1024
+    if args.read_size:
+        from asyncio import selector_events
+
+        selector_events._SelectorSocketTransport.max_size = args.read_size * 1024  # type: ignore[attr-defined]
     if args.no_gc:
         gc.disable()
     if args.loop == "uvloop":
