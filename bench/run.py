@@ -698,8 +698,9 @@ def profile(args: argparse.Namespace) -> int:
     scenario = next(s for s in scenario_table(args.quick) if s.name == args.profile_scenario)
     logs = WORK / "profile"
     logs.mkdir(parents=True, exist_ok=True)
-    server = next(s for s in server_table() if s.name == ("smtpgate-uvloop" if args.profile_loop == "uvloop"
-                                                              else "smtpgate"))  # fmt: skip
+    wanted = "smtpgate-defaults" if args.profile_defaults else "smtpgate"
+    wanted += "-uvloop" if args.profile_loop == "uvloop" else ""
+    server = next(s for s in server_table() if s.name == wanted)
     if args.profiler == "cprofile":
         stats_file = logs / "smtpgate.prof"
         server = Server(server.name, server.label, [*server.argv, "--cprofile", str(stats_file)], python=True)
@@ -713,7 +714,7 @@ def profile(args: argparse.Namespace) -> int:
             spy = spawn([spy_bin, "record", "--pid", str(proc.pid), "--rate", "500", "--format", "raw",
                          "--output", str(raw), "--nonblocking"], logs / "py-spy.log")  # fmt: skip
             time.sleep(1.0)
-        cpu0 = cpu_seconds(proc.pid)
+        cpu0, split0, faults0 = cpu_seconds(proc.pid), user_system(proc.pid), minor_faults(proc.pid)
         start = time.monotonic()
         for argv in clients_for(scenario, port, ""):
             code, text = run_client(argv, logs / "client.log", timeout=600)
@@ -721,9 +722,14 @@ def profile(args: argparse.Namespace) -> int:
                 raise RuntimeError(f"load generator failed: {text[-300:]}")
         seconds = time.monotonic() - start
         cpu = cpu_seconds(proc.pid) - cpu0
+        split1, faults1 = user_system(proc.pid), minor_faults(proc.pid)
         messages = scenario.messages * scenario.rounds
-        print(f"{messages} messages in {seconds:.2f} s: {messages / seconds:,.0f} msgs/s, "
-              f"server CPU {cpu * 1e6 / messages:.0f} µs/msg (with the profiler attached)")  # fmt: skip
+        cpu_us = cpu * 1e6 / messages
+        head = (f"{messages} messages in {seconds:.2f} s: {messages / seconds:,.0f} msgs/s, server CPU {cpu_us:.0f} "
+                f"µs/msg (user {(split1[0] - split0[0]) * 1e6 / messages:.0f}, system "
+                f"{(split1[1] - split0[1]) * 1e6 / messages:.0f}; with the profiler attached), "
+                f"{(faults1 - faults0) / messages:.2f} page faults/msg")  # fmt: skip
+        print(head)
     finally:
         if spy is not None and spy.poll() is None:
             os.killpg(spy.pid, signal.SIGINT)
@@ -743,14 +749,48 @@ def profile(args: argparse.Namespace) -> int:
     if not raw.exists():
         print("py-spy wrote nothing; see", logs / "py-spy.log")
         return 1
-    report = summarize_raw(raw, args.top)
+    report = head + "\n\n" + summarize_raw(raw, args.top, cpu_us)
     (logs / f"profile-{scenario.name}.txt").write_text(report)
     print(report)
     return 0
 
 
-def summarize_raw(raw: Path, top: int) -> str:
-    """Self and inclusive shares per function from py-spy's collapsed stacks."""
+def user_system(pid: int) -> tuple[float, float]:
+    """utime and stime of the process, seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
+
+
+# Where a sample's leaf frame goes in the per-message breakdown (profile.md). The frames that
+# make a system call are named on their own: py-spy charges the call's time (kernel included)
+# to the Python frame that made it.
+SYSCALL_FRAMES = {
+    "asyncio/selector_events.py:_SelectorSocketTransport.write": "send() of a reply",
+    "asyncio/selector_events.py:_SelectorSocketTransport._read_ready__data_received": "recv() (+ asyncio's read callback)",
+    "selectors.py:EpollSelector.select": "epoll_wait() (py-spy also counts some waiting here as busy)",
+}
+
+
+def category(frame: str) -> str:
+    where = frame.rsplit(":", 1)[0]
+    if frame in SYSCALL_FRAMES:
+        return "transport/socket system calls"
+    if where.startswith("asyncio/") or where == "selectors.py":
+        return "asyncio loop and transport (Python)"
+    if where == "smtpgate/protocol/replies.py":
+        return "reply formatting"
+    if where.startswith("smtpgate/protocol/"):
+        return "protocol core parsing"
+    if where.startswith("smtpgate/") or where.endswith("smtpgate_sink.py"):
+        return "handler/stream machinery (connection.py, stream.py, on_data)"
+    return "other (" + where.split("/", 1)[0].removesuffix(".py") + ")"
+
+
+def summarize_raw(raw: Path, top: int, cpu_us: float = 0.0) -> str:
+    """Self and inclusive shares per function from py-spy's collapsed stacks; with the
+    CPU per message, a breakdown of it by category (self time of the leaf frame)."""
     self_counts: dict[str, int] = {}
     incl_counts: dict[str, int] = {}
     total = 0
@@ -781,7 +821,22 @@ def summarize_raw(raw: Path, top: int) -> str:
         where = name.rsplit(":", 1)[0]
         group = where if where.startswith("smtpgate/") else where.split("/", 1)[0].removesuffix(".py")
         by_file[group] = by_file.get(group, 0) + count
-    lines = [f"{total} samples of the busy server (idle time excluded)\n", "Self time by file (smtpgate) or module:"]
+    lines = [f"{total} samples of the busy server (idle time excluded)\n"]
+    groups: dict[str, int] = {}
+    calls: dict[str, int] = {}
+    for name, count in self_counts.items():
+        groups[category(name)] = groups.get(category(name), 0) + count
+        if name in SYSCALL_FRAMES:
+            calls[SYSCALL_FRAMES[name]] = calls.get(SYSCALL_FRAMES[name], 0) + count
+    lines.append("Per message, by category (self time of the leaf frame" + (", µs from the CPU above):" if cpu_us
+                                                                             else "):"))  # fmt: skip
+    for name, count in sorted(groups.items(), key=lambda kv: -kv[1]):
+        share = count / total
+        lines.append(f"  {share * 100:5.1f}%" + (f"  {share * cpu_us:6.1f} µs" if cpu_us else "") + f"  {name}")
+        if name == "transport/socket system calls":
+            for call, n in sorted(calls.items(), key=lambda kv: -kv[1]):
+                lines.append(f"  {'':5} " + (f"  {n / total * cpu_us:6.1f} µs" if cpu_us else "") + f"    {call}")
+    lines.append("\nSelf time by file (smtpgate) or module:")
     for name, count in sorted(by_file.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"  {count * 100 / total:5.1f}%  {name}")
     lines.append(f"\nTop {top} functions by self time:")
@@ -813,6 +868,7 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="profile smtpgate in the small scenario")
     parser.add_argument("--profiler", choices=("py-spy", "cprofile"), default="py-spy")
     parser.add_argument("--profile-loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument("--profile-defaults", action="store_true", help="profile smtpgate-defaults")
     parser.add_argument("--profile-scenario", choices=("small", "conn", "large", "tls"), default="small")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument(
