@@ -76,6 +76,26 @@ def install_loop_stats(loop: asyncio.AbstractEventLoop, path: str) -> None:
     dump()
 
 
+def read_into_shared_buffer(kib: int) -> None:
+    """Experiment for issue 17 (bench only, not the library's code): turn `SMTPConnection`
+    into an `asyncio.BufferedProtocol` that reads into one buffer shared by every
+    connection, so no read allocates (profile.md, "Why small is bimodal", the fix)."""
+    from smtpgate import connection
+
+    shared = memoryview(bytearray(kib * 1024))
+
+    def get_buffer(self, sizehint):  # type: ignore[no-untyped-def]
+        return shared
+
+    def buffer_updated(self, nbytes):  # type: ignore[no-untyped-def]
+        self.data_received(bytes(shared[:nbytes]))
+
+    cls = connection.SMTPConnection
+    cls.__bases__ = (asyncio.BufferedProtocol,)
+    cls.get_buffer = get_buffer  # type: ignore[attr-defined]
+    cls.buffer_updated = buffer_updated  # type: ignore[attr-defined]
+
+
 async def main(args: argparse.Namespace) -> None:
     if args.defaults:
         # The library's defaults: reverse lookup on, no size limit, no AUTH; only on_data.
@@ -114,6 +134,12 @@ def run() -> None:
         type=int,
         help="experiment: KiB that asyncio's plain socket transport asks recv() for (default 256)",
     )
+    parser.add_argument(
+        "--buffered",
+        type=int,
+        metavar="KIB",
+        help="experiment: SMTPConnection as a BufferedProtocol over one shared buffer of KIB KiB",
+    )
     parser.add_argument("--defaults", action="store_true", help="only on_data: every other option at its default")
     parser.add_argument("--cprofile", help="write cProfile stats to this file at exit")
     parser.add_argument("--loop-stats", help="count event-loop iterations (default loop only); SIGUSR1 writes them here")
@@ -132,6 +158,8 @@ def run() -> None:
         from asyncio import selector_events
 
         selector_events._SelectorSocketTransport.max_size = args.read_size * 1024  # type: ignore[attr-defined]
+    if args.buffered:
+        read_into_shared_buffer(args.buffered)
     if args.no_gc:
         gc.disable()
     if args.loop == "uvloop":
