@@ -86,7 +86,7 @@ class Placement(threading.Thread):
         if not self.samples:
             return {"samples": 0}
         same = sum(1 for s, c in self.samples if s == c)
-        moves = sum(1 for a, b in zip(self.samples, self.samples[1:]) if a[0] != b[0])
+        moves = sum(1 for a, b in zip(self.samples, self.samples[1:], strict=False) if a[0] != b[0])
         on: dict[str, int] = {}
         for s, _ in self.samples:
             on[str(s)] = on.get(str(s), 0) + 1
@@ -229,7 +229,7 @@ def one_run(args: argparse.Namespace, index: int, logs: Path, use_perf: bool) ->
             "events_per_nonempty_poll": delta["events"] / max(1, delta["iterations"] - delta["polls_empty"]),
             "callbacks_per_iteration": delta["callbacks"] / max(1, delta["iterations"]),
             "poll_histogram": {k: v for k, v in polls.items() if v},
-            "gc_collections": [b - a for a, b in zip(loop0["gc_collections"], loop1["gc_collections"])],
+            "gc_collections": [b - a for a, b in zip(loop0["gc_collections"], loop1["gc_collections"], strict=True)],
         }
     return result
 
@@ -263,7 +263,8 @@ def line(result: dict[str, Any]) -> str:
         epoll = sc.get("epoll_wait", 0) + sc.get("epoll_pwait", 0)
         text += (f"  sys/msg {sc.get('syscalls', 0):5.1f} epoll {epoll:5.2f} send {sc.get('sendto', 0):4.2f} "
                  f"recv {sc.get('recvfrom', 0):4.2f} brk {sc.get('brk', 0):4.2f} mmap {sc.get('mmap', 0):4.2f} "
-                 f"munmap {sc.get('munmap', 0):4.2f} mremap {sc.get('mremap', 0):4.2f} cs {sc.get('context-switches', 0):5.2f} "
+                 f"munmap {sc.get('munmap', 0):4.2f} mremap {sc.get('mremap', 0):4.2f} "
+                 f"cs {sc.get('context-switches', 0):5.2f} "
                  f"migr {sc.get('cpu-migrations', 0):5.3f}")  # fmt: skip
     return text
 

@@ -280,11 +280,21 @@ def start_server(server: Server, logs: Path) -> tuple[subprocess.Popen[Any], int
     except Exception:
         stop(proc)
         raise
+    if PIN[0] is not None:
+        for member in process_tree(proc.pid):  # every thread of every process (-a)
+            subprocess.run(["taskset", "-a", "-p", "-c", PIN[0], str(member)], capture_output=True)
     return proc, port
+
+
+# --pin: (CPU list of the server, CPU list of the load generator), set by main().
+PIN_CHOICES = {"none": (None, None), "same": ("0", "0"), "split": ("0", "1")}
+PIN: tuple[str | None, str | None] = (None, None)
 
 
 def run_client(argv: list[str], log: Path, timeout: float) -> tuple[int, str]:
     log.parent.mkdir(parents=True, exist_ok=True)
+    if PIN[1] is not None:
+        argv = ["taskset", "-c", PIN[1], *argv]
     proc = subprocess.Popen(
         argv, cwd=BENCH, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, text=True
     )
@@ -421,6 +431,8 @@ def measure_hold(scenario: Scenario, server: Server, logs: Path) -> dict[str, An
         argv = [PY, "tlsload.py", f"127.0.0.1:{port}", "--hold", str(scenario.hold)]
         if scenario.tls:
             argv.append("--tls")
+        if PIN[1] is not None:
+            argv = ["taskset", "-c", PIN[1], *argv]
         with open(logs / "client.log", "a") as f:
             f.write(f"$ {' '.join(argv)}\n")
         client = subprocess.Popen(
@@ -541,6 +553,9 @@ def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: li
     add("# smtpgate benchmark results\n")
     add(f"Run {meta['date']} with `{meta['command']}`; {meta['reps']} repetition(s) per server and scenario,")
     add("servers interleaved within each scenario. Cells are **median (min–max)** over the repetitions.\n")
+    if meta.get("pin", "none") != "none":
+        where = "on CPU 0" if meta["pin"] == "same" else "server on CPU 0, load generator on CPU 1"
+        add(f"Pinned with taskset (`--pin {meta['pin']}`): {where}.\n")
     if meta.get("note"):
         add(f"> {meta['note']}\n")
     add("## Machine and versions\n")
@@ -768,7 +783,7 @@ def user_system(pid: int) -> tuple[float, float]:
 # to the Python frame that made it.
 SYSCALL_FRAMES = {
     "asyncio/selector_events.py:_SelectorSocketTransport.write": "send() of a reply",
-    "asyncio/selector_events.py:_SelectorSocketTransport._read_ready__data_received": "recv() (+ asyncio's read callback)",
+    "asyncio/selector_events.py:_SelectorSocketTransport._read_ready__data_received": "recv() (+ asyncio's callback)",
     "selectors.py:EpollSelector.select": "epoll_wait() (py-spy also counts some waiting here as busy)",
 }
 
@@ -865,6 +880,13 @@ def main() -> int:
     parser.add_argument("--out", help="directory for RESULTS.md and results.json")
     parser.add_argument("--note", default="", help="a line shown at the top of the report")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the load generator ceiling runs")
+    parser.add_argument(
+        "--pin",
+        choices=tuple(PIN_CHOICES),
+        default="none",
+        help="taskset: same = server and load generator on CPU 0 (steadiest CPU per message); "
+        "split = server on CPU 0, load generator on CPU 1; none (default) = the scheduler decides",
+    )
     parser.add_argument("--profile", action="store_true", help="profile smtpgate in the small scenario")
     parser.add_argument("--profiler", choices=("py-spy", "cprofile"), default="py-spy")
     parser.add_argument("--profile-loop", choices=("asyncio", "uvloop"), default="asyncio")
@@ -880,6 +902,8 @@ def main() -> int:
 
     if args.render:
         return render(Path(args.render), Path(args.out) if args.out else None)
+    global PIN
+    PIN = PIN_CHOICES[args.pin]
     nofile = raise_nofile()
     ensure_certificate()
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -922,6 +946,7 @@ def benchmark(args: argparse.Namespace, nofile: int) -> int:
         "command": "bench/run " + " ".join(command_arguments(sys.argv[1:])),
         "reps": reps,
         "note": args.note,
+        "pin": args.pin,
         "machine": machine_info(),
         "versions": versions(),
     }

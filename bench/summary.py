@@ -232,8 +232,7 @@ def svg_chart(runs: Runs, servers: list[Any], path: Path) -> bool:
         return False
     height = y
     head = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
         f'<text x="10" y="20" style="{FONT};font-size:13px;fill:#444">Server CPU per unit of work, '
         "median of the repetitions (line: min–max). Lower is better.</text>",

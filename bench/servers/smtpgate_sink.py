@@ -142,7 +142,9 @@ def run() -> None:
     )
     parser.add_argument("--defaults", action="store_true", help="only on_data: every other option at its default")
     parser.add_argument("--cprofile", help="write cProfile stats to this file at exit")
-    parser.add_argument("--loop-stats", help="count event-loop iterations (default loop only); SIGUSR1 writes them here")
+    parser.add_argument(
+        "--loop-stats", help="count event-loop iterations (default loop only); SIGUSR1 writes them here"
+    )
     parser.add_argument("--no-gc", action="store_true", help="experiment: gc.disable() before serving")
     parser.add_argument(
         "--ssl-read-buffer",
