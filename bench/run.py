@@ -744,7 +744,6 @@ def profile(args: argparse.Namespace) -> int:
                 f"µs/msg (user {(split1[0] - split0[0]) * 1e6 / messages:.0f}, system "
                 f"{(split1[1] - split0[1]) * 1e6 / messages:.0f}; with the profiler attached), "
                 f"{(faults1 - faults0) / messages:.2f} page faults/msg")  # fmt: skip
-        print(head)
     finally:
         if spy is not None and spy.poll() is None:
             os.killpg(spy.pid, signal.SIGINT)
