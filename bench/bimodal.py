@@ -1,4 +1,5 @@
 """Why is smtpgate's `small` CPU per message bimodal? Short loads, fresh servers, counts.
+(`--tls` runs the tls scenario's load instead.)
 
 Runs the `small` load (smtp-source, 20 lock-step sessions, 1 KiB messages) against a fresh
 server process several times and records, per message, figures that do not depend on how
@@ -162,7 +163,8 @@ def one_run(args: argparse.Namespace, index: int, logs: Path, use_perf: bool) ->
         if pin_server is not None:
             for member in bench.process_tree(proc.pid):
                 subprocess.run(["taskset", "-a", "-p", "-c", pin_server, str(member)], capture_output=True)
-        code, text = bench.run_client(bench.smtp_source(port, 4, 200, 1024, True), logs / "client.log", 120)
+        warm = bench.tlsload(port, 4, 200, 1024, 50, True) if args.tls else bench.smtp_source(port, 4, 200, 1024, True)
+        code, text = bench.run_client(warm, logs / "client.log", 120)
         if code != 0:
             raise RuntimeError(f"warm-up failed: {text[-200:]}")
         placement = Placement(proc.pid)
@@ -179,7 +181,10 @@ def one_run(args: argparse.Namespace, index: int, logs: Path, use_perf: bool) ->
         start = time.monotonic()
         rounds = max(1, args.messages // 2000)
         for _ in range(rounds):
-            client_argv = bench.smtp_source(port, 20, 2000, 1024, True)
+            if args.tls:  # the tls scenario's load: EHLO, STARTTLS, EHLO, then 100 messages per session
+                client_argv = bench.tlsload(port, 20, 2000, 1024, 100, True)
+            else:
+                client_argv = bench.smtp_source(port, 20, 2000, 1024, True)
             if pin_client is not None:
                 client_argv = ["taskset", "-c", pin_client, *client_argv]
             client = subprocess.Popen(client_argv, cwd=bench.BENCH, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -276,6 +281,7 @@ def main() -> int:
     parser.add_argument("--server", default="smtpgate", help="a server of bench/run (default smtpgate)")
     parser.add_argument("--pin", choices=("none", "same", "split"), default="none",
                         help="taskset: same = server and smtp-source on CPU 0; split = server 0, client 1")  # fmt: skip
+    parser.add_argument("--tls", action="store_true", help="the tls scenario's load (tlsload.py --tls) instead")
     parser.add_argument("--hashseed", type=int, help="PYTHONHASHSEED for the server")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="set in the server's environment, e.g. MALLOC_MMAP_THRESHOLD_=1048576")  # fmt: skip
