@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import pytest
 
@@ -59,6 +59,8 @@ class CapturedMessage(EmailMessage):
     """``session.user`` of an authenticated client, else None."""
     secure: bool = False
     """True if the message came over TLS."""
+    received: float = 0.0
+    """When it arrived (``time.time()``)."""
 
 
 def _parse(raw: bytes) -> CapturedMessage:
@@ -100,6 +102,7 @@ class SMTPTestServer:
         self.messages: list[CapturedMessage] = []
         """Every accepted message, oldest first."""
         self._condition = threading.Condition()
+        self._searchables: dict[int, Any] = {}
         for name in ("on_data", "on_auth"):
             if name in options:
                 raise TypeError(f"smtpgate_server: {name!r} is provided by the fixture; read .messages instead")
@@ -164,6 +167,7 @@ class SMTPTestServer:
         """Forget the messages received so far."""
         with self._condition:
             self.messages.clear()
+            self._searchables.clear()
 
     @property
     def last(self) -> CapturedMessage:
@@ -171,25 +175,86 @@ class SMTPTestServer:
         with self._condition:
             return self.messages[-1]
 
-    def wait_for(self, count: int = 1, timeout: float = 5.0) -> list[CapturedMessage]:
-        """Block until at least ``count`` messages arrived; returns them all. Raises
-        ``AssertionError`` after ``timeout`` seconds."""
+    @overload
+    def wait_for(self, count: int = 1, timeout: float = 5.0) -> list[CapturedMessage]: ...
+
+    @overload
+    def wait_for(self, count: str, timeout: float = 5.0) -> CapturedMessage: ...
+
+    def wait_for(self, count: int | str = 1, timeout: float = 5.0) -> list[CapturedMessage] | CapturedMessage:
+        """Block until at least ``count`` messages arrived and return them all; or, given
+        a search query in Mailpit's syntax (``"to:a@x.test subject:Welcome"``), until a
+        message matches it and return the newest that does. Raises ``AssertionError``
+        after ``timeout`` seconds (and `smtpgate.inbox.SearchError` for a bad query)."""
+        if isinstance(count, str):
+            query = self._query(count)
+            found: list[CapturedMessage] = []
+
+            def matched() -> bool:
+                found[:] = query(self.messages)
+                return bool(found)
+
+            with self._condition:
+                if not self._condition.wait_for(matched, timeout):
+                    got = len(self.messages)
+                    raise AssertionError(f"no message matching {count!r} within {timeout} s ({got} received)")
+            return found[-1]
+        number = count
         with self._condition:
-            if not self._condition.wait_for(lambda: len(self.messages) >= count, timeout):
-                raise AssertionError(f"expected {count} message(s) within {timeout} s, got {len(self.messages)}")
+            if not self._condition.wait_for(lambda: len(self.messages) >= number, timeout):
+                raise AssertionError(f"expected {number} message(s) within {timeout} s, got {len(self.messages)}")
             return list(self.messages)
 
-    async def wait_for_async(self, count: int = 1, timeout: float = 5.0) -> list[CapturedMessage]:
+    @overload
+    async def wait_for_async(self, count: int = 1, timeout: float = 5.0) -> list[CapturedMessage]: ...
+
+    @overload
+    async def wait_for_async(self, count: str, timeout: float = 5.0) -> CapturedMessage: ...
+
+    async def wait_for_async(
+        self, count: int | str = 1, timeout: float = 5.0
+    ) -> list[CapturedMessage] | CapturedMessage:
         """`wait_for` for async tests: waits without blocking the event loop."""
+        query = self._query(count) if isinstance(count, str) else None
         deadline = time.monotonic() + timeout
         while True:
             with self._condition:
-                if len(self.messages) >= count:
+                if query is not None:
+                    found = query(self.messages)
+                    if found:
+                        return found[-1]
+                elif len(self.messages) >= int(count):
                     return list(self.messages)
                 got = len(self.messages)
             if time.monotonic() >= deadline:
+                if query is not None:
+                    raise AssertionError(f"no message matching {count!r} within {timeout} s ({got} received)")
                 raise AssertionError(f"expected {count} message(s) within {timeout} s, got {got}")
             await asyncio.sleep(0.01)
+
+    def _query(self, text: str) -> Callable[[list[CapturedMessage]], list[CapturedMessage]]:
+        """A filter of captured messages by a search query (parsed now: errors early)."""
+        from smtpgate.inbox.parse import parse_message
+        from smtpgate.inbox.records import searchable
+        from smtpgate.inbox.search import matches, parse_query
+        from smtpgate.sinks import MessageInfo
+
+        terms = parse_query(text)
+
+        def select(messages: list[CapturedMessage]) -> list[CapturedMessage]:
+            selected = []
+            for message in messages:
+                item = self._searchables.get(id(message))
+                if item is None:
+                    info = MessageInfo(message.mail_from, tuple(message.rcpt_to), user=None)
+                    created = int(message.received * 1000)
+                    item = searchable(parse_message(message.raw), info, len(message.raw), created)
+                    self._searchables[id(message)] = item
+                if matches(terms, item):
+                    selected.append(message)
+            return selected
+
+        return select
 
     # ------------------------------------------------------------- handlers
 
@@ -230,6 +295,7 @@ class SMTPTestServer:
         message.raw = raw
         message.user = session.user
         message.secure = session.secure
+        message.received = time.time()
         with self._condition:
             self.messages.append(message)
             self._condition.notify_all()

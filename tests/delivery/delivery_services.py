@@ -202,7 +202,7 @@ biff = no
         root_run("chown", "nobody:", str(self.mail))
         result = root_run(POSTFIX, "-c", str(self.etc), "start", check=False)
         if result.returncode != 0:
-            log = self.log.read_text(errors="replace") if self.log.exists() else ""
+            log = read_as_root(self.log).decode(errors="replace") if self.log.exists() else ""
             self.stop()
             raise AssertionError(f"postfix did not start: {result.stderr}\n{log}")
         wait_port(self.port)
@@ -243,6 +243,7 @@ protocols = lmtp
 ssl = no
 listen = 127.0.0.1
 first_valid_uid = 1
+auth_username_format = %Ln
 mail_location = maildir:{self.mail}/%n
 service lmtp {{
   inet_listener lmtp {{

@@ -63,8 +63,12 @@ class Server:
                 start_new_session=True,
                 preexec_fn=limits,
             )
-        wait_until(lambda: self.listening or self.process.poll() is not None, what="start-up")
-        assert self.process.poll() is None, self.output
+        try:
+            wait_until(lambda: self.listening or self.process.poll() is not None, what="start-up")
+            assert self.process.poll() is None, self.output
+        except BaseException:
+            self.kill()  # the fixture never gets it: stop it here
+            raise
 
     @property
     def listening(self) -> bool:
@@ -161,6 +165,8 @@ def test_kill_9_during_delivery_and_during_retries(tmp_path: Path, serve: Callab
         )
         assert headers["webhook-signature"] == expected
     assert all(len(bodies) == 1 for bodies in by_id.values())  # same ID, same bytes
+    first_try = receiver.requests[0][1]["webhook-id"]  # the delivery the kill interrupted...
+    assert sum(1 for _, headers, _ in receiver.requests if headers["webhook-id"] == first_try) >= 2  # ...came again
 
 
 def _datetime(stamp: int):  # type: ignore[no-untyped-def]
@@ -230,6 +236,11 @@ def test_queue_command_with_a_running_server(tmp_path: Path, serve: Callable[...
         assert listing.returncode == 0
         assert f"{message_id}!" in listing.stdout and "HTTP 406" in listing.stdout
         assert "0 queued, 1 dead" in listing.stdout
+        shown = queue_command(tmp_path, "show", message_id)
+        assert shown.returncode == 0 and "state: dead" in shown.stdout
+        assert "recipient: <app@example.test> failed (HTTP 406" in shown.stdout
+        assert "Subject: via the queue" in shown.stdout and "Hello" not in shown.stdout
+        assert "Hello" in queue_command(tmp_path, "show", message_id, "--body").stdout
         assert len(os.listdir(tmp_path / "maildir" / "new")) == 1  # --sink kept a copy
         receiver.script = ["200"]
         requeued = queue_command(tmp_path, "requeue", message_id)

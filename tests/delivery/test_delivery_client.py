@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from smtpgate import AuthResult, ServerThread, SMTPError
 from smtpgate.deliver import parse_deliverer
-from smtpgate.deliver.client import _DotStuffer
+from smtpgate.deliver.client import MailClient, _DotStuffer
 from smtpgate.deliver.lmtp import LMTPDeliverer
 from smtpgate.deliver.relay import RelayDeliverer
 from smtpgate.queue import Delivered, Failed, Retry
@@ -161,3 +161,64 @@ def test_bodies_arrive_byte_for_byte(start_server: Callable[..., ServerThread]) 
         outcomes = asyncio.run(relay(make_message(body=body)))
         assert isinstance(outcomes, dict) and all(isinstance(o, Delivered) for o in outcomes.values())
     assert [m[2] for m in recorder.messages] == bodies
+
+
+def test_starttls_the_python_3_10_way(
+    start_server: Callable[..., ServerThread], mx_pair: dict[str, bytes], test_ca: trustme.CA
+) -> None:
+    class OldClient(MailClient):
+        stream_start_tls = False  # what Python 3.10 does: loop.start_tls and a new stream pair
+
+    async def main() -> dict[str, Any]:
+        client = await OldClient.connect("127.0.0.1", server.port, timeout=10)
+        try:
+            await client.hello("client.test")
+            await client.starttls(_client_context(test_ca), "127.0.0.1")
+            await client.hello("client.test")
+            message = make_message()
+            return await client.send("s@example.org", message.pending, message.iter_body(), size=message.size)
+        finally:
+            await client.quit()
+
+    recorder = Recorder()
+    server = start_server(on_data=recorder.on_data, **mx_pair)
+    outcomes = asyncio.run(main())
+    assert all(isinstance(o, Delivered) for o in outcomes.values())
+    assert recorder.messages[0][3].secure
+
+
+def test_lmtp_server_gone_after_one_reply_keeps_that_reply() -> None:
+    """A scripted LMTP server that answers the first recipient after the data, then hangs up."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 lmtp.test LMTP\r\n")
+        while line := await reader.readline():
+            command = line.upper()
+            if command.startswith(b"LHLO"):
+                writer.write(b"250-lmtp.test\r\n250 PIPELINING\r\n")
+            elif command.startswith(b"DATA"):
+                writer.write(b"354 go ahead\r\n")
+                while (await reader.readline()) != b".\r\n":
+                    pass
+                writer.write(b"250 2.0.0 <first@example.test> saved\r\n")
+                await writer.drain()
+                writer.close()
+                return
+            else:
+                writer.write(b"250 2.1.0 ok\r\n")
+            await writer.drain()
+
+    async def main() -> Any:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            return await LMTPDeliverer("127.0.0.1", port, timeout=10)(
+                make_message(("first@example.test", "second@example.test"))
+            )
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    outcomes = asyncio.run(main())
+    assert isinstance(outcomes["first@example.test"], Delivered)
+    assert isinstance(outcomes["second@example.test"], Retry)

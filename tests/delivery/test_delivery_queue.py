@@ -173,7 +173,7 @@ def test_start_cleans_what_a_crash_left(tmp_path: Path) -> None:
     async def main() -> None:
         queue = await started(tmp_path)
         message_id = await enqueue(queue)
-        old = time.time() - 3600
+        old = time.time() - 7200
         stray = tmp_path / "tmp" / "half-written.msg"
         stray.write_bytes(b"{}\n partial")
         lone_state = tmp_path / "dead" / f"{message_id}.json"  # a bury cut short before the rename
@@ -184,6 +184,18 @@ def test_start_cleans_what_a_crash_left(tmp_path: Path) -> None:
         assert not stray.exists() and not lone_state.exists()
         [message] = await restarted.messages()
         assert message.id == message_id and not message.dead
+
+    run(main())
+
+
+def test_an_unreadable_message_is_moved_aside(tmp_path: Path) -> None:
+    async def main() -> None:
+        queue = await started(tmp_path)
+        good = await enqueue(queue)
+        (tmp_path / "active" / "0000000000000000bad.msg").write_bytes(b"not json\nbody")
+        restarted = await started(tmp_path)
+        assert [m.id for m in await restarted.claim(10)] == [good]
+        assert os.listdir(tmp_path / "corrupt") == ["0000000000000000bad.msg"]
 
     run(main())
 

@@ -68,6 +68,7 @@ def test_failures_then_success_with_the_same_id(tmp_path: Path) -> None:
         assert body.startswith(b"Return-Path: <sender@example.org>\r\nX-Original-To: app@example.test\r\n")
         assert body.endswith(BODY)
         assert headers["Content-Type"] == "message/rfc822"
+        assert headers["Content-Length"] == str(len(body)) and "Transfer-Encoding" not in headers  # streamed, sized
         assert headers["Smtpgate-Mail-From"] == "sender@example.org"
         assert headers["Smtpgate-Rcpt-To"] == "app@example.test"
         # the published Standard Webhooks library signs the same (its verify() also

@@ -28,6 +28,13 @@ async function main() {
   } catch (error) {
     seen.missing = String(error.message);
   }
+  seen.sent = await mailpit.sendMessage({
+    From: { Email: "node@example.test", Name: "Node" },
+    To: [{ Email: "sent@example.test" }],
+    Subject: "Sent by mailpit-api",
+    Text: "from node",
+  });
+  seen.sentSubject = (await mailpit.getMessageSummary(seen.sent.ID)).Subject;
   seen.deleteSearch = await mailpit.deleteMessagesBySearch({ query: "subject:Other" });
   seen.afterDeleteSearch = (await mailpit.listMessages()).total;
   seen.deleteAll = await mailpit.deleteMessages();

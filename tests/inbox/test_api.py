@@ -308,6 +308,14 @@ def test_basic_auth(inbox_app_factory: Any, tmp_path: Any) -> None:
         app.client(auth=("alice", "wrong")).messages()
     assert caught.value.status == 401
     assert app.client(auth=("alice", "s3cret")).messages()["total"] == 0
+    auth_file.write_text(f"bob:{hash_password('other', n=2**10)}\n")
+    app.loop.call_soon_threadsafe(app.app.reload)  # what SIGHUP does
+    deadline = time.monotonic() + 10
+    while app.app.http_users is not None and "bob" not in app.app.http_users and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert app.client(auth=("bob", "other")).messages()["total"] == 0
+    with pytest.raises(InboxError):
+        app.client(auth=("alice", "s3cret")).messages()
 
 
 def test_root_is_a_plain_404_until_the_ui_exists(inbox_app: AppThread) -> None:
@@ -342,3 +350,62 @@ def _no_op() -> Any:
     from smtpgate.inbox.store import _Op
 
     return _Op()
+
+
+def test_dns_rebinding_is_refused_on_loopback(inbox_app: AppThread) -> None:
+    port = inbox_app.url.rsplit(":", 1)[1]
+    status, _, body = http(inbox_app, "GET", "/api/v1/messages", headers={"Host": f"attacker.example:{port}"})
+    assert status == 403 and "attacker.example" in json.loads(body)["Error"]
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", "app.localhost", f"[::1]:{port}"):
+        status, _, _ = http(inbox_app, "GET", "/api/v1/messages", headers={"Host": host})
+        assert status == 200, host
+
+
+def test_is_loopback_host() -> None:
+    from smtpgate.inbox.api import is_loopback_host
+
+    assert is_loopback_host("127.0.0.1") and is_loopback_host("[::1]:8025") and is_loopback_host("LOCALHOST:1")
+    assert not is_loopback_host("0.0.0.0") and not is_loopback_host("example.test:8025") and not is_loopback_host("")
+
+
+def test_send_over_http(inbox_app: AppThread) -> None:
+    import base64
+
+    request = {
+        "From": {"Email": "app@example.test", "Name": "The App"},
+        "To": [{"Email": "jane+beta@example.test", "Name": "Jane"}],
+        "Bcc": ["audit@example.test"],
+        "Subject": "Sent over HTTP",
+        "Text": "plain words",
+        "HTML": '<p>rich <img src="cid:logo"></p>',
+        "Tags": ["api"],
+        "Headers": {"X-Campaign": "spring"},
+        "Attachments": [
+            {"Content": base64.b64encode(b"a,b\n").decode(), "Filename": "data.csv"},
+            {"Content": base64.b64encode(b"\x89PNG").decode(), "Filename": "logo.png", "ContentID": "logo"},
+        ],
+    }
+    status, _, body = http(inbox_app, "POST", "/api/v1/send", request)
+    assert status == 200
+    message = inbox_app.client().message(json.loads(body)["ID"])
+    assert message["Subject"] == "Sent over HTTP" and message["From"] == {
+        "Name": "The App",
+        "Address": "app@example.test",
+    }
+    assert message["Text"].strip() == "plain words" and "rich" in message["HTML"]
+    assert sorted(message["Tags"]) == ["api", "beta"]
+    assert [a["FileName"] for a in message["Attachments"]] == ["data.csv"]
+    assert [(a["FileName"], a["ContentID"]) for a in message["Inline"]] == [("logo.png", "logo")]
+    assert set(message["Mailboxes"]) == {"jane+beta@example.test", "jane@example.test", "audit@example.test"}
+    assert inbox_app.client().headers(message["ID"])["X-Campaign"] == ["spring"]
+    for bad, problem in [
+        ({"To": [{"Email": "x@example.test"}]}, "From"),
+        ({"From": {"Email": "a@example.test"}}, "recipient"),
+        ({**request, "Subject": "two\r\nBcc: evil@example.test"}, "line breaks"),
+        ({**request, "Attachments": [{"Content": "%%%", "Filename": "x"}]}, "base64"),
+        ({**request, "Headers": {"Bad Name": "x"}}, "invalid header"),
+    ]:
+        status, _, body = http(inbox_app, "POST", "/api/v1/send", bad)
+        assert status == 400 and problem in json.loads(body)["Error"], problem
+    status, _, _ = http(inbox_app, "POST", "/api/v1/send", request, {"Origin": "http://evil.example"})
+    assert status == 403

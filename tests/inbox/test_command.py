@@ -26,6 +26,8 @@ def test_http_flags() -> None:
     assert settings.inbox_max_messages == 500 and settings.inbox_max_age == 7 * 86400
     with pytest.raises(UsageError, match="--http needs a single process"):
         parse_settings(["--http", "8025", "--workers", "2"])
+    with pytest.raises(UsageError, match="the inbox sink needs a single process"):
+        parse_settings(["--sink", "inbox:x.sqlite3", "--workers", "2"])
     with pytest.raises(UsageError, match="--http-auth-file needs --http"):
         parse_settings(["--http-auth-file", "f"])
     with pytest.raises(UsageError, match="invalid duration"):

@@ -52,5 +52,6 @@ def test_mailpit_api_npm_client(inbox_app: AppThread) -> None:
     assert seen["chaos"]["Sender"] == {"ErrorCode": 451, "Probability": 0} and seen["chaosNow"] == seen["chaos"]
     assert seen["tags"] == []
     assert "404" in seen["missing"]
-    assert seen["deleteSearch"] == "ok" and seen["afterDeleteSearch"] == 1
+    assert len(seen["sent"]["ID"]) == 22 and seen["sentSubject"] == "Sent by mailpit-api"
+    assert seen["deleteSearch"] == "ok" and seen["afterDeleteSearch"] == 2
     assert seen["deleteAll"] == "ok" and seen["afterDeleteAll"] == 0

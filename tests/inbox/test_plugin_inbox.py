@@ -62,3 +62,37 @@ def test_missing_url_fails_clearly(pytester: pytest.Pytester, monkeypatch: pytes
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*--smtpgate-url URL or SMTPGATE_URL*"])
+
+
+IN_PROCESS = """
+import asyncio, smtplib, threading
+import pytest
+
+def send(server, to, subject):
+    with smtplib.SMTP(*server.address, timeout=30) as smtp:
+        smtp.sendmail("app@example.test", [to], f"To: {to}\\r\\nSubject: {subject}\\r\\n\\r\\nbody of {subject}\\r\\n")
+
+def test_wait_for_a_query(smtpgate_server):
+    send(smtpgate_server, "a@example.test", "first")
+    threading.Timer(0.2, send, (smtpgate_server, "b+promo@example.test", "Welcome aboard")).start()
+    message = smtpgate_server.wait_for("subject:welcome tag:promo", timeout=30)
+    assert message["Subject"] == "Welcome aboard" and message.rcpt_to == ["b+promo@example.test"]
+    assert smtpgate_server.wait_for(2)[0]["Subject"] == "first"  # counts still work
+
+def test_a_query_that_never_matches(smtpgate_server):
+    send(smtpgate_server, "a@example.test", "hello")
+    with pytest.raises(AssertionError, match="no message matching 'subject:bye' within 0.2 s [(]1 received[)]"):
+        smtpgate_server.wait_for("subject:bye", timeout=0.2)
+
+def test_async(smtpgate_server):
+    async def scenario():
+        asyncio.get_running_loop().call_later(0.2, threading.Thread(
+            target=send, args=(smtpgate_server, "c@example.test", "async one")).start)
+        return await smtpgate_server.wait_for_async("to:c@example.test", timeout=30)
+    assert asyncio.run(scenario())["Subject"] == "async one"
+"""
+
+
+def test_in_process_server_waits_for_a_query(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_in_process=IN_PROCESS)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=3)

@@ -105,3 +105,75 @@ def database() -> sqlite3.Connection:
 def test_generated_sql_runs(database: sqlite3.Connection, terms: list[Term]) -> None:
     sql, params = to_sql(terms)
     database.execute(f"SELECT COUNT(*) FROM messages m WHERE {sql}", params).fetchone()
+
+
+# ---------------------------------------------------------------- matches() agrees with SQL
+
+_words = st.sampled_from(["alpha", "Beta", "gam", "xy", "zeta one", "q"])
+_address = st.builds(
+    lambda local, tag: f"{local}{'+' + tag if tag else ''}@ex.test",
+    st.sampled_from(["ann", "bob", "xy"]),
+    st.sampled_from(["", "news", "Beta"]),
+)
+_mail = st.fixed_dictionaries(
+    {
+        "subject": st.lists(_words, max_size=3).map(" ".join),
+        "from": _address,
+        "to": st.lists(_address, min_size=1, max_size=2),
+        "body": st.lists(_words, max_size=4).map(" ".join),
+        "attach": st.booleans(),
+    }
+)
+_query_term = st.one_of(
+    st.builds(Term, st.just(""), _words, st.booleans()),
+    st.builds(Term, st.sampled_from(["from", "to", "subject", "tag", "addressed"]), _words, st.booleans()),
+    st.builds(
+        Term, st.sampled_from(["is:read", "is:unread", "has:attachment", "is:tagged"]), st.just(""), st.booleans()
+    ),
+)
+
+
+def _raw(mail: dict[str, object]) -> bytes:
+    to = ", ".join(mail["to"])  # type: ignore[arg-type]
+    head = f"From: {mail['from']}\r\nTo: {to}\r\nSubject: {mail['subject']}\r\n"
+    if not mail["attach"]:
+        return (head + f"\r\n{mail['body']}\r\n").encode()
+    return (
+        head + "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n"
+        f"{mail['body']}\r\n--b\r\nContent-Type: application/pdf\r\n"
+        "Content-Disposition: attachment; filename=xy.pdf\r\n\r\n"
+        "%PDF\r\n--b--\r\n"
+    ).encode()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(_mail, min_size=1, max_size=5), st.lists(st.lists(_query_term, min_size=1, max_size=3), max_size=4))
+def test_matches_agrees_with_the_sql_search(mails: list[dict[str, object]], queries: list[list[Term]]) -> None:
+    import asyncio
+    import tempfile
+
+    from smtpgate.inbox import InboxStore
+    from smtpgate.inbox.parse import parse_message
+    from smtpgate.inbox.records import searchable
+    from smtpgate.inbox.search import matches
+    from smtpgate.sinks import MessageInfo
+
+    async def scenario(folder: str) -> None:
+        async with InboxStore(f"{folder}/i.db") as store:
+            items = {}
+            for number, mail in enumerate(mails):
+                raw = _raw(mail)
+                info = MessageInfo("s@ex.test", tuple(mail["to"]), received=1_700_000_000 + number)  # type: ignore[arg-type]
+                message_id = await store.add_bytes(raw, info)
+                if number % 2:
+                    await store.set_read([message_id], True)
+                created = int(info.received * 1000)
+                items[message_id] = searchable(parse_message(raw), info, len(raw), created, read=bool(number % 2))
+            for terms in queries:
+                page = await store.list_messages(query=render_query(terms), limit=100)
+                found = {m["ID"] for m in page["messages"]}
+                expected = {key for key, item in items.items() if matches(terms, item)}
+                assert found == expected, render_query(terms)
+
+    with tempfile.TemporaryDirectory() as folder:
+        asyncio.run(scenario(folder))

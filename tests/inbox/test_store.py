@@ -29,7 +29,7 @@ def test_small_in_database_large_in_files(tmp_path: Path) -> None:
             small = await store.add_bytes(mail("small"))
             large_body = b"x" * 76 + b"\r\n"
             large = await store.add_bytes(mail("large", large_body * 10_000))
-            assert sorted(os.listdir(store.files)) == sorted(["tmp", f"{large}.eml"])
+            assert sorted(os.listdir(store.files)) == sorted(["lock", "tmp", f"{large}.eml"])
             raw_small = await store.raw(small)
             raw_large = await store.raw(large)
             assert raw_small is not None and raw_small.data is not None and raw_small.path is None
@@ -72,8 +72,23 @@ def test_orphan_files_and_spools_are_removed_on_open(tmp_path: Path) -> None:
         Path(path + ".d", "orphan.eml").write_bytes(b"never committed")
         Path(path + ".d", "tmp", "half.spool").write_bytes(b"interrupted")
         async with InboxStore(path) as store:
-            assert os.listdir(store.files) == ["tmp"] and os.listdir(os.path.join(store.files, "tmp")) == []
+            assert (
+                sorted(os.listdir(store.files)) == ["lock", "tmp"]
+                and os.listdir(os.path.join(store.files, "tmp")) == []
+            )
             assert (await store.list_messages())["total"] == 1
+
+    run(scenario())
+
+
+def test_one_store_per_inbox_at_a_time(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        path = str(tmp_path / "i.db")
+        async with InboxStore(path):
+            with pytest.raises(StoreError, match="in use by another process"):
+                await InboxStore(path).open()
+        async with InboxStore(path) as store:  # released on close
+            assert (await store.list_messages())["total"] == 0
 
     run(scenario())
 
@@ -100,7 +115,7 @@ def test_retention_by_count_and_age(tmp_path: Path) -> None:
                 await store.add_bytes(mail(f"m{number}", b"y" * 300_000))
             page = await store.list_messages()
             assert [m["Subject"] for m in page["messages"]] == ["m4", "m3", "m2"]
-            assert len(os.listdir(store.files)) == 4  # tmp + three large files
+            assert len(os.listdir(store.files)) == 5  # lock, tmp and three large files
         async with InboxStore(str(tmp_path / "j.db"), max_age=3600) as store:
             old = MessageInfo("", ("a@x.test",), received=1.0)
             await store.add_bytes(mail("ancient"), old)

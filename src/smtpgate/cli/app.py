@@ -22,7 +22,7 @@ from ..sinks import Delivery, MessageInfo, Sink, SinkError, SinkFull, parse_sink
 from .config import DEFAULT_INBOX_SINK, Settings
 from .logs import utc_timestamp
 from .passwords import AuthFileError, ScryptHash, load_auth_file, verify_password
-from .scale import ScaleParts
+from .scale import ScaleParts, configure_sinks
 
 if TYPE_CHECKING:
     from .delivery import DeliveryService
@@ -121,7 +121,12 @@ class App:
         self.chaos = Chaos()
         self.http: Any = None
         self.out: TextIO = sys.stderr if any(sink.uses_stdout for sink in self.sinks) else sys.stdout
-        self.scale = ScaleParts(settings, self.sinks)
+        try:
+            self.scale = ScaleParts(settings, self.sinks)
+        except ValueError as error:
+            raise StartupError(str(error)) from None
+        if self.delivery is not None and self.scale.metrics is not None:  # delivery attempts in the metrics
+            self.delivery.deliverer = self.scale.metrics.count_deliveries(self.delivery.deliverer)
         try:
             self.gate = build_gate(settings)  # --verify, --dnsbl: None when not asked for
         except ValueError as error:
@@ -157,6 +162,7 @@ class App:
                 store.max_age = self.settings.inbox_max_age
         if self.delivery is not None:  # --deliver: the queue stores every message too
             sinks.append(self.delivery.open_queue())
+        configure_sinks(self.settings, sinks)
         return sinks
 
     @property
@@ -313,7 +319,7 @@ class App:
     # ------------------------------------------------------------- lifecycle
 
     def reload(self) -> None:
-        """SIGHUP: re-read the certificate and the auth file; on error keep the old ones."""
+        """SIGHUP: re-read the certificate and the auth files; on error keep the old ones."""
         s = self.settings
         if s.tls_cert is not None:
             try:
@@ -329,6 +335,13 @@ class App:
                 logger.error("auth file not reloaded, keeping the old one: %s", error)
             else:
                 logger.info("auth file reloaded: %d users", len(self.users))
+        if s.http_auth_file is not None:
+            try:
+                self.http_users = load_auth_file(s.http_auth_file)
+            except AuthFileError as error:
+                logger.error("HTTP auth file not reloaded, keeping the old one: %s", error)
+            else:
+                logger.info("HTTP auth file reloaded: %d users", len(self.http_users))
 
     def reopen_sink(self) -> None:
         """Open the sinks again (a forked worker must not share the parent's files)."""
@@ -392,11 +405,13 @@ class App:
         """The inbox API (and UI) on ``--http``."""
         try:
             from ..http import HTTPServer
-            from ..inbox.api import inbox_middlewares, inbox_routes
+            from ..inbox.api import inbox_middlewares, inbox_routes, is_loopback_host
         except ImportError as error:
             raise StartupError(f"--http needs aiohttp (pip install 'smtpgate[inbox]'): {error}") from None
-        routes = inbox_routes(self.inbox, self.chaos)
-        self.http = HTTPServer(host, port, routes, inbox_middlewares(self.http_users))
+        routes = [*inbox_routes(self.inbox, self.chaos), *self.scale.http_routes(self.server, self.sinks)]
+        users = None if self.http_users is None else (lambda: self.http_users or {})
+        middlewares = inbox_middlewares(users, loopback_only=is_loopback_host(host))
+        self.http = HTTPServer(host, port, routes, middlewares)
         try:
             await self.http.start()
         except OSError as error:

@@ -96,6 +96,7 @@ class Settings:
     relay_auth_file: str | None = None
     retry_min: float = DEFAULT_RETRY_MIN
     retry_max_age: float = DEFAULT_RETRY_MAX_AGE
+    bounce: bool = False
 
     def addresses(self) -> list[tuple[str, int]]:
         """Where to listen: every ``--listen``, else ``--host``/``--port``."""
@@ -264,7 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--log-format", choices=("text", "json"), help="log and message lines as text (default) or JSON")
     add("--log-level", choices=LOG_LEVELS, help="default info")
     add("--no-uvloop", dest="uvloop", action="store_false", help="do not use uvloop even if installed")
-    add("--metrics", type=_address_arg, metavar="HOST:PORT", help="serve /livez, /readyz and /metrics over HTTP here")
+    add(
+        "--metrics",
+        type=_http_arg,
+        metavar="HOST:PORT",
+        help="serve /livez, /readyz and /metrics over HTTP here (PORT alone: 127.0.0.1)",
+    )
     add("--limit-connections", type=_count, metavar="N", help="concurrent connections per client (default: no limit)")
     add("--limit-connection-rate", type=_rate_arg, metavar="N/min", help="new connections per client")
     add("--limit-messages", type=_rate_arg, metavar="N/min", help="messages per client and per sender")
@@ -317,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--retry-max-age", type=_duration, metavar="DURATION", help="dead-letter after this long, e.g. 12h (default 5d)"
     )
+    add("--bounce", action="store_true", help="send an RFC 3464 bounce to the sender of each dead letter")
     add(
         "--verify",
         nargs="?",
@@ -425,6 +432,7 @@ _TYPES: dict[str, Any] = {
     "relay_auth_file": str,
     "retry_min": (float, int),
     "retry_max_age": (float, int, str),
+    "bounce": bool,
     "verify": (bool, str),
     "dns": list,
     "dns_timeout": (float, int),
@@ -465,7 +473,7 @@ def _from_config(path: str) -> dict[str, Any]:
             elif key in ("timeout", "close_timeout", "retry_min", "dns_timeout"):
                 value = _seconds(str(value))
             elif key == "metrics":
-                value = parse_address(value)
+                value = parse_http_address(value)
             elif key == "http":
                 value = parse_http_address(value)
             elif key in ("limit_connection_rate", "limit_messages", "limit_recipients"):
@@ -553,6 +561,8 @@ def parse_settings(argv: list[str]) -> Settings:
         raise UsageError("--workers must be at least 1")
     if settings.http is not None and settings.workers > 1:
         raise UsageError("--http needs a single process: drop --workers (the inbox has one writer)")
+    if settings.sink.lower().startswith("inbox:") and settings.workers > 1:
+        raise UsageError("the inbox sink needs a single process: drop --workers (the inbox has one writer)")
     if settings.http_auth_file is not None and settings.http is None:
         raise UsageError("--http-auth-file needs --http")
     if settings.retry_max_age <= 0:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from typing import TYPE_CHECKING
 
 from ..queue.base import Deliverer
+from ..queue.bounce import Bouncer
 from ..queue.local import LocalQueue
 from ..queue.worker import DeliveryWorker
 from ..sinks import SinkError
@@ -18,6 +20,14 @@ if TYPE_CHECKING:
 __all__ = ["DeliveryService"]
 
 logger = logging.getLogger("smtpgate.cli")
+
+
+def _duration_text(seconds: float) -> str:
+    """``5d``, ``12h``, ``90m``, ``45s``: the largest unit that divides it, else seconds."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def _first_line(path: str, what: str) -> str:
@@ -89,21 +99,23 @@ class DeliveryService:
     async def start(self) -> None:
         """Start delivering (the queue itself was started with the other sinks)."""
         s = self.settings
+        bouncer = Bouncer(self.queue, s.name or socket.getfqdn()) if s.bounce else None
         self.worker = DeliveryWorker(
             self.queue,
             self.deliverer,
             concurrency=s.deliver_concurrency,
             retry_min=s.retry_min,
             max_age=s.retry_max_age,
+            on_dead=bouncer,
         )
         await self.worker.start()
         logger.info(
-            "delivering %s to %s (up to %d at once, first retry after %gs, dead-letter after %gs)",
+            "delivering %s to %s (up to %d at once, first retry after %s, dead-letter after %s)",
             self.queue.describe(),
             self.worker.target,
             s.deliver_concurrency,
-            s.retry_min,
-            s.retry_max_age,
+            _duration_text(s.retry_min),
+            _duration_text(s.retry_max_age),
         )
 
     async def stop(self) -> None:

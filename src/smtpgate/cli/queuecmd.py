@@ -1,7 +1,7 @@
 """``smtpgate queue``: look at the delivery queue and act on it, with Postfix's habits.
 
 ``list`` is ``postqueue -p`` (queued and dead messages, their state, attempts and last
-error, then the queue length and the oldest message); ``retry`` is ``postqueue -f`` /
+error, then the queue length and the oldest message); ``show ID`` is ``postcat -q``; ``retry`` is ``postqueue -f`` /
 ``postqueue -i ID`` (due now); ``delete`` is ``postsuper -d``; ``requeue`` puts
 dead-lettered messages back (``postsuper -r``). A message being delivered at that moment
 is left alone (and not counted). A running server notices ``retry`` and ``requeue``
@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any, NoReturn
 
-from ..queue.base import QueuedMessage
+from ..queue.base import MessageQueue, QueuedMessage
 from ..queue.local import LocalQueue
 from ..sinks import SinkError
 from .config import DEFAULT_QUEUE
@@ -40,7 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--queue", metavar="DIR", default=DEFAULT_QUEUE, help=f"default {DEFAULT_QUEUE}")
     parser.add_argument("--json", action="store_true", help="list: one JSON object per message")
     commands = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    commands.add_parser("list", help="queued and dead messages with their state (postqueue -p)")
+    listing = commands.add_parser("list", help="queued and dead messages with their state (postqueue -p)")
+    listing.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="one JSON object per message")
+    show = commands.add_parser("show", help="one message's state and content (postcat -q)")
+    show.add_argument("target", metavar="ID")
+    show.add_argument("--body", action="store_true", help="the whole message, not only its headers")
     retry = commands.add_parser("retry", help="deliver queued messages now (postqueue -f)")
     retry.add_argument("target", nargs="?", default="all", metavar="ID|all")
     delete = commands.add_parser("delete", help="delete messages, queued or dead (postsuper -d)")
@@ -100,7 +104,7 @@ def _print_message(message: QueuedMessage) -> None:
         print(f"{'':>40}<{recipient.address}> {recipient.status}{detail}")
 
 
-async def _list(queue: LocalQueue, as_json: bool) -> int:
+async def _list(queue: MessageQueue, as_json: bool) -> int:
     queued = await queue.messages()
     dead = await queue.messages(dead=True)
     stats = await queue.stats()
@@ -120,7 +124,39 @@ async def _list(queue: LocalQueue, as_json: bool) -> int:
     return 0
 
 
+async def _show(queue: MessageQueue, message_id: str, whole: bool) -> int:
+    message = await queue.get(message_id)
+    if message is None:
+        print(f"smtpgate queue: no such message: {message_id}", file=sys.stderr)
+        return 1
+    record = _record(message)
+    for key in ("id", "state", "sender", "size", "attempts", "last_error", "dead_reason"):
+        print(f"{key}: {record[key]}")
+    print(f"queued: {_when(message.queued)}")
+    if message.attempts:
+        print(f"first attempt: {_when(message.first_attempt)}, last: {_when(message.last_attempt)}")
+    if not message.dead:
+        print(f"next attempt: {_when(message.next_attempt) if message.next_attempt else 'now'}")
+    print(f"client: {message.info.client_address} ({message.info.client_name})")
+    for recipient in message.recipients:
+        detail = f" ({recipient.detail})" if recipient.detail else ""
+        print(f"recipient: <{recipient.address}> {recipient.status}{detail}")
+    print()
+    body = await message.read_body()
+    if not whole:
+        end = body.find(b"\r\n\r\n")
+        body = body if end < 0 else body[: end + 2]
+    sys.stdout.flush()
+    sys.stdout.buffer.write(body.replace(b"\r\n", b"\n"))
+    sys.stdout.buffer.flush()
+    return 0
+
+
 async def _run(args: argparse.Namespace) -> int:
+    if args.queue.startswith(("redis://", "rediss://")):  # the Redis stream queue
+        from .redisqueue import run_on_stream
+
+        return await run_on_stream(args, _act)
     if not os.path.isdir(args.queue):
         print(f"smtpgate queue: error: no queue directory {args.queue!r} (see --queue)", file=sys.stderr)
         return 1
@@ -129,8 +165,15 @@ async def _run(args: argparse.Namespace) -> int:
     except SinkError as error:
         print(f"smtpgate queue: error: {error}", file=sys.stderr)
         return 1
+    return await _act(queue, args)
+
+
+async def _act(queue: MessageQueue, args: argparse.Namespace) -> int:
+    """The action of ``args`` on ``queue``."""
     if args.action == "list":
         return await _list(queue, args.json)
+    if args.action == "show":
+        return await _show(queue, args.target, args.body)
     target = None if args.target == "all" else args.target
     if args.action == "retry":
         count = await queue.retry_now(target)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from ..queue.base import Delivered, Failed, Outcome, Retry
+from ..queue.base import Delivered, DeliveryResult, Failed, Outcome, QueuedMessage, Retry
 
-__all__ = ["Reply", "MailClient", "MailClientError", "outcome_of"]
+__all__ = ["Reply", "MailClient", "MailClientError", "outcome_of", "hand_over"]
 
 _MAX_LINE = 8192
 _MAX_LINES = 200
@@ -76,6 +76,10 @@ class _DotStuffer:
 class MailClient:
     """One SMTP or LMTP connection. Use `connect`, then `hello`, maybe `starttls` and
     `auth`, then `send` (as often as needed) and `quit`."""
+
+    stream_start_tls = True
+    """Use ``StreamWriter.start_tls`` where Python has it (3.11+); the other way (a new
+    stream pair on ``loop.start_tls``) is what Python 3.10 gets."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, lmtp: bool, timeout: float):
         self.reader = reader
@@ -189,7 +193,7 @@ class MailClient:
         self.extensions = {}
 
     async def _upgrade(self, context: ssl.SSLContext, server_hostname: str) -> None:
-        if hasattr(self.writer, "start_tls"):  # Python 3.11+
+        if self.stream_start_tls and hasattr(self.writer, "start_tls"):  # Python 3.11+
             await self.writer.start_tls(context, server_hostname=server_hostname)
             return
         # Python 3.10: a new stream pair on the TLS transport. The plain writer is kept:
@@ -271,8 +275,12 @@ class MailClient:
             await self._send(stuffer.feed(chunk))
         await self._send(b".\r\n" if stuffer.ends_with_newline else b"\r\n.\r\n")
         if self.lmtp:
-            for address in accepted:
-                outcomes[address] = outcome_of(await self.read_reply())
+            for index, address in enumerate(accepted):
+                try:
+                    outcomes[address] = outcome_of(await self.read_reply())
+                except MailClientError as error:  # the replies so far stand; the rest are retried
+                    outcomes.update(dict.fromkeys(accepted[index:], Retry(str(error))))
+                    break
         else:
             outcomes.update(dict.fromkeys(accepted, outcome_of(await self.read_reply())))
         return outcomes
@@ -299,6 +307,26 @@ class MailClient:
             self.writer.close()
         except (OSError, RuntimeError):
             pass
+
+
+async def hand_over(
+    client: MailClient, prepare: Callable[[MailClient], Awaitable[None]], message: QueuedMessage
+) -> DeliveryResult:
+    """The shared end of an SMTP or LMTP delivery on a connected ``client``: ``prepare``
+    (greeting, TLS, AUTH; a failure there is temporary: the mail is fine), then the
+    envelope and body, one outcome per recipient; the connection is always closed."""
+    try:
+        await prepare(client)
+    except MailClientError as error:
+        client.close()
+        return Retry(str(error))
+    try:
+        outcomes = await client.send(message.info.sender, message.pending, message.iter_body(), size=message.size)
+    except MailClientError as error:
+        client.close()
+        return outcome_of(error.reply) if error.permanent and error.reply else Retry(str(error))
+    await client.quit()
+    return outcomes
 
 
 def _reason(error: BaseException) -> str:

@@ -29,7 +29,7 @@ import hmac
 import json
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Literal
 from urllib.parse import quote
@@ -164,35 +164,63 @@ class WebhookDeliverer:
             await self._session.close()
             self._session = None
 
-    async def payload(self, message: QueuedMessage) -> tuple[bytes, dict[str, str]]:
-        """The request body and its content headers for ``message``."""
-        raw = await message.read_body()
+    def _headers(self, message: QueuedMessage) -> dict[str, str]:
         info = message.info
         headers = {
+            "webhook-id": message.id,
             "Smtpgate-Mail-From": _header_value(info.sender),
             "Smtpgate-Rcpt-To": ", ".join(_header_value(r) for r in message.pending),
         }
         if info.client_address:
             headers["Smtpgate-Client-Address"] = info.client_address
-        if self.format == "json":
-            body = json.dumps(message_json(message, raw), ensure_ascii=False).encode("utf-8")
-            headers["Content-Type"] = "application/json"
-            return body, headers
-        envelope = [f"Return-Path: <{info.sender}>"]
-        envelope.extend(f"X-Original-To: {address}" for address in message.pending)
-        prefix = "".join(line + "\r\n" for line in envelope).encode("utf-8")
+        return headers
+
+    @staticmethod
+    def _envelope(message: QueuedMessage) -> bytes:
+        """``Return-Path`` and one ``X-Original-To`` per recipient, for the raw format."""
+        lines = [f"Return-Path: <{message.info.sender}>"]
+        lines.extend(f"X-Original-To: {address}" for address in message.pending)
+        return "".join(line + "\r\n" for line in lines).encode("utf-8")
+
+    async def _raw(self, message: QueuedMessage, headers: dict[str, str], timestamp: int) -> AsyncIterator[bytes]:
+        """The raw body as a stream (never whole in memory): a first pass over the file
+        signs it and counts its bytes, the request sends it in a second."""
+        prefix = self._envelope(message)
+        mac = None
+        if self.secret is not None:
+            mac = hmac.new(_secret_key(self.secret), f"{message.id}.{timestamp}.".encode() + prefix, hashlib.sha256)
+        length = len(prefix)
+        async for chunk in message.iter_body():
+            length += len(chunk)
+            if mac is not None:
+                mac.update(chunk)
+        if mac is not None:
+            headers["webhook-signature"] = "v1," + base64.b64encode(mac.digest()).decode("ascii")
+        headers["Content-Length"] = str(length)
         headers["Content-Type"] = "message/rfc822"
-        return prefix + raw, headers
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield prefix
+            async for chunk in message.iter_body():
+                yield chunk
+
+        return stream()
 
     async def __call__(self, message: QueuedMessage) -> DeliveryResult:
-        body, headers = await self.payload(message)
         timestamp = int(time.time())
-        headers["webhook-id"] = message.id
+        headers = self._headers(message)
         headers["webhook-timestamp"] = str(timestamp)
-        if self.secret is not None:
-            headers["webhook-signature"] = sign(self.secret, message.id, timestamp, body)
+        data: bytes | AsyncIterator[bytes]
+        if self.format == "json":
+            raw = await message.read_body()
+            data = json.dumps(message_json(message, raw), ensure_ascii=False).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+            if self.secret is not None:
+                headers["webhook-signature"] = sign(self.secret, message.id, timestamp, data)
+        else:
+            data = await self._raw(message, headers, timestamp)
         try:
-            async with self._client().post(self.url, data=body, headers=headers, allow_redirects=False) as response:
+            async with self._client().post(self.url, data=data, headers=headers, allow_redirects=False) as response:
                 status = response.status
                 if 200 <= status < 300:
                     return Delivered(f"HTTP {status}")

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import importlib
+import ipaddress
 import json
 import logging
 import time
@@ -21,12 +22,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import WSMsgType, web
 
+from ..sinks.base import MessageInfo
 from .chaos import Chaos, ChaosError
 from .records import RawMessage, smtpgate_version
 from .search import SearchError, parse_query
+from .send import SendError, build_message
 from .store import MAX_PAGE, InboxStore
 
-__all__ = ["inbox_routes", "inbox_middlewares", "message_json", "MAX_WAIT", "DEFAULT_WAIT"]
+__all__ = ["inbox_routes", "inbox_middlewares", "message_json", "is_loopback_host", "MAX_WAIT", "DEFAULT_WAIT"]
 
 logger = logging.getLogger("smtpgate.inbox")
 
@@ -63,14 +66,45 @@ def message_json(store: InboxStore) -> Callable[[str], Awaitable[dict[str, Any] 
 # ----------------------------------------------------------------- middlewares
 
 
-def inbox_middlewares(users: Mapping[str, Any] | None = None) -> list[Any]:
-    """JSON errors, optional basic auth (``users`` from `load_auth_file`), and no
-    cross-site writes."""
+Users = Mapping[str, Any]
+
+
+def inbox_middlewares(users: Users | Callable[[], Users] | None = None, *, loopback_only: bool = False) -> list[Any]:
+    """JSON errors, optional basic auth (``users`` from `load_auth_file`, or a function
+    returning the current ones, so a reload takes effect), and no cross-site writes.
+
+    ``loopback_only`` (for a server bound to a loopback address) refuses requests whose
+    ``Host`` is not a loopback name: a web page that rebinds its own name to 127.0.0.1
+    (DNS rebinding) gets nothing."""
     middlewares: list[Any] = [_errors]
+    if loopback_only:
+        middlewares.append(_loopback_host)
     if users is not None:
         middlewares.append(_basic_auth(users))
     middlewares.append(_same_site)
     return middlewares
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, ``*.localhost``, ``127.x.x.x`` or ``::1`` (a port and brackets allowed)."""
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else name[1:]
+    elif name.count(":") == 1:
+        name = name.rsplit(":", 1)[0]
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+@web.middleware
+async def _loopback_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not is_loopback_host(request.host):
+        return _error(403, f"host {request.host!r} refused: this server answers only to localhost names")
+    return await handler(request)
 
 
 @web.middleware
@@ -89,13 +123,18 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
 
 
-def _basic_auth(users: Mapping[str, Any]) -> Any:
+def _basic_auth(users: Users | Callable[[], Users]) -> Any:
     from ..cli.passwords import verify_password
 
     verified: dict[tuple[str, bytes], bool] = {}
+    seen: list[Users] = []
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        current = users() if callable(users) else users
+        if not seen or seen[0] is not current:  # reloaded: forget what was checked
+            seen[:] = [current]
+            verified.clear()
         header = request.headers.get("Authorization", "")
         scheme, _, encoded = header.partition(" ")
         user = password = None
@@ -108,7 +147,7 @@ def _basic_auth(users: Mapping[str, Any]) -> Any:
             key = (user, hashlib.sha256(password.encode("utf-8")).digest())
             ok = verified.get(key)
             if ok is None:
-                ok = await asyncio.to_thread(verify_password, password, users.get(user))
+                ok = await asyncio.to_thread(verify_password, password, current.get(user))
                 if len(verified) > 1000:
                     verified.clear()
                 verified[key] = ok
@@ -226,6 +265,7 @@ def inbox_routes(
         web.put("/api/v1/chaos", api.set_chaos),
         web.get("/api/events", api.events),
         web.get("/view/{id}.txt", api.view_text),
+        web.post("/api/v1/send", api.send),
     ]
     try:
         ui: Any = importlib.import_module("smtpgate.inbox.ui")
@@ -269,7 +309,7 @@ class _API:
             query=query,
             mailbox=_mailbox(request),
             start=_int(request, "start", 0),
-            limit=_int(request, "limit", 50, low=1, high=MAX_PAGE),
+            limit=_int(request, "limit", 50, high=MAX_PAGE) or 50,  # 0: the default, as in Mailpit
             tz=_tz(request),
         )
         return web.json_response(page)
@@ -363,6 +403,15 @@ class _API:
         if found is None:
             raise _Problem(404, "message not found")
         return web.Response(text=found["Text"], headers={"X-Content-Type-Options": "nosniff"})
+
+    async def send(self, request: web.Request) -> web.Response:
+        """Mailpit's ``POST /api/v1/send``: store a message given as JSON; ``{"ID": ...}``."""
+        try:
+            raw, sender, recipients = build_message(await _json_body(request))
+        except SendError as error:
+            raise _Problem(400, str(error)) from None
+        message_id = await self.store.add_bytes(raw, MessageInfo(sender, tuple(recipients)))
+        return web.json_response({"ID": message_id})
 
     async def tags(self, request: web.Request) -> web.Response:
         page = await self.store.list_messages(mailbox=_mailbox(request), limit=1)

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from ..sinks.base import MessageInfo
 from .parse import ParsedMessage, find_part, iter_decoded, rfc3339
+from .search import Searchable
 
 __all__ = [
     "new_id",
@@ -24,6 +25,7 @@ __all__ = [
     "with_buffer",
     "part_chunks",
     "smtpgate_version",
+    "searchable",
 ]
 
 T = TypeVar("T")
@@ -154,3 +156,23 @@ def smtpgate_version() -> str:
         return version("smtpgate")
     except Exception:
         return "0"
+
+
+def searchable(parsed: ParsedMessage, info: MessageInfo, size: int, created: int, read: bool = False) -> Searchable:
+    """What the search looks at in a message, as the store indexes it."""
+    return Searchable(
+        subject=parsed.subject,
+        message_id=parsed.message_id,
+        addr_from=address_text([parsed.from_]),
+        addr_to=address_text(parsed.to),
+        addr_cc=address_text(parsed.cc),
+        addr_bcc=address_text(parsed.bcc),
+        addr_reply_to=address_text(parsed.reply_to),
+        text=parsed.search_text,
+        tags=tuple(tags_of(info, parsed)),
+        read=read,
+        attachments=len(parsed.attachments),
+        inline=len(parsed.inline),
+        size=size,
+        created=created,
+    )

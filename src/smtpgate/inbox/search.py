@@ -16,7 +16,18 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 
-__all__ = ["SearchError", "Term", "parse_query", "to_sql", "render_query", "FIELDS", "MAX_QUERY", "MAX_TERMS"]
+__all__ = [
+    "SearchError",
+    "Term",
+    "Searchable",
+    "parse_query",
+    "to_sql",
+    "matches",
+    "render_query",
+    "FIELDS",
+    "MAX_QUERY",
+    "MAX_TERMS",
+]
 
 MAX_QUERY = 2000
 """Longest query accepted (characters)."""
@@ -206,3 +217,69 @@ def render_query(terms: list[Term]) -> str:
             value = f'"{value}"'
         words.append(f"{sign}{term.field}:{value}" if term.field else sign + value)
     return " ".join(words)
+
+
+@dataclass(frozen=True)
+class Searchable:
+    """What a query looks at in one message, for `matches` (no database)."""
+
+    subject: str = ""
+    message_id: str = ""
+    addr_from: str = ""
+    addr_to: str = ""
+    addr_cc: str = ""
+    addr_bcc: str = ""
+    addr_reply_to: str = ""
+    text: str = ""
+    """Everything the free-text index holds (subject, addresses, names, body)."""
+    tags: tuple[str, ...] = ()
+    read: bool = False
+    attachments: int = 0
+    inline: int = 0
+    size: int = 0
+    created: int = 0
+    """Milliseconds since the epoch."""
+
+
+def _contains(haystack: str, needle: str) -> bool:
+    return needle.lower() in haystack.lower()
+
+
+def _term_matches(term: Term, item: Searchable, tz: tzinfo) -> bool:
+    flags = {
+        "is:read": item.read,
+        "is:unread": not item.read,
+        "is:tagged": bool(item.tags),
+        "has:attachment": item.attachments > 0,
+        "has:attachments": item.attachments > 0,
+        "has:inline": item.inline > 0,
+    }
+    if term.field in flags:
+        return flags[term.field]
+    columns = {
+        "from": item.addr_from,
+        "to": item.addr_to,
+        "cc": item.addr_cc,
+        "bcc": item.addr_bcc,
+        "reply-to": item.addr_reply_to,
+        "subject": item.subject,
+        "message-id": item.message_id,
+    }
+    if term.field in columns:
+        return _contains(columns[term.field], term.value)
+    if term.field == "tag":
+        return any(tag.lower() == term.value.lower() for tag in item.tags)
+    if term.field == "addressed":
+        return any(_contains(columns[name], term.value) for name in ("from", "to", "cc", "bcc", "reply-to"))
+    if term.field in ("before", "after"):
+        millis = int(parse_date(term.value, tz).timestamp() * 1000)
+        return item.created < millis if term.field == "before" else item.created >= millis
+    if term.field in ("larger", "smaller"):
+        size = parse_size(term.value)
+        return item.size > size if term.field == "larger" else item.size < size
+    return _contains(item.text, term.value)
+
+
+def matches(terms: list[Term], item: Searchable, tz: tzinfo = timezone.utc) -> bool:
+    """Does ``item`` match every term (the same meaning as `to_sql`, without SQL)?"""
+    return all(_term_matches(term, item, tz) != term.negated for term in terms)

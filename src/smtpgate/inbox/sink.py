@@ -59,7 +59,8 @@ def _full(error: Exception) -> SinkFull | None:
     """`SinkFull` (452) for a full disk or database, None for other errors (451)."""
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return SinkFull(f"inbox: {error.strerror}")
-    if isinstance(error, sqlite3.Error) and getattr(error, "sqlite_errorcode", None) == _SQLITE_FULL:
+    code = getattr(error, "sqlite_errorcode", None)  # Python 3.11+; the message before
+    if isinstance(error, sqlite3.Error) and (code == _SQLITE_FULL or "database or disk is full" in str(error)):
         return SinkFull(f"inbox: {error}")
     return None
 

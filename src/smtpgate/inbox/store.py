@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import tzinfo
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from ..sinks.base import MessageInfo
 from .events import Event, Hub, Subscription
@@ -52,14 +52,15 @@ from .records import (
     tags_of,
 )
 from .schema import SchemaError, connect
-from .spool import Spool
+from .spool import MEMORY_LIMIT, Spool
 
 __all__ = ["InboxStore", "StoreError", "RawMessage", "BLOB_LIMIT", "MAX_PAGE", "new_id"]
 
 T = TypeVar("T")
 
-BLOB_LIMIT = 256 * 1024
-"""Raw messages up to this size live in the database; larger ones in files beside it."""
+BLOB_LIMIT = MEMORY_LIMIT
+"""Raw messages up to this size live in the database; larger ones in files beside it
+(the spool's memory limit decides: a spool that moved to a file becomes the file)."""
 _BATCH = 128
 STATS_INTERVAL = 0.25
 """Seconds between two ``stats`` events (they follow changes)."""
@@ -118,6 +119,7 @@ class InboxStore(StoreReads):
         self._lock = threading.Lock()
         self._pruner: asyncio.Task[None] | None = None
         self._stats_timer: asyncio.TimerHandle | None = None
+        self._lock_file: IO[bytes] | None = None
         self._stats_task: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------- lifecycle
@@ -135,7 +137,10 @@ class InboxStore(StoreReads):
         try:
             await asyncio.to_thread(self._prepare_files)
             connection = await asyncio.to_thread(self._connect)
-        except (OSError, sqlite3.Error, SchemaError) as error:
+        except (OSError, sqlite3.Error, SchemaError, StoreError) as error:
+            self._unlock()
+            if isinstance(error, StoreError):
+                raise
             raise StoreError(f"cannot open inbox {self.path!r}: {error}") from None
         self._writer = threading.Thread(target=self._write_loop, args=(connection,), name="inbox-writer", daemon=True)
         self._writer.start()
@@ -164,13 +169,35 @@ class InboxStore(StoreReads):
             for connection in self._reader_connections:
                 connection.close()
             self._reader_connections.clear()
+        self._unlock()
 
     def _prepare_files(self) -> None:
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         os.makedirs(os.path.join(self.files, "tmp"), exist_ok=True)
+        self._lock_owner()
         tmp = os.path.join(self.files, "tmp")
         for name in os.listdir(tmp):  # spools of deliveries a crash interrupted
             os.unlink(os.path.join(tmp, name))
+
+    def _lock_owner(self) -> None:
+        """One store per inbox at a time (it cleans the spool folder and orphans on open):
+        an exclusive lock on ``PATH.d/lock``, released on close or when the process ends."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return
+        handle = open(os.path.join(self.files, "lock"), "a+b")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise StoreError(f"inbox {self.path!r} is in use by another process") from None
+        self._lock_file = handle
+
+    def _unlock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
     def _connect(self) -> sqlite3.Connection:
         connection = connect(self.path, writer=True)

@@ -7,6 +7,7 @@ Layout of the queue directory::
     active/ID.json  its delivery state, once an attempt was made (absent: never tried)
     dead/ID.msg     a message in the dead-letter area
     dead/ID.json    its final state, with the reason
+    corrupt/        files found unreadable in active/ (moved aside, logged)
     wakeup          touched by ``smtpgate queue retry`` so a running worker looks again
 
 A message is in the queue exactly when its ``.msg`` file exists: it is written to
@@ -28,16 +29,25 @@ import asyncio
 import dataclasses
 import fcntl
 import heapq
-import json
 import logging
 import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any
 
-from ..sinks import Delivery, MessageInfo, SinkError, SinkFull
-from .base import FileBody, MessageQueue, QueuedMessage, QueueStats, RecipientState, new_message_id
+from ..sinks import Delivery, MessageInfo, SinkError
+from .base import MessageQueue, QueuedMessage, QueueStats
+from .localfiles import (
+    ACTIVE,
+    DEAD,
+    QueueDelivery,
+    fsync_dir,
+    load_message,
+    state_to_json,
+    unlink_quietly,
+    valid_id,
+    write_atomic,
+)
 
 __all__ = ["LocalQueue", "DEFAULT_MAX_SIZE", "DEFAULT_MAX_MESSAGES"]
 
@@ -48,68 +58,9 @@ DEFAULT_MAX_SIZE = 1024**3
 DEFAULT_MAX_MESSAGES = 100_000
 """Messages (queued and dead) the queue takes before it answers ``452``."""
 
-_STALE = 60.0  # seconds before a stray file in tmp/ or a lone state file is removed at start-up
+_STALE = 3600.0  # seconds before a stray file in tmp/ or a lone state file is removed at start-up
 _RESCAN = 10.0  # seconds between looks at the directory for changes by other processes
 _WAKEUP_POLL = 1.0
-_MAX_HEADER = 4 * 1024 * 1024
-_ACTIVE, _DEAD = "active", "dead"
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(directory: str, name: str, data: bytes, tmp: str) -> None:
-    """Write ``directory/name`` through a temporary file: fsync, rename, fsync the folder."""
-    temp = os.path.join(tmp, f"{name}.{os.getpid()}.{os.urandom(4).hex()}")
-    try:
-        with open(temp, "xb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, os.path.join(directory, name))
-    except BaseException:
-        _unlink(temp)
-        raise
-    _fsync_dir(directory)
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _info_to_json(info: MessageInfo) -> dict[str, Any]:
-    data = dataclasses.asdict(info)
-    data["recipients"] = list(info.recipients)
-    return data
-
-
-def _info_from_json(data: dict[str, Any]) -> MessageInfo:
-    names = {f.name for f in dataclasses.fields(MessageInfo)}
-    values = {key: value for key, value in data.items() if key in names}
-    values["recipients"] = tuple(values.get("recipients", ()))
-    return MessageInfo(**values)
-
-
-def _state_to_json(message: QueuedMessage) -> bytes:
-    state = {
-        "v": 1,
-        "attempts": message.attempts,
-        "first_attempt": message.first_attempt,
-        "last_attempt": message.last_attempt,
-        "next_attempt": message.next_attempt,
-        "last_error": message.last_error,
-        "dead_reason": message.dead_reason,
-        "recipients": [dataclasses.asdict(r) for r in message.recipients],
-    }
-    return json.dumps(state).encode()
 
 
 @dataclass
@@ -119,67 +70,6 @@ class _Entry:
     next_attempt: float
     size: int
     state_mtime: float
-
-
-class _QueueDelivery(Delivery):
-    """A message on its way into the queue: a file in ``tmp/`` renamed at commit."""
-
-    def __init__(self, queue: LocalQueue, info: MessageInfo) -> None:
-        self._queue = queue
-        self.message_id = new_message_id()
-        self._temp = os.path.join(queue.path, "tmp", self.message_id + ".msg")
-        self._file: IO[bytes] | None = open(self._temp, "xb")
-        header = {"v": 1, "id": self.message_id, "queued": time.time(), "info": _info_to_json(info)}
-        line = json.dumps(header).encode() + b"\n"
-        self._file.write(line)
-        self._offset = len(line)
-        self._size = 0
-
-    async def write(self, chunk: bytes) -> None:
-        if self._file is None:
-            raise RuntimeError("the delivery is closed")
-        self._file.write(chunk)
-        self._size += len(chunk)
-
-    async def commit(self) -> str:
-        handle = self._file
-        if handle is None:
-            raise RuntimeError("the delivery is closed")
-        queue = self._queue
-        if not queue.has_room(self._size + self._offset):
-            self.abort()
-            raise SinkFull(f"the queue {queue.path} is full")
-        final = os.path.join(queue.path, _ACTIVE, self.message_id + ".msg")
-        self._file = None
-
-        def store() -> None:
-            try:
-                handle.flush()
-                os.fsync(handle.fileno())
-            finally:
-                handle.close()
-            os.rename(self._temp, final)
-            _fsync_dir(os.path.dirname(final))
-
-        try:
-            await asyncio.to_thread(store)
-        except BaseException:
-            _unlink(self._temp)
-            raise
-        queue.added(self.message_id, self._size + self._offset)
-        return self.message_id
-
-    def abort(self) -> None:
-        handle, self._file = self._file, None
-        if handle is not None:
-            try:
-                handle.close()
-            except OSError:
-                pass
-            try:
-                os.unlink(self._temp)
-            except OSError:
-                pass
 
 
 class LocalQueue(MessageQueue):
@@ -206,7 +96,7 @@ class LocalQueue(MessageQueue):
         self.rescan_interval = rescan
         self._tmp = os.path.join(path, "tmp")
         try:
-            for folder in (path, self._tmp, os.path.join(path, _ACTIVE), os.path.join(path, _DEAD)):
+            for folder in (path, self._tmp, os.path.join(path, ACTIVE), os.path.join(path, DEAD)):
                 os.makedirs(folder, exist_ok=True)
         except OSError as error:
             raise SinkError(f"queue {path!r}: {error.strerror or error}") from None
@@ -242,7 +132,7 @@ class LocalQueue(MessageQueue):
             logger.info("queue %s: %d queued, %d dead", self.path, queued, dead)
 
     def open(self, info: MessageInfo) -> Delivery:
-        return _QueueDelivery(self, info)
+        return QueueDelivery(self, info)
 
     async def close(self) -> None:
         for message_id in list(self._held):
@@ -285,7 +175,7 @@ class LocalQueue(MessageQueue):
                     os.unlink(path)
             except FileNotFoundError:
                 pass
-        for area in (_ACTIVE, _DEAD):
+        for area in (ACTIVE, DEAD):
             for name in os.listdir(self._folder(area)):
                 if name.endswith(".json") and not os.path.exists(self._msg_path(area, name[:-5])):
                     path = os.path.join(self._folder(area), name)
@@ -297,36 +187,7 @@ class LocalQueue(MessageQueue):
 
     def _load(self, area: str, message_id: str) -> QueuedMessage:
         """Read one message's envelope and state; raises ``FileNotFoundError`` if gone."""
-        msg_path = self._msg_path(area, message_id)
-        with open(msg_path, "rb") as handle:
-            line = handle.readline(_MAX_HEADER)
-            size = os.fstat(handle.fileno()).st_size - len(line)
-        header = json.loads(line)
-        info = _info_from_json(header["info"])
-        state: dict[str, Any] = {}
-        try:
-            with open(self._state_path(area, message_id), "rb") as handle:
-                state = json.loads(handle.read())
-        except FileNotFoundError:
-            pass
-        if "recipients" in state:
-            recipients = tuple(RecipientState(**r) for r in state["recipients"])
-        else:
-            recipients = tuple(RecipientState(address) for address in info.recipients)
-        return QueuedMessage(
-            id=message_id,
-            info=info,
-            size=size,
-            queued=float(header["queued"]),
-            recipients=recipients,
-            body=FileBody(msg_path, len(line)),
-            attempts=int(state.get("attempts", 0)),
-            first_attempt=state.get("first_attempt"),
-            last_attempt=state.get("last_attempt"),
-            next_attempt=float(state.get("next_attempt", 0.0)),
-            last_error=str(state.get("last_error", "")),
-            dead_reason=str(state.get("dead_reason", "")),
-        )
+        return load_message(message_id, self._msg_path(area, message_id), self._state_path(area, message_id))
 
     def _state_mtime(self, area: str, message_id: str) -> float:
         try:
@@ -337,28 +198,42 @@ class LocalQueue(MessageQueue):
     def _scan(self) -> tuple[dict[str, _Entry], dict[str, int]]:
         """Read the directory: every queued message's entry and every dead one's size."""
         entries: dict[str, _Entry] = {}
-        for message_id in self._ids(_ACTIVE):
+        for message_id in self._ids(ACTIVE):
             known = self._entries.get(message_id)
-            mtime = self._state_mtime(_ACTIVE, message_id)
+            mtime = self._state_mtime(ACTIVE, message_id)
             if known is not None and known.state_mtime == mtime:
                 entries[message_id] = known
                 continue
             try:
-                message = self._load(_ACTIVE, message_id)
-                size = os.stat(self._msg_path(_ACTIVE, message_id)).st_size
+                message = self._load(ACTIVE, message_id)
+                size = os.stat(self._msg_path(ACTIVE, message_id)).st_size
             except FileNotFoundError:
                 continue
             except (ValueError, KeyError, TypeError) as error:
-                logger.error("queue %s: unreadable message %s: %s", self.path, message_id, error)
+                self._quarantine(message_id, error)
                 continue
             entries[message_id] = _Entry(message.next_attempt, size, mtime)
         dead: dict[str, int] = {}
-        for message_id in self._ids(_DEAD):
+        for message_id in self._ids(DEAD):
             try:
-                dead[message_id] = os.stat(self._msg_path(_DEAD, message_id)).st_size
+                dead[message_id] = os.stat(self._msg_path(DEAD, message_id)).st_size
             except FileNotFoundError:
                 pass
         return entries, dead
+
+    def _quarantine(self, message_id: str, error: Exception) -> None:
+        """Move a message whose files cannot be read (not written by smtpgate, or damaged
+        on disk) to ``corrupt/``, out of the way, and say so once."""
+        folder = os.path.join(self.path, "corrupt")
+        logger.error("queue %s: message %s is unreadable (%s): moved to %s", self.path, message_id, error, folder)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            for suffix in (".msg", ".json"):
+                source = os.path.join(self._folder(ACTIVE), message_id + suffix)
+                if os.path.exists(source):
+                    os.rename(source, os.path.join(folder, message_id + suffix))
+        except OSError as move_error:
+            logger.error("queue %s: cannot move %s aside: %s", self.path, message_id, move_error)
 
     async def _rescan(self) -> None:
         entries, dead = await asyncio.to_thread(self._scan)
@@ -427,32 +302,32 @@ class LocalQueue(MessageQueue):
         def lock_and_load() -> list[tuple[str, int | None, QueuedMessage | None]]:
             out: list[tuple[str, int | None, QueuedMessage | None]] = []
             for message_id in candidates:
-                fd = self._try_lock(_ACTIVE, message_id)
+                fd = self._try_lock(ACTIVE, message_id)
                 message = None
                 if fd is not None:
                     try:
-                        message = self._load(_ACTIVE, message_id)
+                        message = self._load(ACTIVE, message_id)
                     except FileNotFoundError:
                         os.close(fd)
                         fd = None
                     except (ValueError, KeyError, TypeError) as error:
-                        logger.error("queue %s: unreadable message %s: %s", self.path, message_id, error)
                         os.close(fd)
                         fd = None
+                        self._quarantine(message_id, error)
                 out.append((message_id, fd, message))
             return out
 
         claimed: list[QueuedMessage] = []
         for message_id, fd, message in await asyncio.to_thread(lock_and_load):
             if fd is None or message is None:
-                if not os.path.exists(self._msg_path(_ACTIVE, message_id)):
+                if not os.path.exists(self._msg_path(ACTIVE, message_id)):
                     self._drop_entry(message_id)  # gone (delivered or deleted elsewhere)
                 continue  # held by another process: it will save or release it
             if message.next_attempt > now:  # rescheduled by someone else meanwhile
                 os.close(fd)
                 known = self._entries.get(message_id)
                 size = known.size if known else message.size
-                self._set_entry(message_id, _Entry(message.next_attempt, size, self._state_mtime(_ACTIVE, message_id)))
+                self._set_entry(message_id, _Entry(message.next_attempt, size, self._state_mtime(ACTIVE, message_id)))
                 continue
             self._held[message_id] = fd
             claimed.append(message)
@@ -488,32 +363,35 @@ class LocalQueue(MessageQueue):
         return False
 
     async def save(self, message: QueuedMessage) -> None:
-        data = _state_to_json(message)
+        data = state_to_json(message)
         try:
-            await asyncio.to_thread(_write_atomic, self._folder(_ACTIVE), message.id + ".json", data, self._tmp)
-            mtime = self._state_mtime(_ACTIVE, message.id)
+            await asyncio.to_thread(write_atomic, self._folder(ACTIVE), message.id + ".json", data, self._tmp)
+            mtime = self._state_mtime(ACTIVE, message.id)
         finally:
             self._unhold(message.id)
         if message.id in self._entries:
             self._set_entry(message.id, _Entry(message.next_attempt, self._entries[message.id].size, mtime))
 
     async def remove(self, message_id: str) -> None:
+        fd = self._held.pop(message_id, None)
+
         def drop() -> None:
             # No fsync of the folder: should the removal be lost in a crash, the message
             # is delivered once more, which at-least-once allows.
-            _unlink(self._msg_path(_ACTIVE, message_id))
-            _unlink(self._state_path(_ACTIVE, message_id))
+            try:
+                unlink_quietly(self._msg_path(ACTIVE, message_id))
+                unlink_quietly(self._state_path(ACTIVE, message_id))
+            finally:
+                if fd is not None:
+                    os.close(fd)  # the last reference: the file's blocks are freed here, off the loop
 
-        try:
-            await asyncio.to_thread(drop)
-        finally:
-            self._unhold(message_id)
+        await asyncio.to_thread(drop)
         self._drop_entry(message_id)
 
     async def bury(self, message: QueuedMessage, reason: str) -> None:
         dead = dataclasses.replace(message, dead_reason=reason or "failed")
         try:
-            await asyncio.to_thread(self._move, message.id, _ACTIVE, _DEAD, _state_to_json(dead))
+            await asyncio.to_thread(self._move, message.id, ACTIVE, DEAD, state_to_json(dead))
         finally:
             self._unhold(message.id)
         entry = self._entries.get(message.id)
@@ -525,11 +403,11 @@ class LocalQueue(MessageQueue):
     def _move(self, message_id: str, source: str, target: str, state: bytes) -> None:
         """State into the target first, then the message (the atomic step), then drop the
         old state (see the module's description)."""
-        _write_atomic(self._folder(target), message_id + ".json", state, self._tmp)
+        write_atomic(self._folder(target), message_id + ".json", state, self._tmp)
         os.rename(self._msg_path(source, message_id), self._msg_path(target, message_id))
-        _fsync_dir(self._folder(target))
-        _unlink(self._state_path(source, message_id))
-        _fsync_dir(self._folder(source))
+        fsync_dir(self._folder(target))
+        unlink_quietly(self._state_path(source, message_id))
+        fsync_dir(self._folder(source))
 
     async def release(self, message_id: str) -> None:
         self._unhold(message_id)
@@ -540,7 +418,7 @@ class LocalQueue(MessageQueue):
     # ------------------------------------------------------------ admin side
 
     async def messages(self, *, dead: bool = False) -> list[QueuedMessage]:
-        area = _DEAD if dead else _ACTIVE
+        area = DEAD if dead else ACTIVE
 
         def load_all() -> list[QueuedMessage]:
             out = []
@@ -549,14 +427,16 @@ class LocalQueue(MessageQueue):
                     out.append(self._load(area, message_id))
                 except FileNotFoundError:
                     continue
+                except (ValueError, KeyError, TypeError) as error:
+                    logger.error("queue %s: message %s is unreadable: %s", self.path, message_id, error)
             return out
 
         return await asyncio.to_thread(load_all)
 
     async def get(self, message_id: str) -> QueuedMessage | None:
-        if not _valid_id(message_id):
+        if not valid_id(message_id):
             return None
-        for area in (_ACTIVE, _DEAD):
+        for area in (ACTIVE, DEAD):
             try:
                 return await asyncio.to_thread(self._load, area, message_id)
             except FileNotFoundError:
@@ -566,7 +446,7 @@ class LocalQueue(MessageQueue):
     def _targets(self, area: str, message_id: str | None) -> list[str]:
         if message_id is None:
             return sorted(self._ids(area))
-        if _valid_id(message_id) and os.path.exists(self._msg_path(area, message_id)):
+        if valid_id(message_id) and os.path.exists(self._msg_path(area, message_id)):
             return [message_id]
         return []
 
@@ -591,11 +471,11 @@ class LocalQueue(MessageQueue):
         def run() -> int:
             count = 0
             now = time.time()
-            for target, _fd in self._each_locked(_ACTIVE, message_id):
-                message = self._load(_ACTIVE, target)
+            for target, _fd in self._each_locked(ACTIVE, message_id):
+                message = self._load(ACTIVE, target)
                 if message.next_attempt > now:
-                    data = _state_to_json(dataclasses.replace(message, next_attempt=now))
-                    _write_atomic(self._folder(_ACTIVE), target + ".json", data, self._tmp)
+                    data = state_to_json(dataclasses.replace(message, next_attempt=now))
+                    write_atomic(self._folder(ACTIVE), target + ".json", data, self._tmp)
                 count += 1
             self._touch_wakeup()
             return count
@@ -609,12 +489,12 @@ class LocalQueue(MessageQueue):
     async def delete(self, message_id: str | None = None) -> int:
         def run() -> int:
             count = 0
-            for area in (_ACTIVE, _DEAD):
+            for area in (ACTIVE, DEAD):
                 for target, _fd in self._each_locked(area, message_id):
-                    _unlink(self._msg_path(area, target))
-                    _unlink(self._state_path(area, target))
+                    unlink_quietly(self._msg_path(area, target))
+                    unlink_quietly(self._state_path(area, target))
                     count += 1
-                _fsync_dir(self._folder(area))
+                fsync_dir(self._folder(area))
             return count
 
         count = await asyncio.to_thread(run)
@@ -625,8 +505,8 @@ class LocalQueue(MessageQueue):
         def run() -> int:
             count = 0
             now = time.time()
-            for target, _fd in self._each_locked(_DEAD, message_id):
-                message = self._load(_DEAD, target)
+            for target, _fd in self._each_locked(DEAD, message_id):
+                message = self._load(DEAD, target)
                 recipients = tuple(
                     dataclasses.replace(r, status="pending") if r.status == "failed" else r for r in message.recipients
                 )
@@ -639,7 +519,7 @@ class LocalQueue(MessageQueue):
                     next_attempt=now,
                     dead_reason="",
                 )
-                self._move(target, _DEAD, _ACTIVE, _state_to_json(fresh))
+                self._move(target, DEAD, ACTIVE, state_to_json(fresh))
                 count += 1
             self._touch_wakeup()
             return count
@@ -654,13 +534,13 @@ class LocalQueue(MessageQueue):
         def run() -> QueueStats:
             queued = dead = size = 0
             oldest: str | None = None
-            for area in (_ACTIVE, _DEAD):
+            for area in (ACTIVE, DEAD):
                 for message_id in self._ids(area):
                     try:
                         size += os.stat(self._msg_path(area, message_id)).st_size
                     except FileNotFoundError:
                         continue
-                    if area == _ACTIVE:
+                    if area == ACTIVE:
                         queued += 1
                         oldest = message_id if oldest is None else min(oldest, message_id)
                     else:
@@ -668,13 +548,9 @@ class LocalQueue(MessageQueue):
             when = None
             if oldest is not None:
                 try:
-                    when = self._load(_ACTIVE, oldest).queued
+                    when = self._load(ACTIVE, oldest).queued
                 except FileNotFoundError:
                     pass
             return QueueStats(queued=queued, dead=dead, size=size, oldest=when)
 
         return await asyncio.to_thread(run)
-
-
-def _valid_id(message_id: str) -> bool:
-    return bool(message_id) and all(ch.isalnum() or ch in "-_" for ch in message_id) and message_id.isascii()

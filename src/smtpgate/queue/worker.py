@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .base import (
@@ -42,6 +42,7 @@ DEFAULT_MAX_AGE = 5 * 86400.0
 DEFAULT_CONCURRENCY = 10
 DEFAULT_ATTEMPT_TIMEOUT = 300.0
 _IDLE = 5.0  # longest sleep while nothing is due
+_CLAIM_PAUSE = 1.0  # after the queue failed to hand out messages
 _RECORD_PAUSE = 60.0  # longest hold of a message whose outcome could not be stored
 
 
@@ -77,7 +78,8 @@ class DeliveryWorker:
 
     ``await worker.start()`` runs it in a task; ``await worker.stop()`` stops taking
     messages, waits up to ``grace`` seconds for attempts in flight and cancels the rest
-    (their messages stay queued and are delivered again later)."""
+    (their messages stay queued and are delivered again later). ``on_dead(message,
+    reason)`` is called after a message moved to the dead-letter area (a `Bouncer`)."""
 
     def __init__(
         self,
@@ -90,6 +92,7 @@ class DeliveryWorker:
         max_age: float = DEFAULT_MAX_AGE,
         attempt_timeout: float = DEFAULT_ATTEMPT_TIMEOUT,
         jitter: float = 0.25,
+        on_dead: Callable[[QueuedMessage, str], Awaitable[object]] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -103,6 +106,7 @@ class DeliveryWorker:
         self.max_age = max_age
         self.attempt_timeout = attempt_timeout
         self.jitter = jitter
+        self.on_dead = on_dead
         self.target = _describe(deliverer)
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
@@ -146,7 +150,8 @@ class DeliveryWorker:
                     batch = await self.queue.claim(free)
                 except Exception:
                     logger.exception("queue %s: cannot claim messages", self.queue.describe())
-                    batch = []
+                    await asyncio.sleep(_CLAIM_PAUSE)  # not a tight loop of the same error
+                    continue
                 for message in batch:
                     task = asyncio.create_task(self._attempt(message), name=f"smtpgate-deliver-{message.id}")
                     self._tasks.add(task)
@@ -209,6 +214,15 @@ class DeliveryWorker:
             finally:
                 await asyncio.shield(self._release(message))
 
+    async def _dead(self, message: QueuedMessage, reason: str) -> None:
+        """Tell ``on_dead`` (a bouncer); its failure is logged, the message stays dead."""
+        if self.on_dead is None:
+            return
+        try:
+            await self.on_dead(message, reason)
+        except Exception:
+            logger.exception("%s: the dead-letter hook failed", message.id)
+
     async def _release(self, message: QueuedMessage) -> None:
         try:
             await self.queue.release(message.id)
@@ -255,6 +269,7 @@ class DeliveryWorker:
                 logger.warning(
                     "%s attempt %d to %s: %s; dead-lettered (%.2fs)", message.id, number, self.target, summary, elapsed
                 )
+                await self._dead(updated, reason)
             else:
                 await self.queue.remove(message.id)
                 logger.info("%s attempt %d to %s: %s (%.2fs)", message.id, number, self.target, summary, elapsed)
@@ -264,6 +279,7 @@ class DeliveryWorker:
             reason = f"expired after {number} attempts: {updated.last_error}"
             await self.queue.bury(updated, reason)
             logger.warning("%s attempt %d to %s: %s; expired, dead-lettered", message.id, number, self.target, summary)
+            await self._dead(updated, reason)
             return
         delay = max(delays) if delays else backoff_delay(number, self.retry_min, self.retry_max, jitter=self.jitter)
         delay = min(delay, self.retry_max)
