@@ -174,6 +174,7 @@ def one_run(args: argparse.Namespace, index: int, logs: Path, use_perf: bool) ->
         time.sleep(0.3 if perf else 0)
         loop0 = loop_stats(proc, stats_path)
         user0, sys0 = cpu_split(proc.pid)
+        ns0 = bench.cpu_ns(proc.pid)
         vol0, inv0 = switches(proc.pid)
         flt0 = minor_faults(proc.pid)
         host0 = bench.host_cpu()
@@ -198,6 +199,7 @@ def one_run(args: argparse.Namespace, index: int, logs: Path, use_perf: bool) ->
                 raise RuntimeError(f"smtp-source failed: {out[-200:]!r}")
         seconds = time.monotonic() - start
         user1, sys1 = cpu_split(proc.pid)
+        ns1 = bench.cpu_ns(proc.pid)
         vol1, inv1 = switches(proc.pid)
         flt1 = minor_faults(proc.pid)
         host1 = bench.host_cpu()
@@ -213,7 +215,7 @@ def one_run(args: argparse.Namespace, index: int, logs: Path, use_perf: bool) ->
         "run": index,
         "messages": n,
         "msgs_per_s": n / seconds,
-        "cpu_us_per_msg": (user1 - user0 + sys1 - sys0) * 1e6 / n,
+        "cpu_us_per_msg": bench.cpu_delta((user0 + sys0, user1 + sys1), (ns0, ns1)) * 1e6 / n,
         "user_us_per_msg": (user1 - user0) * 1e6 / n,
         "sys_us_per_msg": (sys1 - sys0) * 1e6 / n,
         "client_cpu_us_per_msg": (kids1 - kids0) * 1e6 / n,
