@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from e2e_support import ZONES, Gate, KnotServer, Receiver, ThreadedReceiver, knotd_path, zone
+from e2e_support import ZONES, Consumer, Gate, KnotServer, Receiver, RedisProcess, ThreadedReceiver, knotd_path, zone
 
 
 @pytest.fixture
@@ -24,6 +25,34 @@ def gate(tmp_path: Path) -> Iterator[Callable[..., Gate]]:
     yield start
     for running in started:
         running.kill()
+
+
+@pytest.fixture
+def consumer(tmp_path: Path) -> Iterator[Callable[..., Consumer]]:
+    """``consumer(*args)`` starts ``smtpgate deliver ARGS``; killed at the end."""
+    started: list[Consumer] = []
+
+    def start(*args: str) -> Consumer:
+        folder = tmp_path / f"consumer{len(started)}"
+        folder.mkdir()
+        running = Consumer(folder, list(args))
+        started.append(running)
+        running.start()
+        return running
+
+    yield start
+    for running in started:
+        running.kill()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server on loopback (persistence on), stopped at the end."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (scripts/test installs it)")
+    server = RedisProcess(tmp_path / "redis").start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -19,14 +19,15 @@ from typing import Any
 
 # Reuse the verify tests' Knot server and the delivery tests' webhook receiver.
 _TESTS = Path(__file__).resolve().parent.parent
-for _folder in ("verify", "delivery"):
+for _folder in ("verify", "delivery", "scale"):
     if str(_TESTS / _folder) not in sys.path:
         sys.path.insert(0, str(_TESTS / _folder))
 
 from dnsserver import KnotServer, free_port, knotd_path, txt, zone  # noqa: E402
+from redis_support import RedisProcess  # noqa: E402
 from webhook_receiver import Receiver, ThreadedReceiver  # noqa: E402
 
-__all__ = ["KnotServer", "Receiver", "ThreadedReceiver", "free_port", "knotd_path", "zone"]
+__all__ = ["KnotServer", "RedisProcess", "Receiver", "ThreadedReceiver", "free_port", "knotd_path", "zone"]
 
 START_TIMEOUT = 60.0
 ZONES = {
@@ -85,6 +86,10 @@ class Gate:
                 raise AssertionError(f"smtpgate did not start:\n{self.stderr}")
             time.sleep(0.05)
         return self
+
+    def restart(self) -> Gate:
+        self.kill()
+        return self.start()
 
     def kill(self) -> None:
         """SIGKILL the whole process group (workers included) and reap it."""
@@ -164,6 +169,16 @@ class Gate:
         )
         assert done.returncode == 0, done.stderr
         return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+class Consumer(Gate):
+    """``smtpgate deliver ARGS``: delivery workers on a Redis stream."""
+
+    def __init__(self, cwd: Path, args: list[str]) -> None:
+        super().__init__(cwd, args, http=False)
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "smtpgate", "deliver", *self.args]
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
