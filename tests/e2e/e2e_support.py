@@ -4,8 +4,10 @@ subprocess (free ports, a tmp directory), a local aiohttp webhook receiver, Knot
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -16,6 +18,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from aiohttp import web
 
 # Reuse the verify tests' Knot server and the delivery tests' webhook receiver.
 _TESTS = Path(__file__).resolve().parent.parent
@@ -169,6 +173,27 @@ class Gate:
         )
         assert done.returncode == 0, done.stderr
         return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+class SlowReceiver(Receiver):
+    """A webhook receiver that takes up to ``delay`` seconds per request (random), so that
+    a kill often lands while a delivery is in flight."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(["200"])
+        self.delay = delay
+        self.random = random.Random()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(self.random.uniform(0, self.delay))
+        return await super().handle(request)
+
+
+def slow_webhook(delay: float) -> ThreadedReceiver:
+    """A `ThreadedReceiver` around a `SlowReceiver` (use as a context manager)."""
+    threaded = ThreadedReceiver(["200"])
+    threaded.receiver = SlowReceiver(delay)
+    return threaded
 
 
 class Consumer(Gate):
