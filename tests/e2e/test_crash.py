@@ -4,6 +4,7 @@ every message that got a 250 ends up in the inbox and at the webhook, nothing el
 from __future__ import annotations
 
 import random
+import socket
 import sqlite3
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from e2e_support import Gate, KnotServer, Receiver, hook_url, slow_webhook, subj
 from load import Load
 
 ROUNDS = 10
+CLOSE_TIMEOUT = 3
 
 
 def check_everything_acked_is_everywhere(running: Gate, webhook: Receiver, load: Load) -> None:
@@ -74,17 +76,22 @@ def kill_rounds(gate: Callable[..., Gate], webhook: Receiver, rng: random.Random
 
 
 @pytest.mark.slow
-def test_sigterm_under_load_with_every_part_on(
-    gate: Callable[..., Gate], webhook: Receiver, dns_server: KnotServer
-) -> None:
-    args = ["--deliver", hook_url(webhook), "--retry-min", "1", "--verify", "--dns", dns_server.address]
-    args += ["--limit-messages", "100000/min", "--close-timeout", "5"]
-    running = gate(*args, metrics=True)
-    with Load(running.port) as load:
-        load.wait_acked(30, timeout=30)
-        assert running.terminate(timeout=30) == 0, running.stderr
-        acked_before_restart = set(load.acked)
-    assert acked_before_restart, "no message was acknowledged before SIGTERM"
-    running.start()
-    check_everything_acked_is_everywhere(running, webhook, load)
-    assert integrity(running) == "ok"
+def test_sigterm_under_load_with_every_part_on(gate: Callable[..., Gate], dns_server: KnotServer) -> None:
+    with slow_webhook(0.5) as webhook:  # deliveries are in flight when the signal comes
+        args = ["--deliver", hook_url(webhook), "--retry-min", "1", "--verify", "--dns", dns_server.address]
+        args += ["--limit-messages", "100000/min", "--close-timeout", str(CLOSE_TIMEOUT)]
+        running = gate(*args, metrics=True)
+        with Load(running.port) as load, socket.create_connection(("127.0.0.1", running.port), timeout=30) as stuck:
+            stuck.recv(4096)  # a client that stops in the middle of its message and waits
+            stuck.sendall(b"EHLO stuck.test\r\nMAIL FROM:<s@client.test>\r\nRCPT TO:<b@mx.test>\r\nDATA\r\n")
+            stuck.sendall(b"Subject: stuck\r\n\r\nhalf")
+            load.wait_acked(30, timeout=30)
+            started = time.monotonic()
+            assert running.terminate(timeout=CLOSE_TIMEOUT + 20) == 0, running.stderr
+            took = time.monotonic() - started
+        assert load.acked, "no message was acknowledged before SIGTERM"
+        assert took < CLOSE_TIMEOUT + 15, f"exit took {took:.1f} s"
+        running.start()
+        check_everything_acked_is_everywhere(running, webhook, load)
+        assert "stuck" not in {m["Subject"] for m in running.inbox()}
+        assert integrity(running) == "ok"
