@@ -19,8 +19,9 @@ from ..queue.base import Delivered, Deliverer, DeliveryResult, Failed, QueuedMes
 from ..queue.worker import DEFAULT_MAX_AGE, DEFAULT_RETRY_MIN, DeliveryWorker
 from ..sinks import SinkError, parse_sink
 from .app import StartupError, new_event_loop
-from .config import LOG_LEVELS, Settings, UsageError, _address_arg, _count, _duration, _seconds
+from .config import LOG_LEVELS, Settings, UsageError
 from .logs import setup_logging
+from .values import address_arg, count_arg, duration_arg, seconds_arg
 
 __all__ = ["deliver_command"]
 
@@ -47,13 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
     add("--redis-stream", metavar="NAME", help="the stream's name (default smtpgate)")
     add("--redis-password-file", metavar="FILE", help="Redis password (or user:password)")
     add(
-        "--concurrency", type=_count, default=DEFAULT_CONCURRENCY, metavar="N", help="deliveries in flight (default 10)"
+        "--concurrency",
+        type=count_arg,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help="deliveries in flight (default 10)",
     )
-    add("--retry-min", type=_seconds, default=DEFAULT_RETRY_MIN, metavar="SECONDS", help="first retry (default 60)")
-    add("--retry-max-age", type=_duration, default=DEFAULT_MAX_AGE, metavar="DURATION", help="default 5d")
-    add("--max-attempts", type=_count, metavar="N", help="dead-letter after N attempts (default 25; 0: no limit)")
-    add("--claim-timeout", type=_seconds, metavar="SECONDS", help="take over a silent worker's messages (default 60)")
-    add("--metrics", type=_address_arg, metavar="HOST:PORT", help="serve /livez, /readyz and /metrics here")
+    add("--retry-min", type=seconds_arg, default=DEFAULT_RETRY_MIN, metavar="SECONDS", help="first retry (default 60)")
+    add("--retry-max-age", type=duration_arg, default=DEFAULT_MAX_AGE, metavar="DURATION", help="default 5d")
+    add("--max-attempts", type=count_arg, metavar="N", help="dead-letter after N attempts (default 25; 0: no limit)")
+    add(
+        "--claim-timeout", type=seconds_arg, metavar="SECONDS", help="take over a silent worker's messages (default 60)"
+    )
+    add("--metrics", type=address_arg, metavar="HOST:PORT", help="serve /livez, /readyz and /metrics here")
     add("--webhook-secret-file", metavar="FILE", help="Standard Webhooks secret (whsec_...)")
     add("--webhook-format", choices=("raw", "json"), default="raw", help="webhook body (default raw)")
     add("--relay-auth-file", metavar="FILE", help="USER:PASSWORD for the relay's AUTH")
