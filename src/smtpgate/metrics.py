@@ -31,7 +31,7 @@ from .sasl import AuthResult
 from .session import Session
 from .stream import DataStreamError
 
-__all__ = ["Metrics", "QueueStatsSource", "CONTENT_TYPE"]
+__all__ = ["Metrics", "CountedDeliverer", "QueueStatsSource", "CONTENT_TYPE"]
 
 logger = logging.getLogger("smtpgate.metrics")
 
@@ -39,6 +39,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The media type of `Metrics.render`'s output."""
 
 _OUTCOME = "_smtpgate_metrics_outcome"  # session attribute: "refused" or "message" once known
+_OPEN = "_smtpgate_metrics_open"  # session attribute: counted as an open connection
 _STATS_TIMEOUT = 2.0
 
 
@@ -133,8 +134,10 @@ class Metrics:
         inner_connect = options.get("on_connect")
 
         async def on_connect(session: Session) -> Any:
-            self.connections.inc()
-            self.connections_active.inc()
+            if not getattr(session, _OPEN, False):  # not again for XCLIENT's new identity
+                setattr(session, _OPEN, True)
+                self.connections.inc()
+                self.connections_active.inc()
             if inner_connect is None:
                 return None
             try:
@@ -149,7 +152,9 @@ class Metrics:
         inner_close = options.get("on_close")
 
         async def on_close(session: Session) -> Any:
-            self.connections_active.dec()
+            if getattr(session, _OPEN, False):
+                setattr(session, _OPEN, False)
+                self.connections_active.dec()
             self.sessions.labels(getattr(session, _OUTCOME, "no_message")).inc()
             if inner_close is not None:
                 return await timed("on_close", inner_close, session)
@@ -183,6 +188,10 @@ class Metrics:
     def count_refusal(self, limit: str) -> None:
         """A limit refused (hook for `smtpgate.limits.Limiter.on_refusal`)."""
         self.limit_refusals.labels(limit).inc()
+
+    def count_deliveries(self, deliverer: Any) -> CountedDeliverer:
+        """``deliverer`` with each attempt's outcome counted (`delivery_attempt`)."""
+        return CountedDeliverer(deliverer, self)
 
     def delivery_attempt(self, outcome: str, seconds: float | None = None) -> None:
         """A delivery worker tried a message: ``delivered``, ``retry``, ``failed`` or ``dead``."""
@@ -318,3 +327,45 @@ class Metrics:
             self.tls_failures.inc()
         else:
             self.errors.labels(type(error).__name__).inc()
+
+
+class CountedDeliverer:
+    """A deliverer whose attempts and outcomes are counted in `Metrics`; ``describe``,
+    ``start`` and ``close`` go to the deliverer it wraps."""
+
+    def __init__(self, inner: Any, metrics: Metrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+
+    def describe(self) -> str:
+        describe = getattr(self.inner, "describe", None)
+        return str(describe()) if callable(describe) else type(self.inner).__name__
+
+    async def start(self) -> None:
+        start = getattr(self.inner, "start", None)
+        if start is not None:
+            await start()
+
+    async def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            await close()
+
+    async def __call__(self, message: Any) -> Any:
+        from .queue.base import Delivered, Failed, Retry
+
+        started = time.perf_counter()
+        try:
+            result = await self.inner(message)
+        except Exception:
+            self.metrics.delivery_attempt("retry", time.perf_counter() - started)
+            raise
+        outcomes = [result] if isinstance(result, (Delivered, Retry, Failed)) else list(result.values())
+        if any(isinstance(outcome, Failed) for outcome in outcomes):
+            kind = "failed"
+        elif outcomes and all(isinstance(outcome, Delivered) for outcome in outcomes):
+            kind = "delivered"
+        else:
+            kind = "retry"
+        self.metrics.delivery_attempt(kind, time.perf_counter() - started)
+        return result

@@ -17,58 +17,28 @@ from typing import Any
 
 from aiohttp import web
 
-HAPROXY = """\
-global
-    log stderr format raw local0 notice
-
-defaults
-    mode tcp
-    log global
-    timeout connect 2s
-    timeout client 2m
-    timeout server 2m
-    timeout check 1s
-
-frontend smtp_in
-    bind 127.0.0.1:{smtp_port}
-    default_backend receivers
-
-backend receivers
-    balance roundrobin
-    option tcp-check
-    tcp-check expect rstring ^220
-{receivers}
-
-frontend redis_in
-    bind 127.0.0.1:{redis_port}
-    default_backend redis_primary
-
-backend redis_primary
-    option tcp-check
-    tcp-check connect
-    tcp-check send PING\\r\\n
-    tcp-check expect string +PONG
-    tcp-check send info\\ replication\\r\\n
-    tcp-check expect string role:master
-    tcp-check send QUIT\\r\\n
-    tcp-check expect string +OK
-{redis_servers}
-"""
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "scale.md"
 
 
 def haproxy_config(smtp_port: int, receivers: list[int], redis_port: int, redis_servers: list[int]) -> str:
-    return HAPROXY.format(
-        smtp_port=smtp_port,
-        receivers="\n".join(
-            f"    server r{i} 127.0.0.1:{port} send-proxy-v2 check inter 200ms fall 1 rise 1"
-            for i, port in enumerate(receivers)
-        ),
-        redis_port=redis_port,
-        redis_servers="\n".join(
-            f"    server db{i} 127.0.0.1:{port} check inter 200ms fall 1 rise 1 on-marked-down shutdown-sessions"
-            for i, port in enumerate(redis_servers)
-        ),
-    )
+    """The HAProxy configuration of docs/scale.md, its addresses replaced by loopback ports."""
+    text = DOCS.read_text()
+    config = re.search(r"```haproxy\n(.*?)```", text, re.S)
+    assert config is not None, "docs/scale.md lost its haproxy block"
+    mapping = {
+        "10.0.0.10:25": smtp_port,
+        "10.0.0.11:2525": receivers[0],
+        "10.0.0.12:2525": receivers[1],
+        "10.0.0.10:6379": redis_port,
+        "10.0.0.31:6379": redis_servers[0],
+        "10.0.0.32:6379": redis_servers[1],
+    }
+    result = config.group(1)
+    for address, port in mapping.items():
+        assert address in result, address
+        result = result.replace(address, f"127.0.0.1:{port}")
+    assert "10.0.0." not in result
+    return result
 
 
 class HAProxyProcess:

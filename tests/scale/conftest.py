@@ -40,7 +40,7 @@ def smtpgate_cli(tmp_path: Path) -> Iterator[Callable[..., Command]]:
     listens; every one is killed at the end."""
     started: list[Command] = []
 
-    def start(*args: str, cwd: Path | None = None, wait: bool = True) -> Command:
+    def start(*args: str, cwd: Path | None = None, wait: bool = True, marker: str = "Ctrl-C to stop") -> Command:
         port = free_port()
         folder = cwd or tmp_path
         folder.mkdir(parents=True, exist_ok=True)
@@ -48,7 +48,7 @@ def smtpgate_cli(tmp_path: Path) -> Iterator[Callable[..., Command]]:
         command = Command(arguments, folder, port)
         started.append(command)
         if wait:
-            command.wait_listening()
+            command.wait_listening(marker)
         return command
 
     yield start

@@ -41,10 +41,13 @@ class RedisProcess:
     """One redis-server; ``start()`` again after ``stop()`` or ``kill()`` reuses its port
     and data (a restart)."""
 
-    def __init__(self, directory: Path, port: int | None = None, replica_of: int | None = None) -> None:
+    def __init__(
+        self, directory: Path, port: int | None = None, replica_of: int | None = None, extra: tuple[str, ...] = ()
+    ) -> None:
         self.directory = directory
         self.port = port or free_port()
         self.replica_of = replica_of
+        self.extra = extra
         self.process: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -79,11 +82,12 @@ class RedisProcess:
         ]
         if self.replica_of is not None:
             args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
+        args += list(self.extra)
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if resp(self.port, "PING").startswith(b"+PONG"):
+                if resp(self.port, "PING").startswith((b"+PONG", b"-NOAUTH")):
                     return self
             except OSError:
                 pass

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cli_support import Command, wait_until
+from cluster_support import Webhook
 from prometheus_client.parser import text_string_to_metric_families
 from redis_support import free_port
 
@@ -158,3 +159,36 @@ def test_metrics_port_taken_is_one_line(smtpgate_cli: Callable[..., Command], tm
         command = smtpgate_cli("--metrics", f"127.0.0.1:{port}", "--sink", f"dir:{tmp_path / 'd'}", wait=False)
         assert command.wait(20) == 1
     assert "smtpgate: error: --metrics:" in command.stderr
+
+
+def test_health_and_metrics_on_the_http_server(smtpgate_cli: Callable[..., Command], tmp_path: Path) -> None:
+    """With --http (the inbox's server) and no --metrics, the same server answers them."""
+    http = free_port()
+    command = smtpgate_cli("--http", f"127.0.0.1:{http}", "--sink", f"maildir:{tmp_path / 'mail'}")
+    with command.smtp() as client:
+        client.sendmail("a@x.test", ["b@y.test"], b"Subject: one\r\n\r\nfirst\r\n")
+    assert http_get(http, "/livez") == (200, "ok\n")
+    assert http_get(http, "/readyz") == (200, "ready\n")
+    samples = scrape(http)
+    assert value(samples, "smtpgate_messages_accepted_total") == 1
+    assert http_get(http, "/api/v1/messages")[0] == 200  # the inbox is still there
+
+
+def test_local_queue_and_its_deliveries_in_the_metrics(smtpgate_cli: Callable[..., Command], tmp_path: Path) -> None:
+    hook = Webhook(delay=0).start()
+    try:
+        http = free_port()
+        command = smtpgate_cli(
+            "--deliver", hook.url("local"), "--queue", str(tmp_path / "queue"), "--metrics", f"127.0.0.1:{http}"
+        )
+        with command.smtp() as client:
+            client.sendmail("a@x.test", ["b@y.test"], b"Subject: q\r\nX-Token: local-1\r\n\r\nq\r\n")
+        wait_until(lambda: hook.count("local-1") == 1, 20, "the webhook delivery")
+        wait_until(
+            lambda: value(scrape(http), "smtpgate_delivery_attempts_total", outcome="delivered") == 1, 10, "counted"
+        )
+        samples = scrape(http)
+        queues = {labels for (name, labels) in samples if name == "smtpgate_queue_messages"}
+        assert len(queues) == 1 and "queue" in dict(next(iter(queues)))["queue"]
+    finally:
+        hook.stop()

@@ -7,10 +7,12 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_support import RedisProcess
+import trustme
+from redis_support import RedisProcess, free_port
 
 from smtpgate.queue import Delivered, Failed, QueuedMessage, Retry
 from smtpgate.queue.redis import RedisStreamQueue
@@ -152,6 +154,63 @@ def test_a_silent_worker_messages_are_taken_over_with_the_same_id(redis_server: 
     asyncio.run(main())
 
 
+def test_an_entry_that_is_no_message_is_moved_aside(redis_server: RedisProcess) -> None:
+    async def main() -> None:
+        queue = RedisStreamQueue(redis_server.url + "?stream=t8")
+        await queue.start()
+        await queue.client.xadd("t8", {"hello": "world"})
+        message_id = await store(queue, b"real\r\n")
+        assert [m.id for m in await queue.claim(10)] == [message_id]
+        await queue.claim(10)
+        assert await queue.client.xlen("t8:unreadable") == 1
+        await queue.remove(message_id)
+        assert await queue.client.xlen("t8") == 0
+        await queue.close()
+
+    asyncio.run(main())
+
+
+def test_a_stopping_worker_puts_back_what_it_let_settle(redis_server: RedisProcess) -> None:
+    async def main() -> None:
+        patient = RedisStreamQueue(redis_server.url + "?stream=t9&settle=30")
+        other = RedisStreamQueue(redis_server.url + "?stream=t9")
+        await patient.start()
+        await other.start()
+        message_id = await store(patient, b"x\r\n")
+        assert await patient.claim(10) == []  # read, settling
+        assert await other.claim(10) == []  # pending with the patient worker
+        await patient.close()
+        assert [m.id for m in await other.claim(10)] == [message_id]
+        await other.remove(message_id)
+        await other.close()
+
+    asyncio.run(main())
+
+
+def test_a_message_whose_workers_keep_dying_is_dead_lettered(redis_server: RedisProcess) -> None:
+    async def main() -> None:
+        url = redis_server.url + "?stream=t10&claim-timeout=0.2&max-attempts=2"
+        receiver = RedisStreamQueue(url)
+        await receiver.start()
+        message_id = await store(receiver, b"poison\r\n")
+        for _ in range(2):  # handed out, then its worker "dies"
+            worker = RedisStreamQueue(url)
+            await worker.start()
+            await asyncio.sleep(0.3)
+            assert [m.id for m in await worker.claim(5)] == [message_id]
+            await worker.close()
+        await asyncio.sleep(0.3)
+        last = RedisStreamQueue(url)
+        await last.start()
+        assert await last.claim(5) == []  # the third hand-out is refused
+        dead = await last.messages(dead=True)
+        assert [m.id for m in dead] == [message_id] and "handed out 3 times" in dead[0].dead_reason
+        for queue in (receiver, last):
+            await queue.close()
+
+    asyncio.run(main())
+
+
 def test_heartbeat_keeps_a_slow_delivery(redis_server: RedisProcess) -> None:
     async def main() -> None:
         url = redis_server.url + "?stream=t4&claim-timeout=0.6"
@@ -264,3 +323,42 @@ def test_redis_down_and_back_without_a_restart(redis_server: RedisProcess) -> No
         await queue.close()
 
     asyncio.run(main())
+
+
+def test_tls_and_a_password_file(tmp_path: Path) -> None:
+    """rediss:// with the server's CA, and the password read from a file."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    (tmp_path / "password").write_text("s3cret\n")
+    tls_port = free_port()
+    extra = (
+        "--tls-port", str(tls_port),
+        "--tls-cert-file", str(tmp_path / "cert.pem"),
+        "--tls-key-file", str(tmp_path / "key.pem"),
+        "--tls-ca-cert-file", str(tmp_path / "ca.pem"),
+        "--tls-auth-clients", "no",
+        "--requirepass", "s3cret",
+    )  # fmt: skip
+    server = RedisProcess(tmp_path / "redis", extra=extra).start()
+    try:
+        url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={tmp_path / 'ca.pem'}&stream=tls"
+
+        async def main() -> None:
+            queue = RedisStreamQueue(url + f"&password-file={tmp_path / 'password'}")
+            await queue.start()
+            assert await queue.check() is None
+            message_id = await store(queue, b"over TLS\r\n")
+            assert [m.id for m in await queue.claim(1)] == [message_id]
+            without = RedisStreamQueue(url + "&timeout=1")
+            assert "auth" in str(await without.check()).lower()
+            wrong_ca = RedisStreamQueue(f"rediss://127.0.0.1:{tls_port}/0?stream=tls&timeout=1")
+            assert await wrong_ca.check() is not None  # the system's CAs do not know this one
+            for each in (queue, without, wrong_ca):
+                await each.close()
+
+        asyncio.run(main())
+    finally:
+        server.stop()

@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Callable
 from pathlib import Path
 
-from cli_support import Command, wait_until
+from cli_support import Command, run_once, wait_until
 from redis_support import RedisProcess, free_port
 from test_metrics import http_get, scrape, value
+
+from smtpgate.queue.redis import RedisStreamQueue
+from smtpgate.sinks import MessageInfo
 
 
 def maildir_count(folder: Path) -> int:
@@ -95,3 +100,50 @@ def test_receiver_starts_while_redis_is_down(smtpgate_cli: Callable[..., Command
             assert client.sendmail("a@x.test", ["b@y.test"], b"Subject: y\r\n\r\ny\r\n") == {}
     finally:
         redis.stop()
+
+
+def test_queue_command_on_the_stream(redis_server: RedisProcess, tmp_path: Path) -> None:
+    url = redis_server.url + "?stream=admin"
+
+    async def add() -> str:
+        queue = RedisStreamQueue(url)
+        await queue.start()
+        delivery = queue.open(MessageInfo("a@x.test", ("b@y.test",)))
+        await delivery.write(b"Subject: q\r\n\r\nq\r\n")
+        message_id = await delivery.commit()
+        await queue.close()
+        return message_id
+
+    message_id = asyncio.run(add())
+    listed = run_once(["queue", "--queue", url, "list"], tmp_path)
+    assert listed.returncode == 0 and message_id in listed.stdout and "1 queued, 0 dead" in listed.stdout
+    record = json.loads(run_once(["queue", "--queue", url, "--json", "list"], tmp_path).stdout)
+    assert record["id"] == message_id
+    shown = run_once(["queue", "--queue", url, "show", message_id], tmp_path)
+    assert shown.returncode == 0 and "recipient: <b@y.test> pending" in shown.stdout and "Subject: q" in shown.stdout
+    deleted = run_once(["queue", "--queue", url, "delete", "all"], tmp_path)
+    assert deleted.returncode == 0 and "1 message(s) deleted" in deleted.stdout
+    assert "Mail queue is empty" in run_once(["queue", "--queue", url, "list"], tmp_path).stdout
+    down = run_once(["queue", "--queue", "redis://127.0.0.1:1/0?timeout=0.5", "list"], tmp_path)
+    assert down.returncode == 1 and down.stderr.startswith("smtpgate queue: error: redis://127.0.0.1:1/0")
+
+
+def test_redis_flags_reach_every_worker_process(
+    smtpgate_cli: Callable[..., Command], redis_server: RedisProcess
+) -> None:
+    """--redis-replicas 1 without a replica: every worker process answers 451 (WAIT fails)."""
+    receiver = smtpgate_cli(
+        "--workers",
+        "2",
+        "--sink",
+        redis_server.url + "?wait-timeout=0.3",
+        "--redis-replicas",
+        "1",
+        marker="ready: 2 workers",
+    )
+    for _ in range(4):
+        with receiver.smtp() as client:
+            client.ehlo("client.test")
+            client.mail("a@x.test")
+            client.rcpt("b@y.test")
+            assert client.data(b"Subject: x\r\n\r\nx\r\n")[0] == 451

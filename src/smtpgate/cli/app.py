@@ -22,7 +22,7 @@ from ..sinks import Delivery, MessageInfo, Sink, SinkError, SinkFull, parse_sink
 from .config import DEFAULT_INBOX_SINK, Settings
 from .logs import utc_timestamp
 from .passwords import AuthFileError, ScryptHash, load_auth_file, verify_password
-from .scale import ScaleParts
+from .scale import ScaleParts, configure_sinks
 
 if TYPE_CHECKING:
     from .delivery import DeliveryService
@@ -121,7 +121,12 @@ class App:
         self.chaos = Chaos()
         self.http: Any = None
         self.out: TextIO = sys.stderr if any(sink.uses_stdout for sink in self.sinks) else sys.stdout
-        self.scale = ScaleParts(settings, self.sinks)
+        try:
+            self.scale = ScaleParts(settings, self.sinks)
+        except ValueError as error:
+            raise StartupError(str(error)) from None
+        if self.delivery is not None and self.scale.metrics is not None:  # delivery attempts in the metrics
+            self.delivery.deliverer = self.scale.metrics.count_deliveries(self.delivery.deliverer)
         try:
             self.gate = build_gate(settings)  # --verify, --dnsbl: None when not asked for
         except ValueError as error:
@@ -157,6 +162,7 @@ class App:
                 store.max_age = self.settings.inbox_max_age
         if self.delivery is not None:  # --deliver: the queue stores every message too
             sinks.append(self.delivery.open_queue())
+        configure_sinks(self.settings, sinks)
         return sinks
 
     @property
@@ -402,7 +408,7 @@ class App:
             from ..inbox.api import inbox_middlewares, inbox_routes, is_loopback_host
         except ImportError as error:
             raise StartupError(f"--http needs aiohttp (pip install 'smtpgate[inbox]'): {error}") from None
-        routes = inbox_routes(self.inbox, self.chaos)
+        routes = [*inbox_routes(self.inbox, self.chaos), *self.scale.http_routes(self.server, self.sinks)]
         users = None if self.http_users is None else (lambda: self.http_users or {})
         middlewares = inbox_middlewares(users, loopback_only=is_loopback_host(host))
         self.http = HTTPServer(host, port, routes, middlewares)

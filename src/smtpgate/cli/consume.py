@@ -12,16 +12,15 @@ import asyncio
 import logging
 import signal
 import sys
-import time
 from typing import Any, NoReturn
 
-from ..queue.base import Delivered, Deliverer, DeliveryResult, Failed, QueuedMessage, Retry
+from ..queue.base import Deliverer
 from ..queue.worker import DEFAULT_MAX_AGE, DEFAULT_RETRY_MIN, DeliveryWorker
 from ..sinks import SinkError, parse_sink
 from .app import StartupError, new_event_loop
 from .config import LOG_LEVELS, Settings, UsageError
 from .logs import setup_logging
-from .values import address_arg, count_arg, duration_arg, seconds_arg
+from .values import count_arg, duration_arg, http_arg, seconds_arg
 
 __all__ = ["deliver_command"]
 
@@ -60,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--claim-timeout", type=seconds_arg, metavar="SECONDS", help="take over a silent worker's messages (default 60)"
     )
-    add("--metrics", type=address_arg, metavar="HOST:PORT", help="serve /livez, /readyz and /metrics here")
+    add("--metrics", type=http_arg, metavar="HOST:PORT", help="serve /livez, /readyz and /metrics here")
     add("--webhook-secret-file", metavar="FILE", help="Standard Webhooks secret (whsec_...)")
     add("--webhook-format", choices=("raw", "json"), default="raw", help="webhook body (default raw)")
     add("--relay-auth-file", metavar="FILE", help="USER:PASSWORD for the relay's AUTH")
@@ -68,32 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
     add("--log-format", choices=("text", "json"), default="text")
     add("--log-level", choices=LOG_LEVELS, default="info")
     return parser
-
-
-class _Counted:
-    """The deliverer, with each attempt's outcome counted in the metrics."""
-
-    def __init__(self, inner: Deliverer, metrics: Any) -> None:
-        self.inner = inner
-        self.metrics = metrics
-        self.describe = getattr(inner, "describe", lambda: type(inner).__name__)
-
-    async def __call__(self, message: QueuedMessage) -> DeliveryResult:
-        started = time.perf_counter()
-        try:
-            result = await self.inner(message)
-        except Exception:
-            self.metrics.delivery_attempt("retry", time.perf_counter() - started)
-            raise
-        outcomes = [result] if isinstance(result, (Delivered, Retry, Failed)) else list(result.values())
-        if any(isinstance(o, Failed) for o in outcomes):
-            kind = "failed"
-        elif outcomes and all(isinstance(o, Delivered) for o in outcomes):
-            kind = "delivered"
-        else:
-            kind = "retry"
-        self.metrics.delivery_attempt(kind, time.perf_counter() - started)
-        return result
 
 
 class Consumer:
@@ -147,7 +120,7 @@ class Consumer:
 
             self.metrics = Metrics()
             self.metrics.add_queue(self.queue.options.stream, self.queue)
-            self.deliverer = _Counted(self.deliverer, self.metrics)
+            self.deliverer = self.metrics.count_deliveries(self.deliverer)
         self.worker = DeliveryWorker(
             self.queue,
             self.deliverer,

@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any, NoReturn
 
-from ..queue.base import QueuedMessage
+from ..queue.base import MessageQueue, QueuedMessage
 from ..queue.local import LocalQueue
 from ..sinks import SinkError
 from .config import DEFAULT_QUEUE
@@ -104,7 +104,7 @@ def _print_message(message: QueuedMessage) -> None:
         print(f"{'':>40}<{recipient.address}> {recipient.status}{detail}")
 
 
-async def _list(queue: LocalQueue, as_json: bool) -> int:
+async def _list(queue: MessageQueue, as_json: bool) -> int:
     queued = await queue.messages()
     dead = await queue.messages(dead=True)
     stats = await queue.stats()
@@ -124,7 +124,7 @@ async def _list(queue: LocalQueue, as_json: bool) -> int:
     return 0
 
 
-async def _show(queue: LocalQueue, message_id: str, whole: bool) -> int:
+async def _show(queue: MessageQueue, message_id: str, whole: bool) -> int:
     message = await queue.get(message_id)
     if message is None:
         print(f"smtpgate queue: no such message: {message_id}", file=sys.stderr)
@@ -153,6 +153,10 @@ async def _show(queue: LocalQueue, message_id: str, whole: bool) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    if args.queue.startswith(("redis://", "rediss://")):  # the Redis stream queue
+        from .redisqueue import run_on_stream
+
+        return await run_on_stream(args, _act)
     if not os.path.isdir(args.queue):
         print(f"smtpgate queue: error: no queue directory {args.queue!r} (see --queue)", file=sys.stderr)
         return 1
@@ -161,6 +165,11 @@ async def _run(args: argparse.Namespace) -> int:
     except SinkError as error:
         print(f"smtpgate queue: error: {error}", file=sys.stderr)
         return 1
+    return await _act(queue, args)
+
+
+async def _act(queue: MessageQueue, args: argparse.Namespace) -> int:
+    """The action of ``args`` on ``queue``."""
     if args.action == "list":
         return await _list(queue, args.json)
     if args.action == "show":

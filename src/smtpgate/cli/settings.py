@@ -195,10 +195,14 @@ class Delivery(Group):
 
 @dataclass
 class Scale(Group):
-    title = "limits, metrics and Redis"
+    title = "limits, metrics and the Redis stream"
 
     metrics: tuple[str, int] | None = option(
-        None, ADDRESS, "--metrics", "serve /livez, /readyz and /metrics over HTTP here", shown="off"
+        None,
+        HTTP_ADDRESS,
+        "--metrics",
+        "serve /livez, /readyz and /metrics over HTTP here (PORT alone: 127.0.0.1)",
+        shown="off",
     )
     limit_connections: int = option(
         0, COUNT, "--limit-connections", "concurrent connections per client", shown="no limit"
@@ -219,7 +223,7 @@ class Scale(Group):
         "--limits-redis",
         "keep the limit counters in Redis, shared by every receiver",
         metavar="URL",
-        shown="in memory",
+        shown="in-process",
     )
     redis_replicas: int = option(0, COUNT, "--redis-replicas", "redis sink: 250 only once N replicas have it (WAIT)")
     redis_stream: str | None = option(

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from ..queue.base import Delivered, Failed, Outcome, Retry
+from ..queue.base import Delivered, DeliveryResult, Failed, Outcome, QueuedMessage, Retry
 
-__all__ = ["Reply", "MailClient", "MailClientError", "outcome_of"]
+__all__ = ["Reply", "MailClient", "MailClientError", "outcome_of", "hand_over"]
 
 _MAX_LINE = 8192
 _MAX_LINES = 200
@@ -307,6 +307,26 @@ class MailClient:
             self.writer.close()
         except (OSError, RuntimeError):
             pass
+
+
+async def hand_over(
+    client: MailClient, prepare: Callable[[MailClient], Awaitable[None]], message: QueuedMessage
+) -> DeliveryResult:
+    """The shared end of an SMTP or LMTP delivery on a connected ``client``: ``prepare``
+    (greeting, TLS, AUTH; a failure there is temporary: the mail is fine), then the
+    envelope and body, one outcome per recipient; the connection is always closed."""
+    try:
+        await prepare(client)
+    except MailClientError as error:
+        client.close()
+        return Retry(str(error))
+    try:
+        outcomes = await client.send(message.info.sender, message.pending, message.iter_body(), size=message.size)
+    except MailClientError as error:
+        client.close()
+        return outcome_of(error.reply) if error.permanent and error.reply else Retry(str(error))
+    await client.quit()
+    return outcomes
 
 
 def _reason(error: BaseException) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 
 from ..queue.base import DeliveryResult, QueuedMessage, Retry
-from .client import MailClient, MailClientError, outcome_of
+from .client import MailClient, MailClientError, hand_over
 
 __all__ = ["LMTPDeliverer"]
 
@@ -46,15 +46,8 @@ class LMTPDeliverer:
             client = await MailClient.connect(self.host, self.port, path=self.path, lmtp=True, timeout=self.timeout)
         except MailClientError as error:
             return Retry(str(error))
-        try:
-            await client.hello(self.local_name)
-        except MailClientError as error:
-            client.close()
-            return Retry(str(error))
-        try:
-            outcomes = await client.send(message.info.sender, message.pending, message.iter_body(), size=message.size)
-        except MailClientError as error:
-            client.close()
-            return outcome_of(error.reply) if error.permanent and error.reply else Retry(str(error))
-        await client.quit()
-        return outcomes
+        return await hand_over(client, self._prepare, message)
+
+    async def _prepare(self, client: MailClient) -> None:
+        """LHLO."""
+        await client.hello(self.local_name)

@@ -13,7 +13,7 @@ import ssl
 from typing import Literal
 
 from ..queue.base import DeliveryResult, QueuedMessage, Retry
-from .client import MailClient, MailClientError, outcome_of
+from .client import MailClient, MailClientError, hand_over
 
 __all__ = ["RelayDeliverer", "TLSMode"]
 
@@ -65,18 +65,7 @@ class RelayDeliverer:
             client = await MailClient.connect(self.host, self.port, tls=implicit, timeout=self.timeout)
         except MailClientError as error:
             return Retry(str(error))
-        try:
-            await self._prepare(client)
-        except MailClientError as error:  # a setup problem (TLS, AUTH): retry, the mail is fine
-            client.close()
-            return Retry(str(error))
-        try:
-            outcomes = await client.send(message.info.sender, message.pending, message.iter_body(), size=message.size)
-        except MailClientError as error:
-            client.close()
-            return outcome_of(error.reply) if error.permanent and error.reply else Retry(str(error))
-        await client.quit()
-        return outcomes
+        return await hand_over(client, self._prepare, message)
 
     async def _prepare(self, client: MailClient) -> None:
         """EHLO, STARTTLS and EHLO again, AUTH: as configured."""

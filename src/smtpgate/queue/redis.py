@@ -42,7 +42,7 @@ from .redis_codec import (
     parse_spec,
     requeued,
 )
-from .redis_sink import COMMIT_SCRIPT, StreamDelivery
+from .redis_sink import StreamDelivery
 
 __all__ = ["RedisStreamQueue", "redis_sink", "rediss_sink"]
 
@@ -96,11 +96,11 @@ class RedisStreamQueue(MessageQueue):
         self._client: Any = None
         self._sync: Any = None
         self._promote: Any = None
-        self._commit: Any = None
         self.clock_offset = 0.0
         """Redis's clock minus ours (seconds), measured at `start`."""
         self._held: dict[str, _Held] = {}
         self._settling: dict[bytes, tuple[dict[bytes, bytes], float]] = {}
+        self._unreadable: dict[bytes, dict[bytes, bytes]] = {}
         self._cursor = b"0-0"
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -132,7 +132,6 @@ class RedisStreamQueue(MessageQueue):
             except (ValueError, RuntimeError, OSError) as error:
                 raise SinkError(f"sink {self.describe()}: {error}") from None
             self._promote = self._client.register_script(_PROMOTE)
-            self._commit = self._client.register_script(COMMIT_SCRIPT)
         return self._client
 
     async def start(self) -> None:
@@ -168,6 +167,13 @@ class RedisStreamQueue(MessageQueue):
         return None
 
     async def close(self) -> None:
+        """Put back the entries still settling (so that no worker waits for them to be
+        taken over), stop the heartbeat and disconnect."""
+        if self._settling and self._client is not None:
+            try:
+                await self._put_back_settling()
+            except Exception as error:
+                logger.info("queue %s: settling entries left to be taken over: %s", self.describe(), error)
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -205,10 +211,24 @@ class RedisStreamQueue(MessageQueue):
         try:
             message, _ = message_from_fields(fields, self._chunk_body)
         except (KeyError, ValueError, TypeError) as error:
-            logger.error("queue %s: entry %r unreadable, left pending: %s", self.describe(), entry, error)
+            logger.error("queue %s: entry %r unreadable, moved aside: %s", self.describe(), entry, error)
+            self._unreadable[entry] = fields
             return None
         self._held[message.id] = _Held(entry, fields, message.size)
         return message
+
+    async def _move_unreadable(self) -> None:
+        """Entries that are not messages (written by something else) go to
+        ``STREAM:unreadable``, out of the workers' way."""
+        o = self.options
+        while self._unreadable:
+            entry, fields = next(iter(self._unreadable.items()))
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.xadd(f"{o.stream}:unreadable", fields or {b"entry": entry})
+                pipe.xack(o.stream, o.group, entry)
+                pipe.xdel(o.stream, entry)
+                await pipe.execute()
+            del self._unreadable[entry]
 
     async def claim(self, limit: int) -> list[QueuedMessage]:
         o = self.options
@@ -217,6 +237,7 @@ class RedisStreamQueue(MessageQueue):
             self._heartbeat = asyncio.ensure_future(self._beat())
         try:
             await self._promote(keys=[o.delayed, o.stream], args=[time.time(), max(limit, 100), f"{o.delayed}:"])
+            await self._move_unreadable()
             claimed = await self._settled(limit)
             result = await client.xautoclaim(
                 o.stream, o.group, self.consumer, int(o.claim_timeout * 1000), start_id=self._cursor, count=limit
@@ -225,7 +246,7 @@ class RedisStreamQueue(MessageQueue):
             for entry, fields in result[1]:
                 if fields:
                     message = self._take(entry, fields)
-                    if message is not None:
+                    if message is not None and not await self._poisonous(entry, message):
                         logger.info("queue %s: took over %s from a silent worker", self.describe(), message.id)
                         claimed.append(message)
             room = limit - len(claimed) - len(self._settling)
@@ -246,6 +267,20 @@ class RedisStreamQueue(MessageQueue):
                 return []
             raise
         return claimed
+
+    async def _poisonous(self, entry: bytes, message: QueuedMessage) -> bool:
+        """A message whose workers keep dying (handed out more than ``max_attempts`` times
+        without an outcome) goes to the dead-letter stream instead of killing the next."""
+        o = self.options
+        if not o.max_attempts:
+            return False
+        pending = await self.client.xpending_range(o.stream, o.group, min=entry, max=entry, count=1)
+        handed_out = int(pending[0]["times_delivered"]) if pending else 0
+        if handed_out <= o.max_attempts:
+            return False
+        logger.error("queue %s: %s handed out %d times without an outcome", self.describe(), message.id, handed_out)
+        await self.bury(message, f"handed out {handed_out} times without an outcome (its workers stopped)")
+        return True
 
     def _settle_time(self, entry: bytes) -> float:
         """Seconds until an entry is old enough to deliver (``settle``): by then the
@@ -301,6 +336,17 @@ class RedisStreamQueue(MessageQueue):
             except Exception as error:
                 logger.warning("queue %s: heartbeat failed: %s", self.describe(), error)
 
+    async def _put_back_settling(self) -> None:
+        o = self.options
+        while self._settling:
+            entry, (fields, _) = next(iter(self._settling.items()))
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.xadd(o.stream, fields)
+                pipe.xack(o.stream, o.group, entry)
+                pipe.xdel(o.stream, entry)
+                await pipe.execute()
+            del self._settling[entry]
+
     async def _end(self, message_id: str, steps: Any) -> None:
         """One transaction: ``steps(pipeline)`` then acknowledge and delete the held entry."""
         o = self.options
@@ -319,6 +365,8 @@ class RedisStreamQueue(MessageQueue):
             await self.bury(message, f"gave up after {message.attempts} attempts: {message.last_error}")
             return
         held = self._held.get(message.id)
+        if held is None:
+            raise KeyError(f"message {message.id} is not held by this worker")
         fields = entry_fields(message, *self._body_of(held))
 
         def steps(pipe: Any, held: _Held | None) -> None:
@@ -329,9 +377,9 @@ class RedisStreamQueue(MessageQueue):
 
         await self._end(message.id, steps)
 
-    def _body_of(self, held: _Held | None) -> tuple[bytes | None, int]:
-        if held is None or b"body" in held.fields:
-            return (held.fields[b"body"] if held is not None else b""), 0
+    def _body_of(self, held: _Held) -> tuple[bytes | None, int]:
+        if b"body" in held.fields:
+            return held.fields[b"body"], 0
         return None, int(held.fields.get(b"chunks", b"0"))
 
     async def remove(self, message_id: str) -> None:
@@ -347,6 +395,8 @@ class RedisStreamQueue(MessageQueue):
     async def bury(self, message: QueuedMessage, reason: str) -> None:
         o = self.options
         held = self._held.get(message.id)
+        if held is None:
+            raise KeyError(f"message {message.id} is not held by this worker")
         dead = dataclasses.replace(message, dead_reason=reason or "failed")
         fields = entry_fields(dead, *self._body_of(held))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ from .redis_codec import entry_fields, new_message
 if TYPE_CHECKING:
     from .redis import RedisStreamQueue
 
-__all__ = ["StreamDelivery", "COMMIT_SCRIPT"]
+__all__ = ["StreamDelivery", "COMMIT_SCRIPT", "COMMIT_SHA"]
 
 logger = logging.getLogger("smtpgate.queue")
 
@@ -34,6 +35,7 @@ local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
 redis.call('INCRBY', KEYS[2], ARGV[2])
 return id
 """
+COMMIT_SHA = hashlib.sha1(COMMIT_SCRIPT.encode()).hexdigest()
 
 
 class StreamDelivery(Delivery):
@@ -76,16 +78,19 @@ class StreamDelivery(Delivery):
         client = queue.client
         deadline = (time.time() + queue.clock_offset + o.timeout * 0.8) * 1000
         fields = [item for pair in entry_fields(message, body, self._chunks).items() for item in pair]
+        keys = [o.stream, o.bytes_key, o.body_key(self.id)]
+        args = [int(deadline), self._size, "1" if self._chunks else "0", *fields]
         # The script and WAIT on one connection: WAIT counts the writes of its own connection.
-        async with client.pipeline(transaction=False) as pipe:
-            await queue._commit(
-                keys=[o.stream, o.bytes_key, o.body_key(self.id)],
-                args=[int(deadline), self._size, "1" if self._chunks else "0", *fields],
-                client=pipe,
-            )
-            if o.replicas:
-                pipe.execute_command("WAIT", o.replicas, int(o.wait_timeout * 1000))
-            results = await pipe.execute(raise_on_error=False)
+        for attempt in range(2):
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.evalsha(COMMIT_SHA, len(keys), *keys, *args)
+                if o.replicas:
+                    pipe.execute_command("WAIT", o.replicas, int(o.wait_timeout * 1000))
+                results = await pipe.execute(raise_on_error=False)
+            if attempt == 0 and isinstance(results[0], Exception) and type(results[0]).__name__ == "NoScriptError":
+                await client.script_load(COMMIT_SCRIPT)  # a new (or restarted, promoted) server
+                continue
+            break
         entry = results[0]
         if isinstance(entry, Exception):
             raise entry
