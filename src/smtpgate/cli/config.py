@@ -16,40 +16,18 @@ from typing import Any, NoReturn
 from ..limits.policy import TrustedNetworks
 from ..sinks import sink_kinds
 from .options import Declared, Option, UsageError, add_groups, declared, from_config
-from .settings import (
-    DEFAULT_DELIVER_CONCURRENCY,
-    DEFAULT_INBOX_SINK,
-    DEFAULT_MAX_SIZE,
-    DEFAULT_PORT,
-    DEFAULT_QUEUE,
-    DEFAULT_QUEUE_MAX_MESSAGES,
-    DEFAULT_QUEUE_MAX_SIZE,
-    DEFAULT_RETRY_MAX_AGE,
-    DEFAULT_RETRY_MIN,
-    GROUPS,
-    LOG_LEVELS,
-    VERIFY_MODES,
-    Settings,
-)
-from .values import FILE, parse_address, parse_http_address
+from .settings import DEFAULT_INBOX_SINK, DEFAULT_QUEUE, GROUPS, LOG_LEVELS, Settings
+from .values import FILE
 
 __all__ = [
-    "DEFAULT_DELIVER_CONCURRENCY",
+    "CONFIG",
     "DEFAULT_INBOX_SINK",
-    "DEFAULT_MAX_SIZE",
-    "DEFAULT_PORT",
     "DEFAULT_QUEUE",
-    "DEFAULT_QUEUE_MAX_MESSAGES",
-    "DEFAULT_QUEUE_MAX_SIZE",
-    "DEFAULT_RETRY_MAX_AGE",
-    "DEFAULT_RETRY_MIN",
     "LOG_LEVELS",
-    "VERIFY_MODES",
+    "SETTINGS",
     "Settings",
     "UsageError",
     "build_parser",
-    "parse_address",
-    "parse_http_address",
     "parse_settings",
 ]
 

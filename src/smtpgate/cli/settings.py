@@ -12,6 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..options import ServerOptions
+from ..queue.local import DEFAULT_MAX_MESSAGES as DEFAULT_QUEUE_MAX_MESSAGES
+from ..queue.local import DEFAULT_MAX_SIZE as DEFAULT_QUEUE_MAX_SIZE
+from ..queue.worker import DEFAULT_CONCURRENCY as DEFAULT_DELIVER_CONCURRENCY
+from ..queue.worker import DEFAULT_MAX_AGE as DEFAULT_RETRY_MAX_AGE
+from ..queue.worker import DEFAULT_RETRY_MIN
 from .options import Choice, Group, ListOrSwitch, OptionalChoice, option, repeated, table
 from .values import (
     ADDRESS,
@@ -36,11 +41,6 @@ DEFAULT_MAX_SIZE = 25 * 1024 * 1024
 DEFAULT_SINK = "maildir:./maildir"
 DEFAULT_INBOX_SINK = "inbox:./inbox.sqlite3"
 DEFAULT_QUEUE = "./queue"
-DEFAULT_QUEUE_MAX_SIZE = 1024**3
-DEFAULT_QUEUE_MAX_MESSAGES = 100_000
-DEFAULT_RETRY_MIN = 60.0
-DEFAULT_RETRY_MAX_AGE = 5 * 86400.0
-DEFAULT_DELIVER_CONCURRENCY = 10
 LOG_LEVELS = ("debug", "info", "warning", "error")
 VERIFY_MODES = ("header", "enforce")
 
