@@ -101,9 +101,7 @@ class Auth(Group):
 class Sessions(Group):
     title = "sessions"
 
-    max_size: int = option(
-        DEFAULT_MAX_SIZE, SIZE, "--max-size", "largest message, e.g. 10M; 0: no limit", metavar="BYTES"
-    )
+    max_size: int = option(DEFAULT_MAX_SIZE, SIZE, "--max-size", "largest message, e.g. 10M; 0: no limit")
     max_clients: int = option(0, COUNT, "--max-clients", "simultaneous connections per process", shown="no limit")
     timeout: float | None = option(
         None, SECONDS, "--timeout", "idle timeout of a connection", shown=_library_default("socket_timeout")
