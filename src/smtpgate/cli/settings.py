@@ -32,6 +32,7 @@ from .values import (
     SIZE,
     SWITCH,
     TEXT,
+    show_number,
 )
 
 __all__ = ["GROUPS", "Settings"]
@@ -47,7 +48,7 @@ VERIFY_MODES = ("header", "enforce")
 
 def _library_default(name: str) -> str:
     """An `smtpgate.SMTPServer` default the command keeps unless told otherwise."""
-    return f"`{getattr(ServerOptions, name):g}`"
+    return f"`{show_number(getattr(ServerOptions, name))}`"
 
 
 @dataclass

@@ -164,7 +164,9 @@ def duration_arg(text: str) -> float:
 
 
 def show_number(number: Any) -> str:
-    return f"{number:g}"
+    """``60`` for 60.0, ``0.5`` for 0.5: the number as it reads back, without a needless ``.0``."""
+    value = float(number)
+    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def show_duration(seconds: Any) -> str:
@@ -172,7 +174,7 @@ def show_duration(seconds: Any) -> str:
     for unit in ("d", "h", "m"):
         scale = _DURATION_UNITS[unit]
         if seconds and seconds % scale == 0:
-            return f"{seconds / scale:g}{unit}"
+            return f"{show_number(seconds / scale)}{unit}"
     return show_number(seconds)
 
 
