@@ -267,6 +267,13 @@ class Declared:
     def default_text(self) -> str:
         return self.option.default_text(self.default)
 
+    def add_to(self, parser: Any, *, with_default: bool = False) -> None:
+        """Add the flag to another command's parser; *with_default* stores the default when
+        the flag is not given (the serving command's parser stores nothing then)."""
+        self.option.add_to(parser, self.name, self.default)
+        if with_default:
+            parser.set_defaults(**{self.name: self.default})
+
 
 def _default(item: Field[Any]) -> Any:
     if item.default is not MISSING:

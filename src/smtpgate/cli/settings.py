@@ -224,12 +224,14 @@ class Scale(Group):
         metavar="URL",
         shown="in-process",
     )
-    redis_replicas: int = option(0, COUNT, "--redis-replicas", "redis sink: 250 only once N replicas have it (WAIT)")
+    redis_replicas: int = option(
+        0, COUNT, "--redis-replicas", "with a redis:// sink: 250 only once N replicas have it (WAIT)"
+    )
     redis_stream: str | None = option(
-        None, TEXT, "--redis-stream", "redis sink: the stream's name", metavar="NAME", shown="`smtpgate`"
+        None, TEXT, "--redis-stream", "the Redis stream's name (a redis:// sink)", metavar="NAME", shown="`smtpgate`"
     )
     redis_password_file: str | None = option(
-        None, FILE, "--redis-password-file", "Redis password (or user:password) for the sink and limits"
+        None, FILE, "--redis-password-file", "file holding the Redis password (or user:password)"
     )
 
 
