@@ -74,7 +74,7 @@ class Kind(Generic[T_co]):
         """The keyword arguments of ``add_argument`` (besides dest, help and metavar)."""
         return {"type": self.parse}
 
-    def from_toml(self, value: Any) -> Any:
+    def from_toml(self, value: Any) -> T_co:
         """A config file's value (of a *toml* type) as the setting's value."""
         return self.parse(str(value))
 

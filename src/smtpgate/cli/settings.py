@@ -4,6 +4,10 @@ Each field is a flag (``--max-size``) and a config file key (``max_size`` or
 ``max-size``); see `smtpgate.cli.options` for what is derived from the declaration.
 `Settings` is all the groups together; ``docs/cli.md`` has a table per group, checked
 against these declarations by the tests.
+
+To add a setting: a field in its group with `option` (or `repeated`), a row in its
+group's table in ``docs/cli.md`` with the same default, a case in
+``tests/cli/test_settings.py``; checks across settings go in `config.parse_settings`.
 """
 
 from __future__ import annotations
