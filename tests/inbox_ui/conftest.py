@@ -5,15 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import smtplib
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +17,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from samples import png
+from ui_support import Inbox, Recorder, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-PIXEL = png(1, 1, (255, 0, 0), (255, 0, 0))
 
 
 def _need_browser() -> None:
@@ -76,66 +71,11 @@ def browser() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-class Recorder:
-    """An HTTP server on 127.0.0.1 that answers every GET with a tiny PNG and records the path."""
-
-    def __init__(self) -> None:
-        hits = self.hits = []  # type: list[str]
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                hits.append(self.path)
-                self.send_response(200)
-                self.send_header("Content-Type", "image/png")
-                self.send_header("Content-Length", str(len(PIXEL)))
-                self.send_header("Access-Control-Allow-Origin", "*")
-                self.end_headers()
-                self.wfile.write(PIXEL)
-
-            do_POST = do_GET
-
-            def log_message(self, *args: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def recorder() -> Iterator[Recorder]:
     server = Recorder()
     yield server
     server.close()
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something true (bounded in time)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-class Inbox:
-    """A running inbox: SMTP on ``smtp_port``, the UI and API at ``url``."""
-
-    def __init__(self, url: str, smtp_port: int) -> None:
-        self.url = url
-        self.smtp_port = smtp_port
-
-    def send(self, message: bytes, recipients: list[str] | None = None, sender: str = "sender@example.test") -> None:
-        with smtplib.SMTP("127.0.0.1", self.smtp_port, local_hostname="client.test", timeout=20) as client:
-            client.sendmail(sender, recipients or ["dev@example.test"], message)
 
 
 def _free_port() -> int:

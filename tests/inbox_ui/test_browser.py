@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import json
+import smtplib
 import time
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
-import samples
+import pytest
+import ui_samples as samples
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
+from ui_support import Inbox, Recorder, wait_until
 
-from conftest import Inbox, Recorder, wait_until
+
+@pytest.fixture(autouse=True)
+def no_script_errors(browser: WebDriver) -> Iterator[None]:
+    """Every test also checks that the UI's own JavaScript threw nothing."""
+    browser.get_log("browser")  # forget what earlier tests left
+    yield
+    uncaught = [entry["message"] for entry in browser.get_log("browser") if "Uncaught" in entry["message"]]
+    assert uncaught == []
 
 
 def api(inbox: Inbox, path: str) -> Any:
@@ -98,7 +109,8 @@ def test_opening_a_message_shows_its_html_inline_images_and_attachments(browser:
     verdicts = wait_until(
         lambda: [" ".join(v.text.split()) for v in browser.find_elements(By.CSS_SELECTOR, ".verdict")], what="verdicts"
     )
-    assert verdicts == ["SPF pass", "DKIM pass", "DMARC pass"]
+    assert verdicts == ["SPF pass", "DKIM pass", "DMARC pass"]  # the topmost header's only
+    assert browser.find_element(By.CSS_SELECTOR, ".verdict-server").text == "checked by mx.test"
 
     browser.switch_to.frame(frame)
     try:
@@ -250,3 +262,36 @@ def test_mailbox_filter_shows_one_mailbox(browser: WebDriver, inbox: Inbox) -> N
     browser.find_element(By.ID, "confirm-delete").click()
     wait_until(lambda: not rows(browser), what="mailbox a to be empty")
     assert sorted(m["Subject"] for m in api(inbox, "api/v1/messages")["messages"]) == ["Another for B", "For B"]
+
+
+def test_a_big_message_shows_a_bounded_part_of_its_source_and_attachments(browser: WebDriver, inbox: Inbox) -> None:
+    inbox.send(samples.many_attachments(300, 3 * 1024 * 1024))
+    open_page(browser, inbox)
+    row_for(browser, "300 attachments").click()
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, ".attachment-more"), what="the attachment list")
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".attachment a")) == 100
+    assert browser.find_element(By.CSS_SELECTOR, ".attachment-more").text == "and 200 more (see Raw)"
+    press(browser, "4")
+    notice = wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#panel-raw .notice"), what="the raw notice")
+    assert notice[0].text.startswith("Showing the first 1.0 MB of 3.")
+    shown = browser.execute_script("return document.querySelector('#panel-raw pre').textContent.length")
+    assert shown <= 1024 * 1024
+
+
+def test_pages_of_fifty_newest_first(browser: WebDriver, inbox: Inbox) -> None:
+    with smtplib.SMTP("127.0.0.1", inbox.smtp_port, local_hostname="client.test", timeout=30) as client:
+        for number in range(1, 56):
+            client.sendmail("sender@example.test", ["dev@example.test"], samples.plain(f"Message {number:02d}"))
+    open_page(browser, inbox)
+    wait_until(lambda: len(rows(browser)) == 50, what="a full page")
+    assert subjects(browser)[0] == "Message 55"
+    assert browser.find_element(By.ID, "count").text == "1–50 of 55"
+    assert not browser.find_element(By.ID, "prev-page").is_enabled()
+
+    press(browser, "]")
+
+    wait_until(lambda: subjects(browser) == [f"Message {n:02d}" for n in range(5, 0, -1)], what="the second page")
+    assert browser.find_element(By.ID, "count").text == "51–55 of 55"
+    assert not browser.find_element(By.ID, "next-page").is_enabled()
+    browser.find_element(By.ID, "prev-page").click()
+    wait_until(lambda: len(rows(browser)) == 50, what="the first page again")

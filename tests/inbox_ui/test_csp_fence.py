@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from ui_support import Recorder, wait_until
 
-from conftest import Recorder, wait_until
 from smtpgate.inbox.ui import VIEW_CSP, VIEW_CSP_REMOTE
 
 SANDBOX = "allow-popups allow-popups-to-escape-sandbox"

@@ -69,6 +69,11 @@ def test_links_open_outside_the_frame_without_a_referrer() -> None:
     assert out == '<a href="https://example.test/page" target="_blank" rel="noopener noreferrer">go</a>'
 
 
+def test_outside_a_frame_links_keep_their_target() -> None:
+    html = '<a href="https://example.test/page" target="_self">go</a>'
+    assert prepare_html(html, PARTS.get, new_tab_links=False).html == html
+
+
 def test_relative_urls_and_other_schemes_load_nothing() -> None:
     out = rewrite('<img src="../api/v1/messages"><img src="file:///etc/passwd"><video poster="ftp://x/y">')
     assert "api/v1/messages" not in out and "file:" not in out and "ftp:" not in out
@@ -115,3 +120,15 @@ def test_no_remote_url_survives_and_nothing_crashes(fragments: list[str]) -> Non
     assert "url('https://r.test" not in out and 'url("https://r.test' not in out
     assert "<script" not in out.lower() or "<script" in "".join(f for f in fragments if not f.startswith("<"))
     assert "onclick" not in out
+
+
+def test_attribute_names_are_compared_in_lower_case_like_a_browser() -> None:
+    out = rewrite('<img ONerror="x()" SRC="https://r.test/a"><META HTTP-EQUIV="Refresh" content="0">')
+    assert "onerror" not in out.lower() and "r.test" not in out and "meta" not in out.lower()
+
+
+def test_style_text_means_the_same_in_html_and_inside_svg() -> None:
+    # Inside <svg> a browser decodes character references in <style>: the rewrite sees that.
+    out = rewrite('<svg><style>@import "htt&#x70;s://r.test/x"; a::after { content: "&lt;b&gt; & c" }</style></svg>')
+    assert "r.test" not in out
+    assert 'content: "\\3c b> \\26  c"' in out  # "<" and "&" as CSS escapes: one reading either way

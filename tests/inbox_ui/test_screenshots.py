@@ -8,11 +8,10 @@ import struct
 import urllib.request
 from pathlib import Path
 
-import samples
+import ui_samples as samples
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-
-from conftest import Inbox, wait_until
+from ui_support import Inbox, texts, wait_until
 
 WIDTH, HEIGHT = 1440, 860
 
@@ -66,6 +65,8 @@ def test_screenshots_of_the_list_and_a_message(browser: WebDriver, inbox: Inbox,
         logo = wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "img[alt=Northwind]"), what="logo")[0]
         wait_until(lambda: browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", logo))
         browser.switch_to.default_content()
+        badge = '.mailbox[data-mailbox="sam@example.test"] .badge'
+        wait_until(lambda: texts(browser, badge) == ["1"], what="counts")
         browser.save_screenshot(str(folder / "inbox-message.png"))
 
         browser.execute_cdp_cmd(
@@ -73,10 +74,12 @@ def test_screenshots_of_the_list_and_a_message(browser: WebDriver, inbox: Inbox,
         )
         browser.find_element(By.CSS_SELECTOR, "#messages .row:nth-child(3)").click()
         wait_until(
-            lambda: any("Reset" in e.text for e in browser.find_elements(By.CSS_SELECTOR, ".message-subject")),
+            lambda: any("Reset" in text for text in texts(browser, ".message-subject") or []),
             what="the reset message",
         )
         browser.find_element(By.ID, "tab-text").click()
+        badge = '.mailbox[data-mailbox="qa+reset@example.test"] .badge'
+        wait_until(lambda: texts(browser, badge) == [], what="the mailbox counts")
         browser.save_screenshot(str(folder / "inbox-dark.png"))
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

@@ -14,7 +14,7 @@ from smtpgate.inbox.ui import VIEW_CSP, VIEW_CSP_REMOTE, ui_routes
 MESSAGES: dict[str, dict[str, Any]] = {
     "M1": {
         "ID": "M1",
-        "HTML": '<p>Hi <img src="cid:logo@x"> <img src="https://tracker.test/p.gif"></p>',
+        "HTML": '<p>Hi <img src="cid:logo@x"> <img src="https://tracker.test/p.gif"> <a href="https://a.test/">a</a></p>',
         "Text": "Hi",
         "Inline": [{"PartID": "1.2", "ContentID": "<logo@x>", "FileName": "", "ContentType": "image/png"}],
         "Attachments": [],
@@ -98,6 +98,9 @@ def test_the_view_is_sandboxed_rewritten_and_remote_only_on_request() -> None:
             body = await response.text()
         assert 'src="../api/v1/message/M1/part/1.2"' in body
         assert "tracker.test" not in body
+        assert '<a href="https://a.test/">' in body  # as Mailpit: links as sent without embed=1
+        async with session.get(base + "/view/M1.html?embed=1") as response:
+            assert 'target="_blank" rel="noopener noreferrer"' in await response.text()
         async with session.get(base + "/view/M1.html?remote=1") as response:
             assert response.headers["Content-Security-Policy"] == VIEW_CSP_REMOTE
             assert "https://tracker.test/p.gif" in await response.text()

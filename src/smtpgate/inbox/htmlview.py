@@ -71,14 +71,17 @@ class PreparedHTML:
         return list(hosts)
 
 
-def prepare_html(html_text: str, part_url: Callable[[str], str | None], allow_remote: bool = False) -> PreparedHTML:
+def prepare_html(
+    html_text: str, part_url: Callable[[str], str | None], allow_remote: bool = False, new_tab_links: bool = True
+) -> PreparedHTML:
     """Rewrite ``html_text`` for display in the sandboxed frame (linear time in its length).
 
     ``part_url`` maps a Content-ID (without angle brackets) to the URL of that part, or
     ``None`` when the message has no such part. Remote URLs are recorded in the result
-    and, unless ``allow_remote``, removed from the document.
+    and, unless ``allow_remote``, removed from the document. ``new_tab_links`` makes links
+    open in a new tab without a referrer (for a frame); otherwise their target is kept.
     """
-    rewriter = _Rewriter(part_url, allow_remote)
+    rewriter = _Rewriter(part_url, allow_remote, new_tab_links)
     out: list[str] = []
     skipping = False  # inside a dropped <script>
     for token in tokenize(html_text):
@@ -89,9 +92,12 @@ def prepare_html(html_text: str, part_url: Callable[[str], str | None], allow_re
         if isinstance(token, Text):
             out.append(token.text)
         elif isinstance(token, RawText):
-            # Style text: remote URLs rewritten, and no "<" left that could start a tag
-            # where a browser reads the element as markup (inside <svg>, say).
-            out.append(rewriter.css(token.text).replace("<", "\\3c "))
+            # Style text is read two ways: as raw text (in HTML) and as markup with
+            # character references decoded (inside <svg>). Rewrite what the second way
+            # sees, then write it with CSS escapes for "&" and "<" so that both ways read
+            # the same CSS and no tag can start in it.
+            css = rewriter.css(html.unescape(token.text))
+            out.append(css.replace("&", "\\26 ").replace("<", "\\3c "))
         elif isinstance(token, StartTag):
             if token.lname in _DROPPED_WITH_CONTENT:
                 skipping = True  # even <script/>: a browser ignores the slash in HTML
@@ -107,9 +113,10 @@ def prepare_html(html_text: str, part_url: Callable[[str], str | None], allow_re
 
 
 class _Rewriter:
-    def __init__(self, part_url: Callable[[str], str | None], allow_remote: bool) -> None:
+    def __init__(self, part_url: Callable[[str], str | None], allow_remote: bool, new_tab_links: bool) -> None:
         self.part_url = part_url
         self.allow_remote = allow_remote
+        self.new_tab_links = new_tab_links
         self.remote: list[str] = []
 
     def start_tag(self, token: StartTag) -> str:
@@ -126,10 +133,11 @@ class _Rewriter:
         return "<" + " ".join(parts) + (" />" if token.self_closing else ">")
 
     def _drop_meta_or_link(self, tag: str, attrs: list[tuple[str, str | None]]) -> bool:
-        values = {name: (value or "") for name, value in attrs}
+        values = {name.lower(): (value or "") for name, value in attrs}
         if tag == "meta":
             # A refresh navigates the frame (to a tracker, say); nothing else a meta does matters here.
-            return values.get("http-equiv", "").strip().lower() in {"refresh", "set-cookie"}
+            equiv = values.get("http-equiv", "").lower()
+            return "refresh" in equiv or "set-cookie" in equiv
         if tag == "link":
             rels = set(values.get("rel", "").lower().split())
             href = values.get("href", "")
@@ -149,7 +157,8 @@ class _Rewriter:
         result: list[tuple[str, str | None]] = []
         changed = False
         for name, value in attrs:
-            if name.startswith("on") or name in {"ping", "formaction", "action"}:
+            key = name.lower()  # as written in the output, compared in lower case (as a browser does)
+            if key.startswith("on") or key in {"ping", "formaction", "action"}:
                 changed = True
                 continue
             if value is None:
@@ -158,9 +167,9 @@ class _Rewriter:
             if _scheme(value) in {"javascript", "vbscript"}:
                 changed = True
                 continue
-            if name in resources:
-                new = None if tag in _FRAMES else self._resource(value, srcset=(name == "srcset"))
-                if new is None and tag == "img" and name == "src":
+            if key in resources:
+                new = None if tag in _FRAMES else self._resource(value, srcset=(key == "srcset"))
+                if new is None and tag == "img" and key == "src":
                     new = BLANK_IMAGE
                 if new is None:
                     changed = True
@@ -168,11 +177,11 @@ class _Rewriter:
                 if new != value:
                     changed = True
                 result.append((name, new))
-            elif name == "style":
+            elif key == "style":
                 new_style = self.css(value)
                 changed = changed or new_style != value
                 result.append((name, new_style))
-            elif name in {"href", "xlink:href"} and tag in _LINK_TARGETS:
+            elif key in {"href", "xlink:href"} and tag in _LINK_TARGETS:
                 scheme = _scheme(value)
                 if scheme == "data":
                     changed = True
@@ -186,11 +195,11 @@ class _Rewriter:
                     result.append((name, url))
                 else:
                     result.append((name, value))
-            elif name in {"target", "rel"} and tag in _LINK_TARGETS:
+            elif key in {"target", "rel"} and tag in _LINK_TARGETS and self.new_tab_links:
                 changed = True  # replaced below
             else:
                 result.append((name, value))
-        if tag in _LINK_TARGETS and any(name == "href" for name, _ in result):
+        if self.new_tab_links and tag in _LINK_TARGETS and any(name.lower() == "href" for name, _ in result):
             # Links open outside the frame, without telling the site where they came from.
             result += [("target", "_blank"), ("rel", "noopener noreferrer")]
             changed = True

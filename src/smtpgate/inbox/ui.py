@@ -6,7 +6,7 @@ What this module adds is the safety around a message's HTML:
 
 * the UI page gets a strict Content-Security-Policy (scripts and styles only from its
   own files, no inline script, connections only to its own host, never framed);
-* ``/view/{ID}.html`` serves the message's HTML with ``Content-Security-Policy: sandbox``
+* ``/view/{ID}.html`` (Mailpit's path) serves the message's HTML with ``Content-Security-Policy: sandbox``
   and no script source at all, so nothing in a message runs, and nothing it does can
   reach the UI's origin; ``cid:`` references point at the message's parts; remote
   images, styles and fonts load only with ``?remote=1``;
@@ -122,9 +122,9 @@ def ui_routes(message_json: MessageJSON) -> list[web.RouteDef]:
             raise web.HTTPNotFound(text="Not found")
         return send_asset(request, found, {})
 
-    cache: OrderedDict[tuple[str, int, bool], PreparedHTML] = OrderedDict()
+    cache: OrderedDict[tuple[str, int, bool, bool], PreparedHTML] = OrderedDict()
 
-    async def prepared(request: web.Request, allow_remote: bool) -> PreparedHTML:
+    async def prepared(request: web.Request, allow_remote: bool, embed: bool) -> PreparedHTML:
         message = await message_json(request.match_info["id"])
         if message is None or not message.get("HTML"):
             raise web.HTTPNotFound(
@@ -132,11 +132,11 @@ def ui_routes(message_json: MessageJSON) -> list[web.RouteDef]:
             )
         source = str(message["HTML"])
         # A message never changes: the frame and the remote-content check share one rewrite.
-        key = (str(message.get("ID", "")), len(source), allow_remote)
+        key = (str(message.get("ID", "")), len(source), allow_remote, embed)
         document = cache.get(key)
         if document is None:
             # Linear, but a large message takes a while: never on the event loop.
-            document = await asyncio.to_thread(prepare_html, source, _part_urls(message), allow_remote)
+            document = await asyncio.to_thread(prepare_html, source, _part_urls(message), allow_remote, embed)
             cache[key] = document
             while len(cache) > _CACHED_VIEWS:
                 cache.popitem(last=False)
@@ -145,7 +145,8 @@ def ui_routes(message_json: MessageJSON) -> list[web.RouteDef]:
 
     async def view(request: web.Request) -> web.Response:
         allow_remote = request.query.get("remote") == "1"
-        document = await prepared(request, allow_remote)
+        # Mailpit's embed=1: links open in a new tab (what the UI's frame asks for).
+        document = await prepared(request, allow_remote, request.query.get("embed") == "1")
         headers = {
             **_COMMON_HEADERS,
             "Content-Security-Policy": VIEW_CSP_REMOTE if allow_remote else VIEW_CSP,
@@ -155,7 +156,7 @@ def ui_routes(message_json: MessageJSON) -> list[web.RouteDef]:
         return web.Response(text=document.html, content_type="text/html", charset="utf-8", headers=headers)
 
     async def remote(request: web.Request) -> web.Response:
-        document = await prepared(request, allow_remote=False)
+        document = await prepared(request, allow_remote=False, embed=True)
         body = {"Remote": len(document.remote), "Hosts": document.remote_hosts}
         return web.json_response(body, headers=_COMMON_HEADERS)
 

@@ -40,7 +40,7 @@ export const partURL = (id, part) => `${messageURL(id)}/part/${encodeURIComponen
 export const rawURL = (id) => `${messageURL(id)}/raw`;
 /** Links that download (the server answers with Content-Disposition: attachment). */
 export const download = (url) => `${url}?dl=1`;
-export const viewURL = (id, remote) => `view/${encodeURIComponent(id)}.html${remote ? "?remote=1" : ""}`;
+export const viewURL = (id, remote) => `view/${encodeURIComponent(id)}.html?embed=1${remote ? "&remote=1" : ""}`;
 
 /** A page of summaries: the search endpoint when there is a query, the listing otherwise. */
 export function listMessages({ query = "", mailbox = "", start = 0, limit = 50 }) {
@@ -52,7 +52,34 @@ export function listMessages({ query = "", mailbox = "", start = 0, limit = 50 }
 export const getInfo = () => request("GET", "api/v1/info");
 export const getMessage = (id) => request("GET", messageURL(id));
 export const getHeaders = (id) => request("GET", `${messageURL(id)}/headers`);
-export const getRaw = (id) => request("GET", rawURL(id), { as: "text" });
+/** The first `limit` bytes of the source as text, and whether that is all of it. */
+export async function getRawStart(id, limit) {
+  const response = await fetch(new URL(rawURL(id), document.baseURI));
+  if (!response.ok) throw new ApiError(response.status, `${response.status} ${response.statusText}`);
+  const reader = response.body.getReader();
+  const chunks = [];
+  let total = 0;
+  let complete = false;
+  while (total <= limit) {
+    const { done, value } = await reader.read();
+    if (done) {
+      complete = true;
+      break;
+    }
+    chunks.push(value);
+    total += value.length;
+  }
+  if (!complete) reader.cancel().catch(() => {});
+  const bytes = new Uint8Array(Math.min(total, limit));
+  let offset = 0;
+  for (const chunk of chunks) {
+    const part = chunk.subarray(0, bytes.length - offset);
+    bytes.set(part, offset);
+    offset += part.length;
+    if (offset >= bytes.length) break;
+  }
+  return { text: new TextDecoder().decode(bytes), complete: complete && total <= limit };
+}
 export const getRemote = (id) => request("GET", `view/${encodeURIComponent(id)}/remote`);
 export const setRead = (ids, read) => request("PUT", "api/v1/messages", { body: { IDs: ids, Read: read }, as: "none" });
 export const deleteMessages = (ids) => request("DELETE", "api/v1/messages", { body: { IDs: ids }, as: "none" });

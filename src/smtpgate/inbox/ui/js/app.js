@@ -3,6 +3,7 @@
 import * as api from "./api.js";
 import { h, icon, plural } from "./dom.js";
 import { LiveEvents } from "./events.js";
+import { installShortcuts } from "./keys.js";
 import { MessageList } from "./list.js";
 import { MessageView, TABS } from "./message.js";
 
@@ -179,6 +180,13 @@ async function loadMailboxes() {
         count ? h("span", { class: "badge" }, count.toLocaleString()) : null,
       ),
     );
+  const select = $("#mailbox-select");
+  select.hidden = false;
+  select.replaceChildren(
+    h("option", { value: "" }, "All mail"),
+    ...boxes.map((box) => h("option", { value: box.name, selected: box.name === state.mailbox }, box.name)),
+  );
+  select.value = state.mailbox;
   $("#mailboxes").replaceChildren(
     item("", "All mail", state.allUnread),
     ...boxes.map((box) => item(box.name, box.name, box.unread)),
@@ -220,14 +228,12 @@ async function openMessage(id, { focusList = false } = {}) {
   const summary = list.summary(id);
   view.show(message, true, state.tab);
   if (focusList) $("#messages").focus();
-  if (!summary || !summary.Read) {
-    // Opening a message reads it (Mailpit does this on GET as well; saying it is harmless).
-    api.setRead([id], true).catch(() => {});
-    if (summary) {
-      list.update(id, { Read: true });
-      state.unread = Math.max(0, state.unread - 1);
-      updateCounts();
-    }
+  if (summary && !summary.Read) {
+    // GET /api/v1/message/{ID} marked it read (as Mailpit does); the "update" event may
+    // come later than this answer.
+    list.update(id, { Read: true });
+    state.unread = Math.max(0, state.unread - 1);
+    updateCounts();
   }
 }
 
@@ -386,60 +392,29 @@ function onLiveState(status, reconnected) {
 
 // ---- Keyboard ----------------------------------------------------------------------------------------
 
-function typing(target) {
-  return target.closest("input, textarea, select, [contenteditable=true]");
-}
-
-function onKey(event) {
-  if (event.ctrlKey || event.metaKey || event.altKey) return;
-  if (document.querySelector("dialog[open]")) return;
-  const key = event.key;
-  if (typing(event.target)) {
-    if (key === "Escape" && event.target.id === "search") {
-      event.target.blur();
-      if (event.target.value) {
-        event.target.value = "";
-        search("");
-      }
-      $("#messages").focus();
-    } else if (key === "ArrowDown" && event.target.id === "search") {
-      event.preventDefault();
-      $("#messages").focus();
-    }
-    return;
-  }
-  const inTabs = event.target.closest('[role="tablist"]');
-  const actions = {
-    "/": () => $("#search").focus(),
-    j: () => openMessage(list.neighbour(1), { focusList: true }),
-    k: () => openMessage(list.neighbour(-1), { focusList: true }),
-    ArrowDown: () => openMessage(list.neighbour(1), { focusList: true }),
-    ArrowUp: () => openMessage(list.neighbour(-1), { focusList: true }),
-    Home: () => openMessage(list.ids[0], { focusList: true }),
-    End: () => openMessage(list.ids[list.ids.length - 1], { focusList: true }),
-    Enter: () => openMessage(list.selectedId || list.neighbour(1)),
-    o: () => openMessage(list.selectedId || list.neighbour(1)),
-    Escape: () => closeMessage(),
-    u: () => state.openId && setRead(state.openId, !view.read),
-    Delete: () => state.openId && deleteMessage(state.openId),
-    "#": () => state.openId && deleteMessage(state.openId),
-    "[": () => !$("#prev-page").disabled && setPage(state.start - LIMIT),
-    "]": () => !$("#next-page").disabled && setPage(state.start + LIMIT),
-    1: () => view.showTab("html"),
-    2: () => view.showTab("text"),
-    3: () => view.showTab("headers"),
-    4: () => view.showTab("raw"),
-    R: () => $("#load-remote")?.click(),
-    "?": () => $("#help").showModal(),
-  };
-  if (inTabs && ["ArrowLeft", "ArrowRight", "Home", "End"].includes(key)) return;
-  if (event.target.closest("button, a") && key === "Enter") return;
-  const action = actions[key];
-  if (action) {
-    event.preventDefault();
-    action();
-  }
-}
+const shortcuts = {
+  "/": () => $("#search").focus(),
+  j: () => openMessage(list.neighbour(1), { focusList: true }),
+  k: () => openMessage(list.neighbour(-1), { focusList: true }),
+  ArrowDown: () => openMessage(list.neighbour(1), { focusList: true }),
+  ArrowUp: () => openMessage(list.neighbour(-1), { focusList: true }),
+  Home: () => openMessage(list.ids[0], { focusList: true }),
+  End: () => openMessage(list.ids[list.ids.length - 1], { focusList: true }),
+  Enter: () => openMessage(list.selectedId || list.neighbour(1)),
+  o: () => openMessage(list.selectedId || list.neighbour(1)),
+  Escape: () => closeMessage(),
+  u: () => state.openId && setRead(state.openId, !view.read),
+  Delete: () => state.openId && deleteMessage(state.openId),
+  "#": () => state.openId && deleteMessage(state.openId),
+  "[": () => !$("#prev-page").disabled && setPage(state.start - LIMIT),
+  "]": () => !$("#next-page").disabled && setPage(state.start + LIMIT),
+  1: () => view.showTab("html"),
+  2: () => view.showTab("text"),
+  3: () => view.showTab("headers"),
+  4: () => view.showTab("raw"),
+  R: () => $("#load-remote")?.click(),
+  "?": () => $("#help").showModal(),
+};
 
 // ---- Search -----------------------------------------------------------------------------------------------
 
@@ -465,6 +440,7 @@ function start() {
     clearTimeout(searchTimer);
     searchTimer = setTimeout(() => search(event.target.value), 400);
   });
+  $("#mailbox-select").addEventListener("change", (event) => chooseMailbox(event.target.value));
   $("#prev-page").addEventListener("click", () => setPage(state.start - LIMIT));
   $("#next-page").addEventListener("click", () => setPage(state.start + LIMIT));
   $("#delete-all").addEventListener("click", confirmDeleteAll);
@@ -487,7 +463,7 @@ function start() {
       if (event.target === dialog) dialog.close();
     });
   }
-  document.addEventListener("keydown", onKey);
+  installShortcuts(shortcuts, { searchBox: $("#search"), list: $("#messages"), onSearchCleared: () => search("") });
   window.addEventListener("hashchange", () => {
     const before = [state.query, state.mailbox, state.start].join("\n");
     readHash();

@@ -4,32 +4,39 @@ import * as api from "./api.js";
 import { addressFull, fullTime, h, icon, linkify, size } from "./dom.js";
 
 const RAW_LIMIT = 1024 * 1024;
-const AUTH_HEADERS = ["Authentication-Results", "ARC-Authentication-Results", "Received-SPF"];
+const ATTACHMENTS_SHOWN = 100;
+const AUTH_HEADERS = new Set(["authentication-results", "arc-authentication-results", "received-spf"]);
 export const TABS = ["html", "text", "headers", "raw"];
 const TAB_LABELS = { html: "HTML", text: "Text", headers: "Headers", raw: "Raw" };
 
-/** Verdicts like [{method: "dkim", result: "pass"}] from Authentication-Results values. */
-export function verdicts(headers, message) {
+/** The values of header `name` (any case) from the /headers map, top first. */
+function headerValues(headers, name) {
+  const key = Object.keys(headers).find((candidate) => candidate.toLowerCase() === name.toLowerCase());
+  return key ? headers[key] : [];
+}
+
+/**
+ * The verdicts of the topmost Authentication-Results header: {server, list: [{method, result}]}.
+ * Only the topmost one counts: it is the receiving server's (smtpgate --verify adds it
+ * there); ones further down came with the message and anyone could have written them.
+ */
+export function verdicts(headers) {
   const found = new Map();
-  if (Array.isArray(message.Authentication)) {
-    for (const item of message.Authentication) {
-      const method = String(item.Method || item.method || "").toLowerCase();
-      const result = String(item.Result || item.result || "").toLowerCase();
-      if (method && result) found.set(method, result);
-    }
-  }
-  for (const value of headers["Authentication-Results"] || []) {
+  const [value] = headerValues(headers, "Authentication-Results");
+  let server = "";
+  if (value) {
+    server = value.split(";")[0].replace(/\([^)]*\)/g, "").trim().split(/\s+/)[0] || "";
     const body = value.includes(";") ? value.slice(value.indexOf(";") + 1) : "";
     for (const match of body.matchAll(/(?:^|;)\s*([a-z][a-z0-9-]*)\s*=\s*([a-z]+)/gi)) {
       const method = match[1].toLowerCase();
       if (!found.has(method)) found.set(method, match[2].toLowerCase());
     }
+  } else {
+    const [spf] = headerValues(headers, "Received-SPF");
+    const match = spf && /^\s*([a-z]+)/i.exec(spf);
+    if (match) found.set("spf", match[1].toLowerCase());
   }
-  for (const value of headers["Received-SPF"] || []) {
-    const match = /^\s*([a-z]+)/i.exec(value);
-    if (match && !found.has("spf")) found.set("spf", match[1].toLowerCase());
-  }
-  return [...found].map(([method, result]) => ({ method, result }));
+  return { server, list: [...found].map(([method, result]) => ({ method, result })) };
 }
 
 function verdictClass(result) {
@@ -139,7 +146,7 @@ export class MessageView {
       (headers) => {
         if (this.message === message) {
           this.headers = headers;
-          this.showVerdicts(verdicts(headers, message));
+          this.showVerdicts(verdicts(headers));
         }
       },
       () => {},
@@ -161,17 +168,22 @@ export class MessageView {
     if (this.readButton) this.updateReadButton();
   }
 
-  showVerdicts(list) {
+  showVerdicts({ server, list }) {
+    if (!list.length) return;
     this.verdictsSlot.replaceChildren(
       ...list.map(({ method, result }) =>
         h("span", { class: `verdict ${verdictClass(result)}`, title: `${method}=${result}` }, icon("shield"), h("b", {}, method.toUpperCase()), " ", result),
       ),
+      server ? h("span", { class: "verdict-server", title: "The server that checked (the topmost Authentication-Results header)" }, `checked by ${server}`) : null,
     );
   }
 
+
   attachments(message, hasHTML) {
-    const parts = [...(message.Attachments || []), ...(hasHTML ? [] : message.Inline || [])];
-    if (!parts.length) return null;
+    const all = [...(message.Attachments || []), ...(hasHTML ? [] : message.Inline || [])];
+    if (!all.length) return null;
+    const parts = all.slice(0, ATTACHMENTS_SHOWN);
+    const more = all.length - parts.length;
     return h(
       "ul",
       { class: "attachments", "aria-label": "Attachments" },
@@ -191,6 +203,7 @@ export class MessageView {
           ),
         );
       }),
+      more > 0 ? h("li", { class: "attachment-more" }, `and ${more.toLocaleString()} more (see Raw)`) : null,
     );
   }
 
@@ -281,12 +294,12 @@ export class MessageView {
       return;
     }
     const names = Object.keys(headers);
-    const first = names.filter((name) => AUTH_HEADERS.includes(name));
-    const rest = names.filter((name) => !AUTH_HEADERS.includes(name));
+    const first = names.filter((name) => AUTH_HEADERS.has(name.toLowerCase()));
+    const rest = names.filter((name) => !AUTH_HEADERS.has(name.toLowerCase()));
     const rows = [];
     for (const name of [...first, ...rest]) {
       for (const value of headers[name]) {
-        rows.push(h("tr", { class: AUTH_HEADERS.includes(name) ? "auth" : "" }, h("th", { scope: "row" }, name), h("td", {}, value)));
+        rows.push(h("tr", { class: AUTH_HEADERS.has(name.toLowerCase()) ? "auth" : "" }, h("th", { scope: "row" }, name), h("td", {}, value)));
       }
     }
     panel.append(h("table", { class: "headers" }, h("tbody", {}, rows)));
@@ -296,15 +309,16 @@ export class MessageView {
     panel.append(h("p", { class: "muted" }, "Loading…"));
     let raw;
     try {
-      raw = await api.getRaw(message.ID);
+      raw = await api.getRawStart(message.ID, RAW_LIMIT);
     } catch (error) {
       panel.replaceChildren(h("p", { class: "error" }, `Could not load the source: ${error.message}`));
       return;
     }
-    const cut = raw.length > RAW_LIMIT;
+    const whole = h("a", { href: api.download(api.rawURL(message.ID)), download: `${message.ID}.eml` }, "Download the whole message");
     panel.replaceChildren(
-      cut ? h("p", { class: "notice" }, `Showing the first ${size(RAW_LIMIT)} of ${size(raw.length)}. `, h("a", { href: api.download(api.rawURL(message.ID)), download: `${message.ID}.eml` }, "Download the whole message")) : null,
-      h("pre", { class: "raw-body" }, cut ? raw.slice(0, RAW_LIMIT) : raw),
+      raw.complete ? null : h("p", { class: "notice" }, `Showing the first ${size(RAW_LIMIT)} of ${size(message.Size)}. `, whole),
+      h("pre", { class: "raw-body" }, raw.text),
     );
   }
+
 }

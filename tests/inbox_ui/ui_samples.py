@@ -63,6 +63,8 @@ def newsletter(to: str = "dev@example.test") -> bytes:
         "mx.test; spf=pass smtp.mailfrom=northwind.example.test; dkim=pass header.d=northwind.example.test; "
         "dmarc=pass header.from=northwind.example.test"
     )
+    # Further down: one that came with the message (anyone can write those); not shown as a verdict.
+    message["Authentication-Results"] = "relay.example.test; arc=pass; bimi=pass"
     message.set_content(
         "Hi Sam,\n\nYour March report is ready: 1,284 orders (up 12%), 97.8% delivered on time.\n\n"
         "Open the dashboard: https://northwind.example.test/reports/march\n\n— The Northwind team\n"
@@ -112,6 +114,7 @@ def hostile(marker_url: str, to: str = "dev@example.test") -> bytes:
     return html(
         "Hostile HTML",
         f"""<html><head><title>untouched</title>
+<meta http-equiv="refresh" content="0; url={marker_url}?from=refresh">
 <script>document.title = "script ran"; fetch("{marker_url}?from=script");
 new Image().src = "{marker_url}?from=script-img";</script>
 </head><body>
@@ -181,3 +184,12 @@ def showcase() -> list[tuple[bytes, list[str]]]:
         ),
         (newsletter("Sam <sam@example.test>"), ["sam@example.test"]),
     ]
+
+
+def many_attachments(count: int, filler_bytes: int) -> bytes:
+    """A message with ``count`` small attachments and ``filler_bytes`` of text (a big source)."""
+    message = _message("Bulk <bulk@example.test>", "dev@example.test", f"{count} attachments")
+    message.set_content(("0123456789" * 7 + "\n") * (filler_bytes // 71))
+    for index in range(count):
+        message.add_attachment(f"file {index}\n".encode(), "text", "plain", filename=f"file-{index:04d}.txt")
+    return message.as_bytes()
