@@ -8,7 +8,8 @@ import os
 import pytest
 
 from smtpgate.cli.config import SETTINGS, UsageError, parse_settings
-from smtpgate.cli.settings import Settings
+from smtpgate.cli.options import declared
+from smtpgate.cli.settings import GROUPS, Settings
 
 # name: (flag arguments, TOML line, the value both give, what else the check needs)
 CASES: dict[str, tuple[list[str], str, object, list[str]]] = {
@@ -78,6 +79,11 @@ CASES: dict[str, tuple[list[str], str, object, list[str]]] = {
     "log_level": (["--log-level", "debug"], 'log_level = "debug"', "debug", []),
     "uvloop": (["--no-uvloop"], "uvloop = false", False, []),
 }
+
+
+def test_settings_hold_every_group():
+    names = [setting.name for group in GROUPS for setting in declared(group)]
+    assert sorted(names) == sorted(setting.name for setting in declared(Settings)) == sorted(SETTINGS)
 
 
 def test_every_flag_has_a_case():

@@ -212,12 +212,13 @@ class Option:
         return f"`{self.kind.show(default)}`"
 
     def help_text(self, default: Any) -> str:
-        """The help line, with the default stated unless it goes without saying (a switch,
-        nothing)."""
+        """The help line: "(repeatable)" when it is, and the default unless it goes without
+        saying (a switch, nothing)."""
+        line = f"{self.help} (repeatable)" if isinstance(self.kind, Repeated) else self.help
         text = self.default_text(default).replace("`", "")
         if isinstance(self.kind, Switch) or text in ("none", "off"):
-            return self.help
-        return f"{self.help}; default: {text}"
+            return line
+        return f"{line}; default: {text}"
 
     def add_to(self, group: Any, dest: str, default: Any) -> None:
         """Add the flag to an argparse parser or argument group."""

@@ -61,7 +61,7 @@ class Listening(Group):
 
     host: str = option("127.0.0.1", TEXT, "--host", "address to listen on", metavar="HOST")
     port: int = option(DEFAULT_PORT, PORT, "--port", "port to listen on; 0 picks a free one")
-    listen: list[tuple[str, int]] = repeated(ADDRESS, "--listen", "listen here (repeatable); replaces --host/--port")
+    listen: list[tuple[str, int]] = repeated(ADDRESS, "--listen", "listen here, instead of --host/--port")
     name: str | None = option(
         None, TEXT, "--name", "host name in the greeting and EHLO reply", metavar="NAME", shown="the FQDN"
     )
@@ -217,9 +217,7 @@ class Scale(Group):
     limit_recipients: str = option(
         "", RATE, "--limit-recipients", "recipients per client and per sender", shown="no limit"
     )
-    limit_trusted: list[str] = repeated(
-        TEXT, "--limit-trusted", "network exempt from the limits (repeatable)", metavar="CIDR"
-    )
+    limit_trusted: list[str] = repeated(TEXT, "--limit-trusted", "network exempt from the limits", metavar="CIDR")
     limits_redis: str | None = option(
         None,
         TEXT,
@@ -254,13 +252,13 @@ class Checks(Group):
     dns: list[str] = repeated(
         TEXT,
         "--dns",
-        "name server for the checks (repeatable)",
+        "name server for the checks",
         metavar="HOST[:PORT]",
         shown="the system's resolvers",
     )
     dns_timeout: float = option(5.0, SECONDS, "--dns-timeout", "time for one DNS lookup")
     dnsbl: list[str] = repeated(
-        TEXT, "--dnsbl", "DNS blocklist to ask at connect (repeatable; weight 1)", metavar="ZONE[=WEIGHT]"
+        TEXT, "--dnsbl", "DNS blocklist to ask at connect, weight 1 unless given", metavar="ZONE[=WEIGHT]"
     )
     dnsbl_threshold: float = option(1.0, POSITIVE, "--dnsbl-threshold", "blocklist score that refuses a client")
     authserv_id: str | None = option(
