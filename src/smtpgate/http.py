@@ -12,7 +12,10 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["HTTPServer"]
+__all__ = ["HTTPServer", "MAX_REQUEST_LINE"]
+
+MAX_REQUEST_LINE = 64 * 1024
+"""The longest request line (method, URL) and header line accepted; longer ones get ``400``."""
 
 
 class HTTPServer:
@@ -39,7 +42,14 @@ class HTTPServer:
 
     async def start(self) -> None:
         """Listen; raises `OSError` when the address is taken."""
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
+            max_line_size=MAX_REQUEST_LINE,  # long search queries in the URL, as Go's server takes them
+            max_field_size=MAX_REQUEST_LINE,
+        )
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
         try:

@@ -22,6 +22,21 @@ async function main() {
   seen.chaos = await mailpit.setChaosTriggers({ Sender: { ErrorCode: 451, Probability: 0 } });
   seen.chaosNow = await mailpit.getChaosTriggers();
   seen.tags = await mailpit.getTags();
+  seen.config = await mailpit.getConfiguration();
+  seen.queries = {};
+  for (const query of ['subject:"Invoice 7"', "from:example.test -subject:Other", "has:attachment", "is:unread",
+                       "lines.csv", "to:billing", "tag:none", "after:2000-01-01 before:2999-01-01"]) {
+    seen.queries[query] = (await mailpit.searchMessages({ query, tz: "Europe/Paris" })).messages_count;
+  }
+  seen.setTags = await mailpit.setTags({ IDs: [latest.ID], Tags: ["Tag 1", "Tag 2"] });
+  seen.tagsAfterSet = await mailpit.getTags();
+  seen.renameTag = await mailpit.renameTag("Tag 1", "Renamed Tag");
+  seen.deleteTag = await mailpit.deleteTag("Tag 2");
+  seen.tagsAfterEdit = (await mailpit.getMessageSummary(latest.ID)).Tags;
+  seen.readBySearch = await mailpit.setReadStatus({ Search: "subject:Invoice", Read: false }, { tz: "UTC" });
+  seen.unreadInvoices = (await mailpit.searchMessages({ query: "is:unread subject:Invoice" })).messages_count;
+  seen.countWait = (await mailpit.waitForMessages({ query: "subject:Invoice", count: 1 })).messages_count;
+  seen.latestHTML = await mailpit.renderMessageHTML(latest.ID).catch((error) => String(error.message));
   try {
     await mailpit.getMessageSummary("does-not-exist");
     seen.missing = "no error";

@@ -51,6 +51,22 @@ def test_mailpit_api_npm_client(inbox_app: AppThread) -> None:
     assert seen["waited"] == "Invoice 7"
     assert seen["chaos"]["Sender"] == {"ErrorCode": 451, "Probability": 0} and seen["chaosNow"] == seen["chaos"]
     assert seen["tags"] == []
+    assert seen["config"]["MessageRelay"]["Enabled"] is False and seen["config"]["SpamAssassin"] is False
+    assert seen["queries"] == {
+        'subject:"Invoice 7"': 1,
+        "from:example.test -subject:Other": 1,
+        "has:attachment": 1,
+        "is:unread": 1,
+        "lines.csv": 1,
+        "to:billing": 1,
+        "tag:none": 0,
+        "after:2000-01-01 before:2999-01-01": 2,
+    }
+    assert seen["setTags"] == "ok" and seen["tagsAfterSet"] == ["Tag 1", "Tag 2"]
+    assert seen["renameTag"] == "ok" and seen["deleteTag"] == "ok" and seen["tagsAfterEdit"] == ["Renamed Tag"]
+    assert seen["readBySearch"] == "ok" and seen["unreadInvoices"] == 1
+    assert seen["countWait"] == 1
+    assert "404" in seen["latestHTML"] and "HTML part not found" in seen["latestHTML"]  # none: 404, as Mailpit
     assert "404" in seen["missing"]
     assert len(seen["sent"]["ID"]) == 22 and seen["sentSubject"] == "Sent by mailpit-api"
     assert seen["deleteSearch"] == "ok" and seen["afterDeleteSearch"] == 2

@@ -8,7 +8,16 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smtpgate.inbox.parse import MAX_DEPTH, MAX_PARTS, find_part, header_map, iter_decoded, parse_message, walk
+from smtpgate.inbox.parse import (
+    MAX_DEPTH,
+    MAX_PARTS,
+    canonical_header_name,
+    find_part,
+    header_map,
+    iter_decoded,
+    parse_message,
+    walk,
+)
 
 
 def multipart(parts: list[bytes], boundary: bytes = b"b0", subtype: bytes = b"mixed") -> bytes:
@@ -109,7 +118,30 @@ def test_ten_thousand_parts_are_bounded() -> None:
 
 def test_header_map_groups_repeated_headers_sorted() -> None:
     raw = b"Received: a\r\nsubject: s\r\nReceived: b\r\nX-Z: 1\r\n\r\nbody"
-    assert header_map(raw) == {"Received": ["a", "b"], "X-Z": ["1"], "subject": ["s"]}
+    assert header_map(raw) == {"Received": ["a", "b"], "Subject": ["s"], "X-Z": ["1"]}
+
+
+def test_header_map_has_mailpits_spelling_and_unfolding() -> None:
+    """Go's canonical names (Mailpit's ``/headers`` keys), folds as one space, encoded
+    words decoded, bad bytes replaced."""
+    raw = (
+        b"message-ID: <a@b>\r\nMIME-Version: 1.0\r\nReceived-SPF: pass\r\n"
+        b"Received: from x \r\n\tby y\r\n  with z\r\nSubject: =?utf-8?q?caf=C3=A9?=  two\r\n"
+        b"X-Bad: \xff\r\n\r\nbody"
+    )
+    assert header_map(raw) == {
+        "Message-Id": ["<a@b>"],
+        "Mime-Version": ["1.0"],
+        "Received": ["from x by y with z"],
+        "Received-Spf": ["pass"],
+        "Subject": ["café  two"],
+        "X-Bad": ["\ufffd"],
+    }
+    assert [canonical_header_name(n) for n in ("dkim-signature", "X-MS-Exchange", "odd name")] == [
+        "Dkim-Signature",
+        "X-Ms-Exchange",
+        "odd name",
+    ]
 
 
 def test_addresses_and_tags() -> None:

@@ -18,12 +18,23 @@ import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import WSMsgType, web
 
 from ..sinks.base import MessageInfo
 from .chaos import Chaos, ChaosError
+from .params import (
+    MAX_START,
+    Problem,
+    body_fields,
+    int_param,
+    json_body,
+    mailbox_param,
+    memory,
+    moment,
+    seconds,
+    tz_param,
+)
 from .records import RawMessage, smtpgate_version
 from .search import SearchError, parse_query
 from .send import SendError, build_message
@@ -39,14 +50,6 @@ MAX_WAIT = 300.0
 """The longest ``timeout`` of ``/api/v1/wait``."""
 _SANDBOX = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class _Problem(Exception):
-    """An error answered as ``{"Error": text}`` with a status."""
-
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
 
 
 def _error(status: int, text: str, **extra: Any) -> web.Response:
@@ -111,7 +114,7 @@ async def _loopback_host(request: web.Request, handler: Handler) -> web.StreamRe
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except _Problem as problem:
+    except Problem as problem:
         return _error(problem.status, str(problem))
     except SearchError as error:
         return _error(400, f"invalid search: {error}")
@@ -121,6 +124,11 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
                 error.status, error.reason, **({"Allow": error.headers["Allow"]} if "Allow" in error.headers else {})
             )
         raise
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception as error:  # a bug: logged, and still a JSON answer
+        logger.exception("%s %s failed", request.method, request.path)
+        return _error(500, f"internal error: {type(error).__name__}")
 
 
 def _basic_auth(users: Users | Callable[[], Users]) -> Any:
@@ -184,61 +192,6 @@ async def _same_site(request: web.Request, handler: Handler) -> web.StreamRespon
     return await handler(request)
 
 
-# ----------------------------------------------------------------- parameters
-
-
-def _int(request: web.Request, name: str, default: int, low: int = 0, high: int | None = None) -> int:
-    text = request.query.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise _Problem(400, f"{name} must be a whole number, got {text!r}") from None
-    if value < low:
-        raise _Problem(400, f"{name} must be at least {low}")
-    return value if high is None else min(value, high)
-
-
-def _mailbox(request: web.Request) -> str | None:
-    value = request.query.get("mailbox", "").strip()
-    return value or None
-
-
-def _tz(request: web.Request) -> Any:
-    name = request.query.get("tz", "").strip()
-    if not name:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise _Problem(400, f"unknown time zone {name!r} (example: Europe/Paris)") from None
-
-
-async def _json_body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
-    text = await request.text()
-    if not text.strip():
-        if optional:
-            return {}
-        raise _Problem(400, "expected a JSON body")
-    try:
-        data = json.loads(text)
-    except ValueError as error:
-        raise _Problem(400, f"invalid JSON body: {error}") from None
-    if not isinstance(data, dict):
-        raise _Problem(400, "the JSON body must be an object")
-    return data
-
-
-def _ids(data: Mapping[str, Any]) -> list[str] | None:
-    ids = data.get("IDs")
-    if ids is None or ids == []:
-        return None
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise _Problem(400, "IDs must be an array of message IDs")
-    return ids
-
-
 # ----------------------------------------------------------------- routes
 
 
@@ -259,6 +212,10 @@ def inbox_routes(
         web.get("/api/v1/message/{id}/raw", api.raw),
         web.get("/api/v1/message/{id}/part/{part}", api.part),
         web.get("/api/v1/tags", api.tags),
+        web.put("/api/v1/tags", api.set_tags),
+        web.put("/api/v1/tags/{tag}", api.rename_tag),
+        web.delete("/api/v1/tags/{tag}", api.delete_tag),
+        web.get("/api/v1/webui", api.webui),
         web.get("/api/v1/mailboxes", api.mailboxes),
         web.get("/api/v1/wait", api.wait),
         web.get("/api/v1/chaos", api.get_chaos),
@@ -281,6 +238,20 @@ class _API:
         self.database = database
         self.started = started
 
+    async def _target(self, request: web.Request) -> str:
+        """The message ID of the path; ``latest`` with ``query=`` is the newest message
+        matching that search (as in Mailpit)."""
+        message_id = request.match_info["id"]
+        query = request.query.get("query", "").strip()
+        if message_id != "latest" or not query:
+            return message_id
+        page = await self.store.list_messages(
+            query=query, mailbox=mailbox_param(request), limit=1, tz=tz_param(request)
+        )
+        if not page["messages"]:
+            raise Problem(404, f"no message matches {query!r}")
+        return str(page["messages"][0]["ID"])
+
     async def info(self, request: web.Request) -> web.Response:
         stats = await self.store.stats()
         return web.json_response(
@@ -294,7 +265,7 @@ class _API:
                 "Tags": stats["Tags"],
                 "RuntimeStats": {
                     "Uptime": int(time.time() - self.started),
-                    "Memory": 0,
+                    "Memory": memory(),
                     "MessagesDeleted": self.store.deleted,
                     "SMTPAccepted": self.store.accepted,
                     "SMTPAcceptedSize": self.store.accepted_size,
@@ -307,10 +278,13 @@ class _API:
     async def _page(self, request: web.Request, query: str) -> web.Response:
         page = await self.store.list_messages(
             query=query,
-            mailbox=_mailbox(request),
-            start=_int(request, "start", 0),
-            limit=_int(request, "limit", 50, high=MAX_PAGE) or 50,  # 0: the default, as in Mailpit
-            tz=_tz(request),
+            mailbox=mailbox_param(request),
+            start=int_param(request, "start", 0, high=MAX_START),
+            limit=int_param(request, "limit", 50, high=MAX_PAGE) or 50,  # 0: the default, as in Mailpit
+            tz=tz_param(request),
+            before=moment(request, "before"),
+            since=moment(request, "since"),
+            until=moment(request, "until"),
         )
         return web.json_response(page)
 
@@ -320,62 +294,61 @@ class _API:
     async def search(self, request: web.Request) -> web.Response:
         query = request.query.get("query", "").strip()
         if not query:
-            raise _Problem(400, "no search query: give query=...")
+            raise Problem(400, "no search query: give query=...")
         return await self._page(request, query)
 
     async def set_read(self, request: web.Request) -> web.Response:
-        data = await _json_body(request)
-        ids = _ids(data)
-        search = data.get("Search", "")
-        if not isinstance(search, str):
-            raise _Problem(400, "Search must be a string")
+        data = await body_fields(request, {"IDs": "strings", "Read": "bool", "Search": "str"})
+        ids = data.get("IDs") or None
+        search = data.get("Search", "").strip()
         if ids and search:
-            raise _Problem(400, "give either IDs or Search, not both")
+            raise Problem(400, "give either IDs or Search, not both")
         read = data.get("Read", False)
-        if not isinstance(read, bool):
-            raise _Problem(400, "Read must be true or false")
-        await self.store.set_read(ids, read, query=search, mailbox=_mailbox(request), tz=_tz(request))
+        await self.store.set_read(ids, read, query=search, mailbox=mailbox_param(request), tz=tz_param(request))
         return web.Response(text="ok")
 
     async def delete_messages(self, request: web.Request) -> web.Response:
-        data = await _json_body(request, optional=True)
-        await self.store.delete(_ids(data), mailbox=_mailbox(request))
+        data = await body_fields(request, {"IDs": "strings"}, optional=True)
+        await self.store.delete(data.get("IDs") or None, mailbox=mailbox_param(request))
         return web.Response(text="ok")
 
     async def delete_search(self, request: web.Request) -> web.Response:
         query = request.query.get("query", "").strip()
         if not query:
-            raise _Problem(400, "no search query: give query=...")
-        await self.store.delete(query=query, mailbox=_mailbox(request), tz=_tz(request))
+            raise Problem(400, "no search query: give query=...")
+        await self.store.delete(query=query, mailbox=mailbox_param(request), tz=tz_param(request))
         return web.Response(text="ok")
 
     async def message(self, request: web.Request) -> web.Response:
-        found = await self.store.get(request.match_info["id"], mailbox=_mailbox(request))
+        found = await self.store.get(await self._target(request), mailbox=mailbox_param(request))
         if found is None:
-            raise _Problem(404, "message not found")
+            raise Problem(404, "message not found")
         if not found["Read"]:  # Mailpit marks a message read when it is fetched
             await self.store.set_read([found["ID"]], True)
+            found["Read"] = True
         return web.json_response(found)
 
     async def headers(self, request: web.Request) -> web.Response:
-        found = await self.store.headers(request.match_info["id"], mailbox=_mailbox(request))
+        found = await self.store.headers(await self._target(request), mailbox=mailbox_param(request))
         if found is None:
-            raise _Problem(404, "message not found")
+            raise Problem(404, "message not found")
         return web.json_response(found)
 
     async def raw(self, request: web.Request) -> web.StreamResponse:
-        raw = await self.store.raw(request.match_info["id"], mailbox=_mailbox(request))
+        raw = await self.store.raw(await self._target(request), mailbox=mailbox_param(request))
         if raw is None:
-            raise _Problem(404, "message not found")
+            raise Problem(404, "message not found")
         headers = {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"}
         if request.query.get("dl"):
             headers["Content-Disposition"] = f'attachment; filename="{raw.id}.eml"'
         return await _stream(request, raw, headers)
 
     async def part(self, request: web.Request) -> web.StreamResponse:
-        found = await self.store.part(request.match_info["id"], request.match_info["part"], mailbox=_mailbox(request))
+        found = await self.store.part(
+            await self._target(request), request.match_info["part"], mailbox=mailbox_param(request)
+        )
         if found is None:
-            raise _Problem(404, "message or part not found")
+            raise Problem(404, "message or part not found")
         meta, chunks = found
         name = meta["FileName"].replace('"', "").replace("\r", "").replace("\n", "")
         disposition = "attachment" if request.query.get("dl") else "inline"
@@ -399,23 +372,70 @@ class _API:
 
     async def view_text(self, request: web.Request) -> web.Response:
         """Mailpit's ``/view/{ID}.txt``: the text body alone."""
-        found = await self.store.get(request.match_info["id"], mailbox=_mailbox(request))
+        found = await self.store.get(await self._target(request), mailbox=mailbox_param(request))
         if found is None:
-            raise _Problem(404, "message not found")
+            raise Problem(404, "message not found")
         return web.Response(text=found["Text"], headers={"X-Content-Type-Options": "nosniff"})
 
     async def send(self, request: web.Request) -> web.Response:
         """Mailpit's ``POST /api/v1/send``: store a message given as JSON; ``{"ID": ...}``."""
         try:
-            raw, sender, recipients = build_message(await _json_body(request))
+            raw, sender, recipients = build_message(await json_body(request))
         except SendError as error:
-            raise _Problem(400, str(error)) from None
+            raise Problem(400, str(error)) from None
         message_id = await self.store.add_bytes(raw, MessageInfo(sender, tuple(recipients)))
         return web.json_response({"ID": message_id})
 
     async def tags(self, request: web.Request) -> web.Response:
-        page = await self.store.list_messages(mailbox=_mailbox(request), limit=1)
+        page = await self.store.list_messages(mailbox=mailbox_param(request), limit=1)
         return web.json_response(page["tags"])
+
+    async def set_tags(self, request: web.Request) -> web.Response:
+        """Mailpit's ``PUT /api/v1/tags`` ``{"IDs": [...], "Tags": [...]}``: replace the tags."""
+        data = await body_fields(request, {"IDs": "strings", "Tags": "strings"})
+        if not data.get("IDs"):
+            raise Problem(400, "IDs: give the IDs of the messages to tag")
+        await self.store.set_tags(data["IDs"], data.get("Tags", []), mailbox=mailbox_param(request))
+        return web.Response(text="ok")
+
+    async def rename_tag(self, request: web.Request) -> web.Response:
+        """Mailpit's ``PUT /api/v1/tags/{tag}`` ``{"Name": "new"}``."""
+        name = (await body_fields(request, {"Name": "str"})).get("Name", "")
+        try:
+            found = await self.store.rename_tag(request.match_info["tag"], name)
+        except ValueError as error:
+            raise Problem(400, str(error)) from None
+        if not found:
+            raise Problem(404, f"no message has the tag {request.match_info['tag']!r}")
+        return web.Response(text="ok")
+
+    async def delete_tag(self, request: web.Request) -> web.Response:
+        """Mailpit's ``DELETE /api/v1/tags/{tag}``: the tag goes, the messages stay."""
+        if not await self.store.delete_tag(request.match_info["tag"]):
+            raise Problem(404, f"no message has the tag {request.match_info['tag']!r}")
+        return web.Response(text="ok")
+
+    async def webui(self, request: web.Request) -> web.Response:
+        """Mailpit's ``GET /api/v1/webui``: what this server offers (no relay, no spam check)."""
+        relay = {
+            "Enabled": False,
+            "SMTPServer": "",
+            "ReturnPath": "",
+            "AllowedRecipients": "",
+            "BlockedRecipients": "",
+            "OverrideFrom": "",
+            "PreserveMessageIDs": False,
+        }
+        return web.json_response(
+            {
+                "Label": "",
+                "MessageRelay": relay,
+                "SpamAssassin": False,
+                "ChaosEnabled": True,
+                "DuplicatesIgnored": False,
+                "HideDeleteAllButton": False,
+            }
+        )
 
     async def mailboxes(self, request: web.Request) -> web.Response:
         return web.json_response(await self.store.mailboxes())
@@ -426,8 +446,8 @@ class _API:
         none did within ``timeout`` seconds."""
         query = request.query.get("query", "").strip()
         parse_query(query)
-        mailbox = _mailbox(request)
-        timeout = _float(request, "timeout", DEFAULT_WAIT, MAX_WAIT)
+        mailbox = mailbox_param(request)
+        timeout = seconds(request, "timeout", DEFAULT_WAIT, MAX_WAIT)
         deadline = asyncio.get_running_loop().time() + timeout
         with self.store.subscribe() as subscription:
             found = await self._first(query, mailbox, None)
@@ -458,14 +478,14 @@ class _API:
 
     async def set_chaos(self, request: web.Request) -> web.Response:
         try:
-            self.chaos.update(await _json_body(request, optional=True))
+            self.chaos.update(await json_body(request, optional=True))
         except ChaosError as error:
-            raise _Problem(400, str(error)) from None
+            raise Problem(400, str(error)) from None
         return web.json_response(self.chaos.to_json())
 
     async def events(self, request: web.Request) -> web.WebSocketResponse:
         """Mailpit's event stream (``{"Type": ..., "Data": ...}``); ``mailbox`` filters."""
-        mailbox = (_mailbox(request) or "").lower()
+        mailbox = (mailbox_param(request) or "").lower()
         socket = web.WebSocketResponse(heartbeat=30.0)
         await socket.prepare(request)
         with self.store.subscribe() as subscription:
@@ -494,19 +514,6 @@ async def _drain(socket: web.WebSocketResponse) -> None:
     async for message in socket:
         if message.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
             break
-
-
-def _float(request: web.Request, name: str, default: float, high: float) -> float:
-    text = request.query.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text.removesuffix("s"))
-    except ValueError:
-        raise _Problem(400, f"{name} must be a number of seconds, got {text!r}") from None
-    if not 0 <= value <= high:
-        raise _Problem(400, f"{name} must be from 0 to {high:g} seconds")
-    return value
 
 
 async def _stream(request: web.Request, raw: RawMessage, headers: dict[str, str]) -> web.StreamResponse:

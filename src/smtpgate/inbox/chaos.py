@@ -10,6 +10,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from .bodies import fold_keys
+
 __all__ = ["Chaos", "Trigger", "ChaosError", "TRIGGERS"]
 
 TRIGGERS = ("Sender", "Recipient", "Authentication")
@@ -41,6 +43,7 @@ class Chaos:
         """Replace the triggers (omitted ones are reset, like Mailpit); `ChaosError`."""
         if not isinstance(data, dict):
             raise ChaosError("expected a JSON object of triggers")
+        data = fold_keys(data, TRIGGERS)  # keys in any case, as Mailpit's Go decoder takes them
         unknown = sorted(set(data) - set(TRIGGERS))
         if unknown:
             raise ChaosError(f"unknown trigger {unknown[0]!r} (expected {', '.join(TRIGGERS)})")
@@ -48,6 +51,7 @@ class Chaos:
         for name, value in data.items():
             if not isinstance(value, dict):
                 raise ChaosError(f"{name}: expected an object with ErrorCode and Probability")
+            value = fold_keys(value, ("ErrorCode", "Probability"))
             code = value.get("ErrorCode", 451)
             probability = value.get("Probability", 0)
             if not isinstance(code, int) or isinstance(code, bool) or not 400 <= code <= 599:

@@ -147,6 +147,23 @@ class InboxClient:
             body["Search"] = query
         self._request("PUT", "/api/v1/messages", body=body)
 
+    def tags(self) -> list[str]:
+        """The tags in use (of the mailbox)."""
+        result: list[str] = self._json("GET", "/api/v1/tags")
+        return result
+
+    def set_tags(self, ids: Iterable[str], tags: Iterable[str]) -> None:
+        """Replace the tags of these messages (no tags: remove them all)."""
+        self._request("PUT", "/api/v1/tags", body={"IDs": list(ids), "Tags": list(tags)})
+
+    def rename_tag(self, tag: str, new_name: str) -> None:
+        """Rename a tag on every message that has it."""
+        self._request("PUT", f"/api/v1/tags/{urllib.parse.quote(tag, safe='')}", body={"Name": new_name})
+
+    def delete_tag(self, tag: str) -> None:
+        """Remove a tag from every message (the messages stay)."""
+        self._request("DELETE", f"/api/v1/tags/{urllib.parse.quote(tag, safe='')}")
+
     def wait_for(self, query: str = "", *, timeout: float = 10.0) -> dict[str, Any]:
         """The newest message matching ``query`` once there is one (no polling: one
         request that the server answers when the message arrives). Raises `InboxTimeout`
@@ -205,6 +222,18 @@ class AsyncInboxClient:
 
     async def mark_read(self, ids: Iterable[str] | None = None, read: bool = True, *, query: str | None = None) -> None:
         await asyncio.to_thread(self.sync.mark_read, ids, read, query=query)
+
+    async def tags(self) -> list[str]:
+        return await asyncio.to_thread(self.sync.tags)
+
+    async def set_tags(self, ids: Iterable[str], tags: Iterable[str]) -> None:
+        await asyncio.to_thread(self.sync.set_tags, list(ids), list(tags))
+
+    async def rename_tag(self, tag: str, new_name: str) -> None:
+        await asyncio.to_thread(self.sync.rename_tag, tag, new_name)
+
+    async def delete_tag(self, tag: str) -> None:
+        await asyncio.to_thread(self.sync.delete_tag, tag)
 
     async def wait_for(self, query: str = "", *, timeout: float = 10.0) -> dict[str, Any]:
         return await asyncio.to_thread(self.sync.wait_for, query, timeout=timeout)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import binascii
 import codecs
+import email.header
 import email.headerregistry
 import email.message
 import email.parser
@@ -395,16 +396,41 @@ def rfc3339(epoch: float, moment: datetime | None = None) -> str:
     return text.replace("+00:00", "Z")
 
 
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_FOLD = re.compile(r"[ \t]*\r?\n[ \t]+")
+
+
+def canonical_header_name(name: str) -> str:
+    """Go's canonical spelling (``textproto.CanonicalMIMEHeaderKey``), which Mailpit's
+    ``/headers`` keys have: ``message-ID`` → ``Message-Id``, ``MIME-Version`` →
+    ``Mime-Version``. A name with characters outside an HTTP token is kept as it is."""
+    if not _TOKEN.match(name):
+        return name
+    return "-".join(word[:1].upper() + word[1:].lower() for word in name.split("-"))
+
+
 def header_map(data: Buffer) -> dict[str, list[str]]:
-    """The top-level headers: name → values, names sorted (Mailpit's /headers)."""
+    """The top-level headers as Mailpit's ``/headers`` gives them: canonical name →
+    values (unfolded, in order), names sorted."""
     header_end, _ = _header_end(data, 0, len(data))
     headers = parse_headers(bytes(data[:header_end]))
     result: dict[str, list[str]] = {}
-    spelling: dict[str, str] = {}
-    for name, value in headers.items():
-        key = spelling.setdefault(name.lower(), name)
-        result.setdefault(key, []).append(_safe_str(value))
+    for name, value in headers.raw_items():
+        result.setdefault(canonical_header_name(name), []).append(_header_text(value))
     return dict(sorted(result.items()))
+
+
+def _header_text(raw: object) -> str:
+    """A source header value unfolded like Go's reader (a fold is one space), with
+    encoded words decoded and undecodable bytes replaced."""
+    text = _FOLD.sub(" ", _safe_str(raw)).strip()
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if "=?" in text:
+        try:
+            text = str(email.header.make_header(email.header.decode_header(text)))
+        except Exception:  # a malformed encoded word: keep it as written
+            pass
+    return text
 
 
 def _list_unsubscribe(headers: email.message.EmailMessage) -> dict[str, Any]:

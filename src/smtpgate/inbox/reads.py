@@ -41,10 +41,19 @@ class StoreReads:
         limit: int = 50,
         tz: tzinfo | None = None,
         ids: Iterable[str] | None = None,
+        before: int | None = None,
+        since: int | None = None,
+        until: int | None = None,
     ) -> dict[str, Any]:
         """A page of summaries, newest first, in Mailpit's ``MessagesSummary`` shape.
-        ``query`` is Mailpit's search syntax (`SearchError` when malformed)."""
+        ``query`` is Mailpit's search syntax (`SearchError` when malformed); ``before``
+        (exclusive), ``since`` and ``until`` (inclusive) bound the time received, in
+        epoch milliseconds."""
         condition, params = self._condition(query, mailbox, tz, ids)
+        for bound, operator in ((before, "<"), (since, ">="), (until, "<=")):
+            if bound is not None:
+                condition += f" AND m.created {operator} ?"
+                params.append(bound)
         start = max(0, start)
         limit = max(1, min(limit, MAX_PAGE))
 

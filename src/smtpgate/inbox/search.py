@@ -162,7 +162,7 @@ def parse_size(text: str) -> int:
     if not match:
         raise SearchError(f"invalid size {text!r} (examples: 2048, 10k, 1.5mb)")
     unit = (match.group(2) or "").lower().rstrip("b")
-    return int(float(match.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[unit])
+    return min(int(float(match.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[unit]), 2**62)
 
 
 def _like(value: str) -> str:

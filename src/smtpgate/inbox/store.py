@@ -53,6 +53,7 @@ from .records import (
 )
 from .schema import SchemaError, connect
 from .spool import MEMORY_LIMIT, Spool
+from .tagging import MAILBOXES_OF, StoreTags, mailbox_set
 
 __all__ = ["InboxStore", "StoreError", "RawMessage", "BLOB_LIMIT", "MAX_PAGE", "new_id"]
 
@@ -92,7 +93,7 @@ class _Prepared:
     file_name: str | None
 
 
-class InboxStore(StoreReads):
+class InboxStore(StoreReads, StoreTags):
     """Messages in SQLite: `add` (durable), list/search, read, delete, retention, events.
 
     ``max_messages`` and ``max_age`` (seconds) prune oldest first; 0 keeps everything.
@@ -231,6 +232,15 @@ class InboxStore(StoreReads):
         future: asyncio.Future[T] = self._loop.create_future()
         self._queue.put((function, future))
         return await future
+
+    async def _change(self, function: Callable[[sqlite3.Connection], tuple[T, list[Event]]]) -> T:
+        """`_write` for a change whose only side effect is events."""
+
+        def run(connection: sqlite3.Connection) -> tuple[T, _Op]:
+            value, events = function(connection)
+            return value, _Op(events=events)
+
+        return await self._write(run)
 
     # ------------------------------------------------------------- the writer thread
 
@@ -511,7 +521,8 @@ class InboxStore(StoreReads):
 
         def run(connection: sqlite3.Connection) -> tuple[int, _Op]:
             rows = connection.execute(
-                f"SELECT m.seq, m.id FROM messages m WHERE {condition} AND m.read != ?", [*params, int(read)]
+                f"SELECT m.seq, m.id, {MAILBOXES_OF} FROM messages m WHERE {condition} AND m.read != ?",
+                [*params, int(read)],
             ).fetchall()
             connection.execute(
                 "UPDATE messages SET read = ? WHERE seq IN (SELECT value FROM json_each(?))",
@@ -521,7 +532,7 @@ class InboxStore(StoreReads):
             if len(rows) > 200:
                 op.events.append(Event("prune"))
             else:
-                op.events.extend(Event("update", {"ID": r[1], "Read": read}) for r in rows)
+                op.events.extend(Event("update", {"ID": r[1], "Read": read}, mailbox_set(r[2])) for r in rows)
             return len(rows), op
 
         return await self._write(run)
