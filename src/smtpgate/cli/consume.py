@@ -15,17 +15,33 @@ import sys
 from typing import Any, NoReturn
 
 from ..queue.base import Deliverer
-from ..queue.worker import DEFAULT_MAX_AGE, DEFAULT_RETRY_MIN, DeliveryWorker
+from ..queue.worker import DeliveryWorker
 from ..sinks import SinkError, parse_sink
 from .app import StartupError, new_event_loop
-from .config import LOG_LEVELS, Settings, UsageError, _count, _duration, _http_arg, _seconds
+from .config import SETTINGS, Settings, UsageError
 from .logs import setup_logging
+from .values import count_arg, seconds_arg
 
 __all__ = ["deliver_command"]
 
 logger = logging.getLogger("smtpgate.cli")
 
 DEFAULT_CONCURRENCY = 10
+
+_SHARED = (
+    "redis_stream",
+    "redis_password_file",
+    "retry_min",
+    "retry_max_age",
+    "metrics",
+    "webhook_secret_file",
+    "webhook_format",
+    "relay_auth_file",
+    "deliver_ca_file",
+    "log_format",
+    "log_level",
+)
+"""The flags ``smtpgate deliver`` shares with the serving command."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,22 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--deliver", metavar="URL", help="http(s)://..., smtp://, smtps://, lmtp://HOST:PORT")
     target.add_argument("--sink", metavar="SPEC", help="store each message in a sink: maildir:DIR, mbox:FILE, ...")
-    add("--redis-stream", metavar="NAME", help="the stream's name (default smtpgate)")
-    add("--redis-password-file", metavar="FILE", help="Redis password (or user:password)")
     add(
-        "--concurrency", type=_count, default=DEFAULT_CONCURRENCY, metavar="N", help="deliveries in flight (default 10)"
+        "--concurrency",
+        type=count_arg,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help=f"deliveries in flight; default: {DEFAULT_CONCURRENCY}",
     )
-    add("--retry-min", type=_seconds, default=DEFAULT_RETRY_MIN, metavar="SECONDS", help="first retry (default 60)")
-    add("--retry-max-age", type=_duration, default=DEFAULT_MAX_AGE, metavar="DURATION", help="default 5d")
-    add("--max-attempts", type=_count, metavar="N", help="dead-letter after N attempts (default 25; 0: no limit)")
-    add("--claim-timeout", type=_seconds, metavar="SECONDS", help="take over a silent worker's messages (default 60)")
-    add("--metrics", type=_http_arg, metavar="HOST:PORT", help="serve /livez, /readyz and /metrics here")
-    add("--webhook-secret-file", metavar="FILE", help="Standard Webhooks secret (whsec_...)")
-    add("--webhook-format", choices=("raw", "json"), default="raw", help="webhook body (default raw)")
-    add("--relay-auth-file", metavar="FILE", help="USER:PASSWORD for the relay's AUTH")
-    add("--deliver-ca-file", metavar="FILE", help="PEM CA certificates to trust for delivery")
-    add("--log-format", choices=("text", "json"), default="text")
-    add("--log-level", choices=LOG_LEVELS, default="info")
+    add("--max-attempts", type=count_arg, metavar="N", help="dead-letter after N attempts, 0: no limit; default: 25")
+    add(
+        "--claim-timeout", type=seconds_arg, metavar="SECONDS", help="take over a silent worker's messages; default: 60"
+    )
+    for name in _SHARED:  # declared once, with the serving command's settings
+        SETTINGS[name].add_to(parser, with_default=True)
     return parser
 
 
