@@ -138,3 +138,27 @@ def test_swaks_and_aiosmtplib_agree_with_inbox_queue_and_webhook(
         assert auth_results(raw) == auth_results(hook_raw)
         assert "spf=pass" in auth_results(raw)
     assert running.metrics()["smtpgate_messages_accepted_total"] == 9
+
+
+def test_connection_limit_under_concurrency(gate: Callable[..., Gate], webhook: Receiver) -> None:
+    running = gate("--deliver", hook_url(webhook), "--limit-connections", "2", metrics=True)
+
+    async def scenario() -> list[int]:
+        async def hold() -> int:
+            client = aiosmtplib.SMTP(hostname="127.0.0.1", port=running.port, start_tls=False, timeout=30)
+            try:
+                await client.connect()
+            except aiosmtplib.SMTPConnectResponseError as error:
+                return error.code
+            await asyncio.sleep(1.0)  # all six try while the first two are open
+            await client.quit()
+            return 220
+
+        return sorted(await asyncio.gather(*(hold() for _ in range(6))))
+
+    codes = asyncio.run(scenario())
+    assert codes == [220, 220, 421, 421, 421, 421], codes
+    assert running.metrics()["smtpgate_limit_refusals_total{limit=connections}"] == 4
+    send(running, "after-the-crowd")  # the limit counts open connections: free again
+    wait_until(lambda: len(webhook.delivered_ids()) == 1, 30, "the delivery")
+    assert [m["Subject"] for m in running.inbox()] == ["after-the-crowd"]

@@ -177,6 +177,7 @@ INJECTIONS = [
     (b'<"a\xe2\x80\xa8X-Injected: yes"@ok.test> SMTPUTF8', b"<bob@mx.test>"),
     (b"<a@ok.test> SMTPUTF8", b'<"b\xc2\x85X-Injected: yes"@mx.test>'),
     (b'<"a\tX-Injected: yes"@ok.test>', b"<bob@mx.test>"),
+    (b"<caf\xe9@ok.test> SMTPUTF8", b"<b\xff\xfe@mx.test>"),
     (b"<>", b'<"bob\\r\\nX-Injected: yes"@mx.test>'),
 ]
 
