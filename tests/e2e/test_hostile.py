@@ -307,3 +307,28 @@ def test_whatever_the_reply_inbox_and_webhook_agree_with_it(
     subjects = sorted(m["Subject"] for m in running.inbox())
     assert subjects == (["agree", "clean"] if code == 250 else ["clean"])
     assert sorted(subject_of(body) for _, _, body in webhook.requests) == subjects
+
+
+def test_bdat_chunks_with_binary_bytes_through_the_chain(
+    gate: Callable[..., Gate], webhook: Receiver, dns_server: KnotServer
+) -> None:
+    running = start(gate, webhook, dns_server, "--webhook-format", "json")
+    body = (
+        b"From: alice@ok.test\r\nTo: bob@mx.test\r\nSubject: chunked\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+        + bytes(range(256)) * 40
+        + b"\r\n"
+    )
+    chunks = [body[:100], body[100:101], body[101:5000], body[5000:]]
+    session = b"EHLO client.ok.test\r\nMAIL FROM:<bounce@ok.test> BODY=BINARYMIME\r\nRCPT TO:<bob@mx.test>\r\n"
+    for index, chunk in enumerate(chunks):  # pipelined: every chunk sent before any reply is read
+        last = b" LAST" if index == len(chunks) - 1 else b""
+        session += b"BDAT %d%s\r\n" % (len(chunk), last) + chunk
+    replies = talk(running.port, session + b"QUIT\r\n")
+    assert b"250 2.6.0 Stored as" in replies, replies
+    wait_until(lambda: len(webhook.delivered_ids()) == 1, 30, "the delivery")
+    ((summary),) = strict_json(running.get("/api/v1/messages"))["messages"]
+    assert running.inbox_raw(summary["ID"]).endswith(body)
+    strict_json(running.get(f"/api/v1/message/{summary['ID']}"))
+    ((_, _, payload),) = webhook.requests
+    assert strict_json(payload)
