@@ -7,6 +7,7 @@ import asyncio
 import email
 import email.policy
 import shutil
+import signal
 import smtplib
 import subprocess
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from collections.abc import Callable
 import aiosmtplib
 import pytest
 from e2e_support import Gate, KnotServer, Receiver, hook_url, subject_of, wait_until
+from load import Load
 
 MESSAGE = "From: alice@ok.test\r\nTo: bob@mx.test\r\nSubject: {subject}\r\n\r\nHello {subject}.\r\n"
 
@@ -162,3 +164,25 @@ def test_connection_limit_under_concurrency(gate: Callable[..., Gate], webhook: 
     send(running, "after-the-crowd")  # the limit counts open connections: free again
     wait_until(lambda: len(webhook.delivered_ids()) == 1, 30, "the delivery")
     assert [m["Subject"] for m in running.inbox()] == ["after-the-crowd"]
+
+
+def test_inbox_retention_does_not_touch_the_queue(gate: Callable[..., Gate], webhook: Receiver) -> None:
+    running = gate("--deliver", hook_url(webhook), "--inbox-max-messages", "3")
+    for number in range(8):
+        send(running, f"kept-{number}")
+    wait_until(lambda: len(webhook.delivered_ids()) == 8, 30, "eight deliveries")
+    assert sorted(subject_of(body) for _, _, body in webhook.requests) == [f"kept-{n}" for n in range(8)]
+    wait_until(lambda: len(running.inbox()) == 3, 30, "the inbox pruned to three")
+    assert sorted(m["Subject"] for m in running.inbox()) == ["kept-5", "kept-6", "kept-7"]
+
+
+def test_sighup_under_load_loses_nothing(gate: Callable[..., Gate], webhook: Receiver) -> None:
+    running = gate("--deliver", hook_url(webhook), "--retry-min", "1")
+    assert running.process is not None
+    with Load(running.port, threads=3) as load:
+        for _ in range(5):
+            load.wait_acked(5, timeout=10)
+            running.process.send_signal(signal.SIGHUP)
+    assert running.process.poll() is None, running.stderr
+    wait_until(lambda: load.acked <= {subject_of(b) for _, _, b in list(webhook.requests)}, 60, "every delivery")
+    assert load.acked <= {m["Subject"] for m in running.inbox()}
