@@ -84,12 +84,20 @@ class Gate:
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout
-        while "Ctrl-C to stop" not in self.stderr:
+        while not self.ready():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.kill()
                 raise AssertionError(f"smtpgate did not start:\n{self.stderr}")
             time.sleep(0.05)
         return self
+
+    def ready(self) -> bool:
+        """Started: the start-up line, and with --workers every worker listening."""
+        text = self.stderr
+        workers = re.search(r"; (\d+) workers", text)
+        if workers is None:
+            return "Ctrl-C to stop" in text
+        return len(re.findall(r"worker \d+ listening", text)) >= int(workers.group(1))
 
     def restart(self) -> Gate:
         self.kill()

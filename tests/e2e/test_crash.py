@@ -95,3 +95,29 @@ def test_sigterm_under_load_with_every_part_on(gate: Callable[..., Gate], dns_se
         check_everything_acked_is_everywhere(running, webhook, load)
         assert "stuck" not in {m["Subject"] for m in running.inbox()}
         assert integrity(running) == "ok"
+
+
+@pytest.mark.slow
+def test_worker_processes_share_the_queue_through_kill_9(gate: Callable[..., Gate], webhook: Receiver) -> None:
+    running = gate(
+        "--sink", "dir:out", "--deliver", hook_url(webhook), "--retry-min", "1", "--workers", "2", http=False
+    )
+    with Load(running.port, threads=4) as load:
+        for _ in range(3):
+            load.wait_acked(10, timeout=10)
+            running.restart()  # SIGKILL to the whole process group: the parent and both workers
+        load.wait_acked(5, timeout=10)
+    by_subject: dict[str, set[str]] = {}
+
+    def delivered() -> set[str]:
+        by_subject.clear()
+        for _, headers, body in list(webhook.requests):
+            by_subject.setdefault(subject_of(body), set()).add(headers["webhook-id"])
+        return set(by_subject)
+
+    wait_until(lambda: load.acked <= delivered(), 90, "every acknowledged message at the webhook")
+    wait_until(lambda: running.queue_list() == [], 60, "the queue to empty")
+    assert set(by_subject) <= load.attempted and not set(by_subject) & load.cut_off
+    assert {s: ids for s, ids in by_subject.items() if len(ids) > 1} == {}
+    stored = {subject_of(path.read_bytes()) for path in (running.cwd / "out").glob("*.eml")}
+    assert load.acked <= stored <= load.attempted
