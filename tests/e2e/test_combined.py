@@ -146,13 +146,21 @@ def test_connection_limit_under_concurrency(gate: Callable[..., Gate], webhook: 
     running = gate("--deliver", hook_url(webhook), "--limit-connections", "2", metrics=True)
 
     async def scenario() -> list[int]:
+        tried = 0
+        everyone_tried = asyncio.Event()
+
         async def hold() -> int:
+            nonlocal tried
             client = aiosmtplib.SMTP(hostname="127.0.0.1", port=running.port, start_tls=False, timeout=30)
             try:
                 await client.connect()
             except aiosmtplib.SMTPConnectResponseError as error:
                 return error.code
-            await asyncio.sleep(1.0)  # all six try while the first two are open
+            finally:
+                tried += 1
+                if tried == 6:
+                    everyone_tried.set()
+            await asyncio.wait_for(everyone_tried.wait(), 30)  # all six try while these are open
             await client.quit()
             return 220
 
