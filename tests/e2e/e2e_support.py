@@ -161,6 +161,11 @@ class Gate:
                 samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
         return samples
 
+    def queue_drained(self) -> bool:
+        """``smtpgate queue list`` shows nothing and no message file is left: a message
+        in the middle of a delivery attempt is not listed, but its file is still there."""
+        return self.queue_list() == [] and not any((self.queue / "active").glob("*.msg"))
+
     def queue_retry(self) -> None:
         """``smtpgate queue retry``: every queued message due now."""
         done = subprocess.run(

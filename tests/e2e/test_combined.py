@@ -68,7 +68,7 @@ def test_one_message_reaches_inbox_and_webhook_with_one_verdict(
     assert auth_results(hook_raw) == verdict
     # the webhook carries the envelope on top, then the very message the inbox holds
     assert hook_raw.endswith(inbox_raw)
-    wait_until(lambda: running.queue_list() == [], 30, "the queue to empty")
+    wait_until(running.queue_drained, 30, "the queue to drain")
     metrics = running.metrics()
     assert metrics["smtpgate_messages_accepted_total"] == 1
     assert metrics["smtpgate_delivery_attempts_total{outcome=delivered}"] == 1
@@ -86,7 +86,7 @@ def test_limited_client_is_refused_and_nothing_is_stored(
         send(running, "limited-over")
     assert refused.value.smtp_code == 450 and refused.value.smtp_error.startswith(b"4.7.1")
     wait_until(lambda: len(webhook.delivered_ids()) == 3, 30, "three webhook deliveries")
-    wait_until(lambda: running.queue_list() == [], 30, "the queue to empty")
+    wait_until(running.queue_drained, 30, "the queue to drain")
     inbox_subjects = sorted(m["Subject"] for m in running.inbox())
     hook_subjects = sorted(subject_of(body) for body in delivered_bodies(webhook).values())
     assert inbox_subjects == hook_subjects == ["limited-0", "limited-1", "limited-2"]
@@ -129,7 +129,7 @@ def test_swaks_and_aiosmtplib_agree_with_inbox_queue_and_webhook(
     asyncio.run(concurrently())
     expected = sorted(["by-swaks", *(f"by-aiosmtplib-{n}" for n in range(8))])
     wait_until(lambda: len(webhook.delivered_ids()) == 9, 30, "nine webhook deliveries")
-    wait_until(lambda: running.queue_list() == [], 30, "the queue to empty")
+    wait_until(running.queue_drained, 30, "the queue to drain")
     inbox = running.inbox()
     assert sorted(m["Subject"] for m in inbox) == expected
     bodies = delivered_bodies(webhook)

@@ -47,7 +47,7 @@ def test_enforce_mode_defers_and_stores_nothing(gate: Callable[..., Gate], webho
         send(running)
     code, text = refused.value.recipients["bob@mx.test"]
     assert code == 451 and text.startswith(b"4.7.")
-    assert running.inbox() == [] and running.queue_list() == [] and webhook.requests == []
+    assert running.inbox() == [] and running.queue_drained() and webhook.requests == []
     metrics = running.metrics()
     assert metrics.get("smtpgate_messages_accepted_total") == 0
     assert metrics["smtpgate_commands_refused_total{code=451,command=RCPT}"] == 1
