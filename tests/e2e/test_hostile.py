@@ -271,11 +271,18 @@ def test_non_utf8_headers_through_the_whole_chain(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="inbox: a non-UTF-8 byte in a From/To display name makes the inbox store raise "
-    "UnicodeEncodeError (surrogates) at commit, so the command answers 451 and the message is refused",
+    reason="inbox: a non-UTF-8 byte in a From/To/Cc address or display name (raw or in an RFC 2047 "
+    "word) makes the inbox store raise UnicodeEncodeError (surrogates) at commit, so the command "
+    "answers 451 and the message is refused",
 )
 @pytest.mark.parametrize(
-    "header", [b"From: \xc0\xaf <alice@ok.test>\r\nTo: bob@mx.test", b"From: alice@ok.test\r\nTo: b\xf6b <bob@mx.test>"]
+    "header",
+    [
+        b"From: \xc0\xaf <alice@ok.test>\r\nTo: bob@mx.test",
+        b"From: alice@ok.test\r\nTo: b\xf6b <bob@mx.test>",
+        b"From: =?utf-8?b?/w==?= <alice@ok.test>\r\nTo: bob@mx.test",  # plain ASCII on the wire
+        b"From: alice@ok.test\r\nTo: bob@mx.test\r\nCc: b\xf6b@mx.test",
+    ],
 )
 def test_non_utf8_display_names_are_accepted(
     gate: Callable[..., Gate], webhook: Receiver, dns_server: KnotServer, header: bytes
@@ -332,3 +339,28 @@ def test_bdat_chunks_with_binary_bytes_through_the_chain(
     strict_json(running.get(f"/api/v1/message/{summary['ID']}"))
     ((_, _, payload),) = webhook.requests
     assert strict_json(payload)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"From: \xc0\xaf <alice@ok.test>\r\nTo: bob@mx.test",
+        b"From: alice@ok.test\r\nTo: b\xf6b <bob@mx.test>",
+        b"From: =?utf-8?b?/w==?= <alice@ok.test>\r\nTo: =?x-unknown?q?a?= <bob@mx.test>",
+        b"From: alice@ok.test\r\nTo: bob@mx.test\r\nContent-Type: text/plain; charset=x-no-such",
+    ],
+)
+def test_json_webhook_of_odd_headers_without_the_inbox(
+    gate: Callable[..., Gate], webhook: Receiver, dns_server: KnotServer, header: bytes
+) -> None:
+    running = gate(
+        "--sink", "dir:out", "--deliver", hook_url(webhook), "--webhook-format", "json", "--verify", "--dns",
+        dns_server.address, http=False,
+    )  # fmt: skip
+    message = header + b"\r\nSubject: odd \xe9\r\n\r\nbody \xff\r\n"
+    with smtplib.SMTP("127.0.0.1", running.port, local_hostname="client.ok.test", timeout=30) as client:
+        client.sendmail("bounce@ok.test", ["bob@mx.test"], message)
+    wait_until(lambda: len(webhook.delivered_ids()) == 1, 30, "the delivery")
+    ((_, _, payload),) = webhook.requests
+    assert strict_json(payload)
+    wait_until(running.queue_drained, 30, "the queue to drain")
