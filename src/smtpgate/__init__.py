@@ -5,7 +5,7 @@ from .protocol.core import ProtocolConfig, ServerProtocol
 from .sasl import AuthRequest, AuthResult, XOAuth2Error
 from .server import SMTPServer
 from .session import Address, Envelope, Session, TLSDetails, TLSInfo
-from .stream import DataStream, DataStreamError
+from .stream import DataStream, DataStreamError, MessageTooLarge
 from .thread import ServerThread
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "XOAuth2Error",
     "DataStream",
     "DataStreamError",
+    "MessageTooLarge",
     "ServerProtocol",
     "ProtocolConfig",
 ]

@@ -747,7 +747,7 @@ class SMTPConnection(asyncio.Protocol):
             return
         options = self.server.options
         is_async = self.server.handlers.on_data_is_async
-        stream = DataStream(options.size, unbounded=not is_async)
+        stream = DataStream(options.size, unbounded=not is_async, refuse_oversized=options.reject_oversized)
         self._stream = stream
         self._data_task = None
         # An async handler starts once the body outgrows the stream's buffer (it must read

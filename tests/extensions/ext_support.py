@@ -6,6 +6,8 @@ import ssl
 import time
 from typing import Any
 
+from smtpgate import MessageTooLarge
+
 GREETING_LINE = "mx.test Nice to meet you, [127.0.0.1]"
 
 
@@ -18,7 +20,13 @@ class Mailbox:
         self.answer = answer
 
     async def on_data(self, stream: Any, session: Any) -> Any:
-        chunks = [chunk async for chunk in stream]
+        chunks: list[bytes] = []
+        refused: MessageTooLarge | None = None
+        try:
+            async for chunk in stream:
+                chunks.append(chunk)
+        except MessageTooLarge as error:  # past `size`: the first `size` bytes were read
+            refused = error
         envelope = session.envelope
         self.messages.append(
             {
@@ -27,8 +35,11 @@ class Mailbox:
                 "size_exceeded": stream.size_exceeded,
                 "byte_length": stream.byte_length,
                 "transmission_type": session.transmission_type,
+                "refused": refused,
             }
         )
+        if refused is not None:
+            raise refused
         answer = self.answer
         return answer(envelope) if callable(answer) else answer
 
