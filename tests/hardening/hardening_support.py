@@ -33,9 +33,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, step: float
 
 
 def open_sessions(running: ServerThread) -> int:
-    """Connections the server still tracks (its registry and its running sessions)."""
-    server = running.server
-    return max(len(server.connections), len(server._tasks))
+    """Connections the server still tracks (live, or finishing their on_close)."""
+    return len(running.server.connections.everyone())
 
 
 def rss_kb() -> int:

@@ -150,7 +150,8 @@ def _bodies_in(running, size: int) -> int:
     """Sessions in DATA whose stream has received ``size`` bytes (server internals, read only)."""
     count = 0
     for connection in list(running.server.connections):
-        stream = getattr(connection, "_stream", None)
+        message = getattr(connection, "_message", None)
+        stream = message.stream if message is not None else None
         core = connection.core
         if core is not None and core.in_data and stream is not None and stream.byte_length >= size:
             count += 1
