@@ -43,9 +43,7 @@ def _runtime_imports(name: str, path: Path, modules: dict[str, Path]) -> set[str
 
 
 def test_no_module_is_over_the_size_limit():
-    too_long = {
-        name: n for name, path in _modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES
-    }
+    too_long = {name: n for name, path in _modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert too_long == {}
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 import time
 from typing import Any
 
@@ -50,25 +49,6 @@ class Mailbox:
                 raise AssertionError(f"expected {count} messages, got {len(self.messages)}")
             time.sleep(0.01)
         return self.messages
-
-
-def greet(client: Any, hello: str = "EHLO client.test") -> list[str]:
-    """Greeting and EHLO/LHLO; returns the lines of the 250 reply."""
-    code, _ = client.reply()
-    assert code == 220
-    code, text = client.command(hello)
-    assert code == 250, text
-    return text.split("\n")
-
-
-def starttls(client: Any, context: ssl.SSLContext, hello: str = "EHLO client.test") -> list[str]:
-    """Greeting, EHLO, STARTTLS, handshake, EHLO again; returns the EHLO lines inside TLS."""
-    greet(client, hello)
-    assert client.command("STARTTLS") == (220, "2.0.0 Ready to start TLS")
-    client.sock = context.wrap_socket(client.sock, server_hostname="mx.test")
-    code, text = client.command(hello)
-    assert code == 250, text
-    return text.split("\n")
 
 
 def transaction(client: Any, mail: str = "MAIL FROM:<a@example.com>", *rcpts: str) -> None:

@@ -7,9 +7,10 @@ import smtplib
 from email.message import EmailMessage
 
 import pytest
-from ext_support import greet, send_data, starttls, transaction
+from ext_support import send_data, transaction
 
 from smtpgate import AuthResult, MessageTooLarge
+from support import greet, starttls
 
 pytestmark = pytest.mark.timeout(30)
 

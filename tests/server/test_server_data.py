@@ -11,9 +11,10 @@ import threading
 
 import aiosmtplib
 import pytest
-from server_support import Recorder, envelope, wait_until
+from server_support import envelope
 
 from smtpgate import DataStreamError, MessageTooLarge, SMTPError
+from support import Recorder, wait_until
 
 
 def all_replies(client) -> list[int]:
@@ -313,7 +314,7 @@ def test_client_disconnect_mid_data(start_server, raw_client, received):
     assert isinstance(error, DataStreamError)
     closed.wait_for(1)
     assert received.messages == []
-    wait_until(lambda: not running.server.connections, message="connection to be forgotten")
+    wait_until(lambda: not running.server.connections, what="connection to be forgotten")
 
 
 def test_client_disconnect_mid_data_with_a_sync_handler(start_server, raw_client):

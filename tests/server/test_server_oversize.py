@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from server_support import Recorder, envelope
+from server_support import envelope
 
 from smtpgate import DataStream, MessageTooLarge
+from support import Recorder
 
 TOO_BIG = (552, "5.3.4 Error: message exceeds fixed maximum message size 1000")
 
