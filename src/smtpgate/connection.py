@@ -92,6 +92,7 @@ class SMTPConnection(asyncio.Protocol):
         self._before_tls: list[bytes] | None = None  # implicit TLS: bytes read before start_tls
         self._early: list[bytes] | None = None  # decrypted bytes held until the core may see them
         self._pending_event: Event | None = None  # taken by _pump, for the session task
+        self._decisions: Decisions  # made with the session, in connection_made
 
     def _end(self) -> None:
         """The transport is gone (or aborted): nothing more is read or written."""

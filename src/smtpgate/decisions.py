@@ -82,11 +82,13 @@ class Decisions:
         return error
 
     def failed(self, handler: Callable[..., Any], error: BaseException) -> None:
+        """A handler failed: log it with its traceback and report it (the ``error`` event)."""
         name = getattr(handler, "__name__", "handler")
         self.log.error("%s raised %r", name, error, exc_info=error)
         self.ctx.emit("error", error, self.session)
 
     async def decide(self, handler: Callable[..., Any] | None, *args: Any) -> None:
+        """MAIL or RCPT: accepted without a handler, else as the handler decides."""
         core = self.core
         if handler is None:
             core.accept()
@@ -110,6 +112,7 @@ class Decisions:
         core.accept()
 
     async def authenticate(self, event: AuthAttempt) -> None:
+        """Credentials: an `AuthResult` accepts; anything else fails, after ``auth_failure_delay``."""
         core, session, handler = self.core, self.session, self.ctx.on_auth
         assert handler is not None
         auth = event.auth
