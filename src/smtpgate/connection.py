@@ -51,6 +51,7 @@ _HANDLER_CLEANUP_TIME = 5.0  # seconds an on_data handler gets to finish after a
 MAX_PENDING_INPUT = 64 * 1024  # unprocessed bytes before the socket stops being read
 _GONE = "connection closed before the message was received in full"
 _ENDED = Stage.ENDED
+_INPUT = Waiting.INPUT  # (a module name is read faster than an enum member)
 
 
 class SMTPConnection(asyncio.Protocol):
@@ -240,23 +241,22 @@ class SMTPConnection(asyncio.Protocol):
     def _handle_now(self, event: Event) -> bool:
         """Handle an event that needs no handler and no wait; False leaves it to the task.
 
-        A body chunk that fills the handler's stream sets ``_stream_full``."""
+        A body chunk that fills the handler's stream sets ``_stream_full``. (``type() is``
+        rather than ``match``: this runs for every command and chunk, and it narrows too.)"""
         core = self.core
         assert core is not None
-        match event:
-            case DataChunk():
-                message = self._message
-                if message is not None and not message.stream.feed(event.data):
-                    self._stream_full = True
-            case DataStart():
-                self._begin_data()
-                core.accept()
-            case MailFrom() if self.ctx.on_mail_from is None:
-                core.accept()
-            case RcptTo() if self.ctx.on_rcpt_to is None:
-                core.accept()
-            case _:
-                return False
+        kind = type(event)
+        if type(event) is DataChunk:
+            message = self._message
+            if message is not None and not message.stream.feed(event.data):
+                self._stream_full = True
+        elif kind is DataStart:
+            self._begin_data()
+            core.accept()
+        elif (kind is MailFrom and self.ctx.on_mail_from is None) or (kind is RcptTo and self.ctx.on_rcpt_to is None):
+            core.accept()
+        else:
+            return False
         return True
 
     def _note_progress(self) -> None:
@@ -331,7 +331,7 @@ class SMTPConnection(asyncio.Protocol):
 
     def _wait_on(self, waiting: Waiting) -> None:
         """The session task starts (or stops, with `Waiting.INPUT`) waiting on something."""
-        if waiting is not Waiting.INPUT:
+        if waiting is not _INPUT:
             self._flush()
         self._waiting = waiting
 
@@ -462,7 +462,8 @@ class SMTPConnection(asyncio.Protocol):
                 case RcptTo():
                     await self._decisions.decide(ctx.on_rcpt_to, event.address, session)
                 case DataEnd():
-                    await self._decisions.end_data(self._take_message(), event)
+                    message, self._message = self._message, None
+                    await self._decisions.end_data(message, event)
                 case StartTLS():
                     await self._starttls()
                 case AuthAttempt():

@@ -25,6 +25,8 @@ from .stream import DataStream, DataStreamError
 
 __all__ = ["Decisions"]
 
+_ON_DATA = Waiting.ON_DATA
+
 
 class Decisions:
     """Runs the handlers of one session and answers the core with what they decided.
@@ -60,16 +62,17 @@ class Decisions:
     ) -> Outcome:
         """The one path for handler results: run, settle (`outcome_of`), log failures."""
         outcome = await outcome_of(
-            call,
-            timeout=self.ctx.handler_timeout,
-            waiting=lambda on: self._wait_on(waiting if on else Waiting.INPUT),
-            stream=stream,
+            call, timeout=self.ctx.handler_timeout, wait_on=self._wait_on, waiting=waiting, stream=stream
         )
+        if outcome.error is not None and (outcome.timed_out or outcome.failure is not None):
+            self._report(handler, outcome, label)
+        return outcome
+
+    def _report(self, handler: Callable[..., Any], outcome: Outcome, label: str | None) -> None:
         if outcome.timed_out:
             self.log.error("%s timed out", label or getattr(handler, "__name__", "handler"))
         elif outcome.failure is not None:
             self.failed(handler, outcome.failure)
-        return outcome
 
     async def verdict(self, handler: Callable[..., Any], *args: Any) -> SMTPError | None:
         """Run a handler that accepts or refuses; None if it accepted, else the reply."""
@@ -152,30 +155,25 @@ class Decisions:
             stream.abort(DataStreamError("message refused: bare LF in the body"))
         else:
             stream.finish()
-        try:
-            outcome = await self.outcome(
-                ctx.on_data, message.verdict, label="on_data", stream=stream, waiting=Waiting.ON_DATA
-            )
-            if outcome.body_refused is not None:
-                self.log.info("message refused while being received: %s", outcome.body_refused)
-                core.accept()  # the core turns a refused body into its 5xx reply
-            elif outcome.error is not None:
-                if outcome.timed_out and message.task is not None:
-                    message.task.cancel()
-                core.reject(outcome.error)
-            else:
-                self._accept_message(outcome.value if isinstance(outcome.value, (str, list)) else None)
-        finally:
-            self._wait_on(Waiting.INPUT)
-
-    def _accept_message(self, result: Any) -> None:
-        core, handler = self.core, self.ctx.on_data
-        assert handler is not None
-        try:
-            core.accept(result)
-        except (ValueError, TypeError) as error:  # an LMTP result list that does not fit
-            self.failed(handler, error)
-            core.reject(INTERNAL_ERROR)
+        outcome = await outcome_of(
+            message.verdict, timeout=ctx.handler_timeout, wait_on=self._wait_on, waiting=_ON_DATA, stream=stream
+        )
+        if outcome.timed_out or outcome.failure is not None:
+            self._report(ctx.on_data, outcome, "on_data")
+        if outcome.body_refused is not None:
+            self.log.info("message refused while being received: %s", outcome.body_refused)
+            core.accept()  # the core turns a refused body into its 5xx reply
+        elif outcome.error is not None:
+            if outcome.timed_out and message.task is not None:
+                message.task.cancel()
+            core.reject(outcome.error)
+        else:
+            value = outcome.value
+            try:
+                core.accept(value if isinstance(value, (str, list)) else None)
+            except (ValueError, TypeError) as error:  # an LMTP result list that does not fit
+                self.failed(ctx.on_data, error)
+                core.reject(INTERNAL_ERROR)
 
     async def abort_data(self, message: OnDataCall | None, reason: str) -> None:
         """The transaction was dropped mid-message (BDAT then RSET): end the handler's stream."""

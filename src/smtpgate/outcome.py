@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable
+from types import CoroutineType
 from typing import Any
 
 from .errors import SMTPError
+from .lifecycle import Waiting
 from .stream import DataStream, DataStreamError
 
 __all__ = ["Outcome", "outcome_of", "INTERNAL_ERROR", "HANDLER_TIMEOUT", "AUTH_FAILED"]
 
+_INPUT = Waiting.INPUT
 INTERNAL_ERROR = SMTPError(451, "Error: internal server error", enhanced="4.3.0")
 HANDLER_TIMEOUT = SMTPError(451, "Error: timeout while processing, try again later", enhanced="4.3.0")
 AUTH_FAILED = SMTPError(535, "Error: authentication failed", enhanced="5.7.8")
@@ -57,20 +60,22 @@ async def outcome_of(
     call: Callable[[], Any],
     *,
     timeout: float | None,
-    waiting: Callable[[bool], None],
+    wait_on: Callable[[Waiting], None],
+    waiting: Waiting = Waiting.HANDLER,
     stream: DataStream | None = None,
 ) -> Outcome:
     """Run ``call`` (a handler applied to its arguments, or a task already running) and
     settle it. An awaitable result is awaited for up to ``timeout`` seconds, with
-    ``waiting(True)`` before and ``waiting(False)`` after. Cancellation goes through."""
+    ``wait_on(waiting)`` before and ``wait_on(Waiting.INPUT)`` after. Cancellation goes
+    through."""
     try:
         result = call()
-        if inspect.isawaitable(result):
-            waiting(True)
+        if type(result) is CoroutineType or inspect.isawaitable(result):  # the first test is the fast one
+            wait_on(waiting)
             try:
                 result = await (result if timeout is None else asyncio.wait_for(result, timeout))
             finally:
-                waiting(False)
+                wait_on(_INPUT)
     except SMTPError as error:
         return Outcome(error=error)
     except asyncio.TimeoutError:
@@ -81,4 +86,4 @@ async def outcome_of(
         return Outcome(error=INTERNAL_ERROR, failure=error)
     except Exception as error:
         return Outcome(error=INTERNAL_ERROR, failure=error)
-    return Outcome(value=result, error=result if isinstance(result, SMTPError) else None)
+    return Outcome(result, result if isinstance(result, SMTPError) else None)

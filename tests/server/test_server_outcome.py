@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from smtpgate import DataStream, DataStreamError, MessageTooLarge, SMTPError
+from smtpgate.lifecycle import Waiting
 from smtpgate.outcome import HANDLER_TIMEOUT, INTERNAL_ERROR, Outcome, outcome_of
 from smtpgate.registry import ConnectionRegistry
 
@@ -15,7 +16,8 @@ def settle(call, *, timeout=None, stream=None) -> tuple[Outcome, list[bool]]:
     waits: list[bool] = []
 
     async def main() -> Outcome:
-        return await outcome_of(call, timeout=timeout, waiting=waits.append, stream=stream)
+        wait_on = lambda kind: waits.append(kind is Waiting.HANDLER)  # noqa: E731
+        return await outcome_of(call, timeout=timeout, wait_on=wait_on, stream=stream)
 
     return asyncio.run(main()), waits
 
@@ -82,7 +84,7 @@ def test_the_streams_own_refusal_is_not_a_failure():
 
 def test_cancellation_goes_through():
     async def main() -> None:
-        task = asyncio.ensure_future(outcome_of(lambda: asyncio.sleep(5), timeout=None, waiting=lambda on: None))
+        task = asyncio.ensure_future(outcome_of(lambda: asyncio.sleep(5), timeout=None, wait_on=lambda kind: None))
         await asyncio.sleep(0)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
