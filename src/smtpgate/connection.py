@@ -4,6 +4,9 @@ It moves bytes between the socket and the core, calls the user's handlers for th
 that need a decision, feeds the ``on_data`` stream with backpressure, runs the idle timer
 and the TLS handshakes, and guarantees exactly one ``on_close`` per session.
 
+It is a buffered protocol: transports read into the loop's shared buffer (readbuffer.py)
+instead of allocating one per read.
+
 Its state is explicit: a `Stage` (opening, serving, ended), what the session task is
 `Waiting` on (the idle timer only runs while it waits for the client), and the transport's
 flow control. What it knows of the server is a `ConnectionContext`.
@@ -36,6 +39,7 @@ from .protocol.events import (
     XClient,
 )
 from .proxy import ProxyInfo, ProxySniffer, Sniffed
+from .readbuffer import read_buffer
 from .session import Session
 from .starttls import tls_details, upgrade
 from .stream import DataStream, DataStreamError
@@ -54,7 +58,7 @@ _ENDED = Stage.ENDED
 _INPUT = Waiting.INPUT  # (a module name is read faster than an enum member)
 
 
-class SMTPConnection(asyncio.Protocol):
+class SMTPConnection(asyncio.BufferedProtocol):
     """The asyncio protocol for one client."""
 
     def __init__(
@@ -71,6 +75,7 @@ class SMTPConnection(asyncio.Protocol):
         self._local = local
         self._sniffer = ProxySniffer() if context.watch_for_proxy and not proxy_trusted else None
         self.loop = asyncio.get_running_loop()
+        self._read_buffer = read_buffer()  # shared: see read_buffer
         self.transport: asyncio.Transport | None = None
         self.core: ServerProtocol | None = None
         self.session: Session | None = None
@@ -145,7 +150,15 @@ class SMTPConnection(asyncio.Protocol):
             greeted = self._close_owed = True
         self._task = self.loop.create_task(self._run(greeted))
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # Copy out first: the buffer is the next connection's as soon as this returns.
+        self.data_received(self._read_buffer[:nbytes].tobytes())
+
     def data_received(self, data: bytes) -> None:
+        """Bytes from the client (from `buffer_updated`, or fed by our own code)."""
         core = self.core
         if core is None or self._stage is _ENDED:
             return
