@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import struct
 
 import pytest
 
@@ -58,16 +59,23 @@ async def read_replies(reader: asyncio.StreamReader, count: int) -> list[int]:
     return codes
 
 
-async def session(port: int, index: int, tls: ssl.SSLContext | None) -> list[int]:
-    before, after, count = transcript(index, tls is not None)
+async def session(port: int, index: int, tls: ssl.SSLContext | None, proxy: bool, implicit: bool) -> list[int]:
+    starttls = tls is not None and not implicit
+    before, after, count = transcript(index, starttls)
     # Piece sizes 1, 2, 3 ... cover every cut point between them; some sessions send whole.
     size = len(after) if index % 8 == 7 else index % 8 + 1 + (index // 8) * 97
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    if implicit:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls, server_hostname="mx.test")
+    else:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
+        if proxy:  # read by the listener itself, before the connection gets the socket
+            writer.write(f"PROXY TCP4 192.0.2.{index + 1} 198.51.100.1 {40000 + index} 25\r\n".encode())
         codes = await read_replies(reader, 1)
         await send_in_pieces(writer, before, size)
-        if tls is not None:
+        if starttls:
+            assert tls is not None
             codes += await read_replies(reader, 2)
             await writer.start_tls(tls, server_hostname="mx.test")
         await send_in_pieces(writer, after, size)
@@ -77,8 +85,11 @@ async def session(port: int, index: int, tls: ssl.SSLContext | None) -> list[int
     return codes
 
 
-async def many_sessions(port: int, tls: ssl.SSLContext | None) -> list[list[int]]:
-    return await asyncio.wait_for(asyncio.gather(*(session(port, i, tls) for i in range(SESSIONS))), 120)
+async def many_sessions(
+    port: int, tls: ssl.SSLContext | None = None, proxy: bool = False, implicit: bool = False
+) -> list[list[int]]:
+    sessions = (session(port, i, tls, proxy, implicit) for i in range(SESSIONS))
+    return await asyncio.wait_for(asyncio.gather(*sessions), 120)
 
 
 def test_a_connection_reads_into_the_shared_buffer(start_server, raw_client):
@@ -94,13 +105,15 @@ def test_a_connection_reads_into_the_shared_buffer(start_server, raw_client):
     assert client.command("QUIT")[0] == 221
 
 
-@pytest.mark.parametrize("starttls", [False, True], ids=["plain", "starttls"])
+@pytest.mark.parametrize("mode", ["plain", "starttls", "implicit-tls", "proxy-starttls"])
 def test_concurrent_pipelined_sessions_cut_anywhere_deliver_exact_bytes(
-    start_server, received, mx_pair, tls_client, starttls
+    start_server, received, mx_pair, tls_client, mode
 ):
-    options = mx_pair if starttls else {}
+    starttls, implicit, proxy = mode.endswith("starttls"), mode == "implicit-tls", mode.startswith("proxy")
+    options = {**(mx_pair if starttls or implicit else {}), "use_proxy": proxy, "secure": implicit}
     running = start_server(on_data=received.on_data, **options)
-    results = asyncio.run(many_sessions(running.port, tls_client if starttls else None))
+    tls = tls_client if starttls or implicit else None
+    results = asyncio.run(many_sessions(running.port, tls, proxy, implicit))
     expected_codes = [220, 250, *([220, 250] if starttls else []), *[250, 250, 354, 250] * MESSAGES_PER_SESSION, 221]
     assert results == [expected_codes] * SESSIONS
     received.wait_for(SESSIONS * MESSAGES_PER_SESSION, timeout=60)
@@ -110,4 +123,25 @@ def test_concurrent_pipelined_sessions_cut_anywhere_deliver_exact_bytes(
         for message in range(MESSAGES_PER_SESSION):
             assert got[(f"s{index}@example.com", (f"r{message}@example.com",))] == message_body(index, message)
     secure = {session.secure for _, _, _, session in received.messages}
-    assert secure == {starttls}
+    assert secure == {tls is not None}
+    if proxy:
+        for sender, _, _, session in received.messages:
+            assert session.remote_address == f"192.0.2.{int(sender[1:].split('@')[0]) + 1}"
+
+
+def test_a_connection_reset_mid_message_leaves_the_others_intact(start_server, received, raw_client):
+    running = start_server(on_data=received.on_data)
+    gone = raw_client(running.port)
+    assert gone.reply()[0] == 220
+    gone.send(b"EHLO gone.test\r\nMAIL FROM:<gone@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
+    assert [code for code, _ in gone.replies(1)] == [250]
+    gone.send(b"half a body that must go nowhere\r\n" * 500)
+    # An RST: the transport may be holding the shared buffer when the connection is lost.
+    gone.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    gone.close()
+    results = asyncio.run(many_sessions(running.port))
+    assert all(codes[-1] == 221 for codes in results)
+    received.wait_for(SESSIONS * MESSAGES_PER_SESSION, timeout=60)
+    assert all(sender != "gone@example.com" for sender, _, _, _ in received.messages)
+    bodies = {body for _, _, body, _ in received.messages}
+    assert bodies == {message_body(i, m) for i in range(SESSIONS) for m in range(MESSAGES_PER_SESSION)}
