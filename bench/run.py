@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import summary
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 WORK = BENCH / ".work"
@@ -40,6 +42,8 @@ KIB = 1024
 MIB = 1024 * 1024
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
+CHART_FILE = "cpu-per-message.svg"
+MAPPED_READ_FAULTS = 4.0  # page faults per message of asyncio's "mmap per read" mode (8 in small)
 SENDER, RECIPIENT = "a@bench.local", "b@bench.local"
 
 # ----------------------------------------------------------------------------- servers
@@ -62,6 +66,12 @@ def server_table() -> list[Server]:
                [PY, "servers/smtpgate_sink.py", "--port", "{port}", "--loop", "asyncio", *cert], python=True),
         Server("smtpgate-uvloop", "smtpgate (uvloop)",
                [PY, "servers/smtpgate_sink.py", "--port", "{port}", "--loop", "uvloop", *cert], python=True),
+        Server("smtpgate-defaults", "smtpgate defaults (asyncio)",
+               [PY, "servers/smtpgate_sink.py", "--port", "{port}", "--loop", "asyncio", "--defaults", *cert],
+               python=True),
+        Server("smtpgate-defaults-uvloop", "smtpgate defaults (uvloop)",
+               [PY, "servers/smtpgate_sink.py", "--port", "{port}", "--loop", "uvloop", "--defaults", *cert],
+               python=True),
         Server("aiosmtpd", "aiosmtpd (asyncio)",
                [PY, "servers/aiosmtpd_sink.py", "--port", "{port}", "--loop", "asyncio", *cert], python=True),
         Server("aiosmtpd-uvloop", "aiosmtpd (uvloop)",
@@ -151,6 +161,50 @@ def cpu_seconds(pid: int) -> float:
         fields = stat[stat.rindex(")") + 2 :].split()
         total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
     return total / TICK
+
+
+def cpu_ns(pid: int) -> int | None:
+    """Time on a CPU of every thread of the process tree, in ns (/proc/.../task/TID/schedstat).
+    Much finer than the 10 ms ticks of /proc/PID/stat, which matters for short runs; None
+    where the kernel has no schedstat."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            tasks = os.listdir(f"/proc/{member}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{member}/task/{task}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                return None
+    return total
+
+
+def cpu_delta(ticks: tuple[float, float], ns: tuple[int | None, int | None]) -> float:
+    """Seconds of server CPU between two readings: the ns clock when it is there and agrees
+    with the tick count (a thread that exited in between takes its time with it; then the
+    ticks, which keep the time of waited-for children, are used)."""
+    coarse = ticks[1] - ticks[0]
+    if ns[0] is None or ns[1] is None:
+        return coarse
+    fine = (ns[1] - ns[0]) / 1e9
+    return fine if fine >= coarse - 0.05 else coarse
+
+
+def minor_faults(pid: int) -> int:
+    """Minor page faults of the process tree: a machine-independent sign of memory churn
+    (e.g. a fresh mmap for every read, see profile.md "Why small is bimodal")."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        total += int(stat[stat.rindex(")") + 2 :].split()[7])  # minflt
+    return total
 
 
 def status_kib(pid: int, key: str) -> int:
@@ -257,11 +311,21 @@ def start_server(server: Server, logs: Path) -> tuple[subprocess.Popen[Any], int
     except Exception:
         stop(proc)
         raise
+    if PIN[0] is not None:
+        for member in process_tree(proc.pid):  # every thread of every process (-a)
+            subprocess.run(["taskset", "-a", "-p", "-c", PIN[0], str(member)], capture_output=True)
     return proc, port
+
+
+# --pin: (CPU list of the server, CPU list of the load generator), set by main().
+PIN_CHOICES = {"none": (None, None), "same": ("0", "0"), "split": ("0", "1")}
+PIN: tuple[str | None, str | None] = (None, None)
 
 
 def run_client(argv: list[str], log: Path, timeout: float) -> tuple[int, str]:
     log.parent.mkdir(parents=True, exist_ok=True)
+    if PIN[1] is not None:
+        argv = ["taskset", "-c", PIN[1], *argv]
     proc = subprocess.Popen(
         argv, cwd=BENCH, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, text=True
     )
@@ -343,6 +407,7 @@ def measure_send(scenario: Scenario, server: Server, logs: Path, load: str = "")
         warm_up(scenario, port, logs)
         argvs = clients_for(scenario, port, load)
         cpu0, host0, kids0 = cpu_seconds(proc.pid), host_cpu(), children_cpu()
+        faults0, ns0 = minor_faults(proc.pid), cpu_ns(proc.pid)
         start = time.monotonic()
         client_errors = 0
         for argv in argvs:
@@ -352,6 +417,8 @@ def measure_send(scenario: Scenario, server: Server, logs: Path, load: str = "")
             client_errors += tlsload_errors(text)
         seconds = time.monotonic() - start
         cpu1, host1, kids1 = cpu_seconds(proc.pid), host_cpu(), children_cpu()
+        faults1, ns1 = minor_faults(proc.pid), cpu_ns(proc.pid)
+        cpu1 = cpu0 + cpu_delta((cpu0, cpu1), (ns0, ns1))
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         peak = status_kib(proc.pid, "VmHWM")
@@ -365,7 +432,9 @@ def measure_send(scenario: Scenario, server: Server, logs: Path, load: str = "")
         "msgs_per_s": messages / seconds,
         "mib_per_s": messages * scenario.length / MIB / seconds,
         "server_cpu_us_per_msg": (cpu1 - cpu0) * 1e6 / messages,
+        "server_cpu_ms_per_mib": (cpu1 - cpu0) * 1e3 / (messages * scenario.length / MIB),
         "server_cpu_pct": (cpu1 - cpu0) * 100 / seconds,
+        "server_faults_per_msg": (faults1 - faults0) / messages,
         "client_cpu_us_per_msg": (kids1 - kids0) * 1e6 / messages,
         "peak_rss_kib": peak,
         "host_busy_pct": busy * 100 / total if total else 0.0,
@@ -390,10 +459,12 @@ def measure_hold(scenario: Scenario, server: Server, logs: Path) -> dict[str, An
     try:
         time.sleep(0.5)
         before = status_kib(proc.pid, "VmRSS")
-        cpu0, host0 = cpu_seconds(proc.pid), host_cpu()
+        cpu0, host0, ns0 = cpu_seconds(proc.pid), host_cpu(), cpu_ns(proc.pid)
         argv = [PY, "tlsload.py", f"127.0.0.1:{port}", "--hold", str(scenario.hold)]
         if scenario.tls:
             argv.append("--tls")
+        if PIN[1] is not None:
+            argv = ["taskset", "-c", PIN[1], *argv]
         with open(logs / "client.log", "a") as f:
             f.write(f"$ {' '.join(argv)}\n")
         client = subprocess.Popen(
@@ -417,7 +488,8 @@ def measure_hold(scenario: Scenario, server: Server, logs: Path) -> dict[str, An
         held = int(line.split()[1])
         time.sleep(1.0)
         after = status_kib(proc.pid, "VmRSS")
-        cpu1, host1 = cpu_seconds(proc.pid), host_cpu()
+        cpu1, host1, ns1 = cpu_seconds(proc.pid), host_cpu(), cpu_ns(proc.pid)
+        cpu1 = cpu0 + cpu_delta((cpu0, cpu1), (ns0, ns1))
         peak = status_kib(proc.pid, "VmHWM")
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
@@ -477,6 +549,7 @@ SEND_COLUMNS = [
     ("MiB/s", "mib_per_s", 1),
     ("server CPU µs/msg", "server_cpu_us_per_msg", 1),
     ("server CPU %", "server_cpu_pct", 1),
+    ("server page faults/msg", "server_faults_per_msg", 1),
     ("client CPU µs/msg", "client_cpu_us_per_msg", 1),
     ("peak RSS MiB", "peak_rss_kib", 1 / 1024),
     ("host busy %", "host_busy_pct", 1),
@@ -506,44 +579,6 @@ def median_of(runs: list[dict[str, Any]], scenario: str, server: str, key: str) 
     return statistics.median(values) if values else None
 
 
-def targets(runs: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
-    rows = []
-
-    def ratio(scenario: str, ours: str, peer: str, key: str) -> float | None:
-        a, b = median_of(runs, scenario, ours, key), median_of(runs, scenario, peer, key)
-        return a / b if a is not None and b else None
-
-    def verdict(ok: bool | None) -> str:
-        return "–" if ok is None else ("yes" if ok else "**no**")
-
-    for ours in ("smtpgate", "smtpgate-uvloop"):
-        r = ratio("small", ours, "node", "msgs_per_s")
-        rows.append((ours, "small ≥ 1.0× Node msgs/s", f"{r:.2f}×" if r else "–", verdict(r and r >= 1.0)))
-        cpu = median_of(runs, "small", ours, "server_cpu_us_per_msg")
-        rows.append((ours, "small server CPU ≤ 100 µs/msg", f"{cpu:.0f} µs" if cpu else "–",
-                     verdict(cpu and cpu <= 100)))  # fmt: skip
-        peer = "aiosmtpd-uvloop" if ours.endswith("uvloop") else "aiosmtpd"
-        r = ratio("conn", ours, peer, "msgs_per_s")
-        rows.append((ours, f"conn ≥ 2.5× {peer} msgs/s", f"{r:.2f}×" if r else "–", verdict(r and r >= 2.5)))
-        r = ratio("large", ours, "node", "mib_per_s")
-        rows.append((ours, "large ≥ 1.0× Node MiB/s", f"{r:.2f}×" if r else "–", verdict(r and r >= 1.0)))
-        a, b = median_of(runs, "large", ours, "peak_rss_kib"), median_of(runs, "large", peer, "peak_rss_kib")
-        text = f"{a / 1024:.1f} vs {b / 1024:.1f} MiB" if a and b else "–"
-        rows.append((ours, f"large peak RSS below {peer}", text, verdict(a < b if a and b else None)))
-        r = ratio("tls", ours, "node", "msgs_per_s")
-        rows.append((ours, "tls ≥ 1.0× Node msgs/s", f"{r:.2f}×" if r else "–", verdict(r and r >= 1.0)))
-        k = median_of(runs, "idle", ours, "kib_per_conn")
-        rows.append((ours, "idle ≤ 16 KiB/connection (plaintext)", f"{k:.1f} KiB" if k is not None else "–",
-                     verdict(None if k is None else k <= 16)))  # fmt: skip
-        # After STARTTLS: reported beside Node, no target in the issue (OpenSSL's own state
-        # per connection is about 30 KiB).
-        k, node = median_of(runs, "idle-tls", ours, "kib_per_conn"), median_of(runs, "idle-tls", "node", "kib_per_conn")
-        if k is not None:
-            text = f"{k:.1f} KiB" + (f" (Node {node:.1f} KiB)" if node is not None else "")
-            rows.append((ours, "idle-tls: KiB/connection after STARTTLS (no target)", text, "–"))
-    return rows
-
-
 def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: list[Scenario],
                  servers: list[Server], path: Path) -> None:  # fmt: skip
     out: list[str] = []
@@ -551,6 +586,9 @@ def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: li
     add("# smtpgate benchmark results\n")
     add(f"Run {meta['date']} with `{meta['command']}`; {meta['reps']} repetition(s) per server and scenario,")
     add("servers interleaved within each scenario. Cells are **median (min–max)** over the repetitions.\n")
+    if meta.get("pin", "none") != "none":
+        where = "on CPU 0" if meta["pin"] == "same" else "server on CPU 0, load generator on CPU 1"
+        add(f"Pinned with taskset (`--pin {meta['pin']}`): {where}.\n")
     if meta.get("note"):
         add(f"> {meta['note']}\n")
     add("## Machine and versions\n")
@@ -560,12 +598,28 @@ def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: li
     for key, value in meta["versions"].items():
         add(f"| {key} | {value} |")
     add("")
-    add("## Targets of issue 8\n")
-    add("| server | target | measured | met |\n| --- | --- | --- | --- |")
-    for row in targets(runs):
-        if row[2] != "–":
-            add("| " + " | ".join(row) + " |")
+    add("## At a glance\n")
+    add("Medians; CPU is user + system time of the server process per message (per MiB in `large`),")
+    add("the figure that depends least on how busy the machine was. `smtpgate-defaults` is the library")
+    add("with every option at its default (only `on_data` set); `smtpgate` is the tuned bench sink.\n")
+    out.extend(summary.headline(runs, servers))
     add("")
+    chart = path.parent / CHART_FILE
+    if summary.svg_chart(runs, servers, chart):
+        add(f"![Server CPU per message, per scenario and server]({CHART_FILE})\n")
+    add("## Targets of issue 17\n")
+    add("| server | target | measured | met |\n| --- | --- | --- | --- |")
+    for row in summary.issue17_targets(runs):
+        add("| " + " | ".join(row) + " |")
+    add("")
+    table = summary.spread_table(runs, scenarios, servers)
+    if table:
+        add("## Run-to-run spread\n")
+        add("(max − min) / median over the repetitions of each cell: server CPU per message (per")
+        add("connection in the idle scenarios) / the scenario's main figure (msgs/s, MiB/s or KiB per")
+        add("connection). Bold: above the 15 % of issue 17. Each repetition is a fresh server process.\n")
+        out.extend(table)
+        add("")
     for scenario in scenarios:
         present = [s for s in servers if any(r["scenario"] == scenario.name and r["server"] == s.name for r in runs)]
         if not present:
@@ -576,6 +630,8 @@ def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: li
             size = "1 MiB" if scenario.length == MIB else f"{scenario.length} B"
             add(f"{total:,} messages of {size} payload per run, {scenario.sessions} parallel sessions.\n")
             columns = SEND_COLUMNS
+            if scenario.length >= MIB:
+                columns = [*SEND_COLUMNS[:3], ("server CPU ms/MiB", "server_cpu_ms_per_mib", 1), *SEND_COLUMNS[3:]]
         else:
             add(f"{scenario.hold:,} connections held per run; KiB/conn = (RSS held − RSS before) / connections.\n")
             columns = HOLD_COLUMNS
@@ -612,6 +668,15 @@ def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: li
             add(f"- {server_name} failed: `{error}`")
         if errors:
             add("")
+        mapped = []
+        for server in present:
+            faults = values_of(runs, scenario.name, server.name, "server_faults_per_msg")
+            many = sum(1 for f in faults if f >= MAPPED_READ_FAULTS)
+            if server.name.startswith(("smtpgate", "aiosmtpd")) and many and scenario.length < MIB:
+                mapped.append(f"{server.name} {many} of {len(faults)}")
+        if mapped:
+            add("Repetitions in which the server mapped fresh memory for every read (≥ 4 page faults per")
+            add('message; profile.md, "Why small is bimodal"): ' + ", ".join(mapped) + ".\n")
         metric = scenario.metric
         medians = {s.name: median_of(runs, scenario.name, s.name, metric) for s in present}
         shown = [s for s in present if medians[s.name]]
@@ -690,8 +755,9 @@ def profile(args: argparse.Namespace) -> int:
     scenario = next(s for s in scenario_table(args.quick) if s.name == args.profile_scenario)
     logs = WORK / "profile"
     logs.mkdir(parents=True, exist_ok=True)
-    server = next(s for s in server_table() if s.name == ("smtpgate-uvloop" if args.profile_loop == "uvloop"
-                                                              else "smtpgate"))  # fmt: skip
+    wanted = "smtpgate-defaults" if args.profile_defaults else "smtpgate"
+    wanted += "-uvloop" if args.profile_loop == "uvloop" else ""
+    server = next(s for s in server_table() if s.name == wanted)
     if args.profiler == "cprofile":
         stats_file = logs / "smtpgate.prof"
         server = Server(server.name, server.label, [*server.argv, "--cprofile", str(stats_file)], python=True)
@@ -705,7 +771,7 @@ def profile(args: argparse.Namespace) -> int:
             spy = spawn([spy_bin, "record", "--pid", str(proc.pid), "--rate", "500", "--format", "raw",
                          "--output", str(raw), "--nonblocking"], logs / "py-spy.log")  # fmt: skip
             time.sleep(1.0)
-        cpu0 = cpu_seconds(proc.pid)
+        cpu0, split0, faults0 = cpu_seconds(proc.pid), user_system(proc.pid), minor_faults(proc.pid)
         start = time.monotonic()
         for argv in clients_for(scenario, port, ""):
             code, text = run_client(argv, logs / "client.log", timeout=600)
@@ -713,9 +779,13 @@ def profile(args: argparse.Namespace) -> int:
                 raise RuntimeError(f"load generator failed: {text[-300:]}")
         seconds = time.monotonic() - start
         cpu = cpu_seconds(proc.pid) - cpu0
+        split1, faults1 = user_system(proc.pid), minor_faults(proc.pid)
         messages = scenario.messages * scenario.rounds
-        print(f"{messages} messages in {seconds:.2f} s: {messages / seconds:,.0f} msgs/s, "
-              f"server CPU {cpu * 1e6 / messages:.0f} µs/msg (with the profiler attached)")  # fmt: skip
+        cpu_us = cpu * 1e6 / messages
+        head = (f"{messages} messages in {seconds:.2f} s: {messages / seconds:,.0f} msgs/s, server CPU {cpu_us:.0f} "
+                f"µs/msg (user {(split1[0] - split0[0]) * 1e6 / messages:.0f}, system "
+                f"{(split1[1] - split0[1]) * 1e6 / messages:.0f}; with the profiler attached), "
+                f"{(faults1 - faults0) / messages:.2f} page faults/msg")  # fmt: skip
     finally:
         if spy is not None and spy.poll() is None:
             os.killpg(spy.pid, signal.SIGINT)
@@ -735,14 +805,48 @@ def profile(args: argparse.Namespace) -> int:
     if not raw.exists():
         print("py-spy wrote nothing; see", logs / "py-spy.log")
         return 1
-    report = summarize_raw(raw, args.top)
+    report = head + "\n\n" + summarize_raw(raw, args.top, cpu_us)
     (logs / f"profile-{scenario.name}.txt").write_text(report)
     print(report)
     return 0
 
 
-def summarize_raw(raw: Path, top: int) -> str:
-    """Self and inclusive shares per function from py-spy's collapsed stacks."""
+def user_system(pid: int) -> tuple[float, float]:
+    """utime and stime of the process, seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
+
+
+# Where a sample's leaf frame goes in the per-message breakdown (profile.md). The frames that
+# make a system call are named on their own: py-spy charges the call's time (kernel included)
+# to the Python frame that made it.
+SYSCALL_FRAMES = {
+    "asyncio/selector_events.py:_SelectorSocketTransport.write": "send() of a reply",
+    "asyncio/selector_events.py:_SelectorSocketTransport._read_ready__data_received": "recv() (+ asyncio's callback)",
+    "selectors.py:EpollSelector.select": "epoll_wait() (py-spy also counts some waiting here as busy)",
+}
+
+
+def category(frame: str) -> str:
+    where = frame.rsplit(":", 1)[0]
+    if frame in SYSCALL_FRAMES:
+        return "transport/socket system calls"
+    if where.startswith("asyncio/") or where == "selectors.py":
+        return "asyncio loop and transport (Python)"
+    if where == "smtpgate/protocol/replies.py":
+        return "reply formatting"
+    if where.startswith("smtpgate/protocol/"):
+        return "protocol core parsing"
+    if where.startswith("smtpgate/") or where.endswith("smtpgate_sink.py"):
+        return "handler/stream machinery (connection.py, stream.py, on_data)"
+    return "other (" + where.split("/", 1)[0].removesuffix(".py") + ")"
+
+
+def summarize_raw(raw: Path, top: int, cpu_us: float = 0.0) -> str:
+    """Self and inclusive shares per function from py-spy's collapsed stacks; with the
+    CPU per message, a breakdown of it by category (self time of the leaf frame)."""
     self_counts: dict[str, int] = {}
     incl_counts: dict[str, int] = {}
     total = 0
@@ -773,7 +877,22 @@ def summarize_raw(raw: Path, top: int) -> str:
         where = name.rsplit(":", 1)[0]
         group = where if where.startswith("smtpgate/") else where.split("/", 1)[0].removesuffix(".py")
         by_file[group] = by_file.get(group, 0) + count
-    lines = [f"{total} samples of the busy server (idle time excluded)\n", "Self time by file (smtpgate) or module:"]
+    lines = [f"{total} samples of the busy server (idle time excluded)\n"]
+    groups: dict[str, int] = {}
+    calls: dict[str, int] = {}
+    for name, count in self_counts.items():
+        groups[category(name)] = groups.get(category(name), 0) + count
+        if name in SYSCALL_FRAMES:
+            calls[SYSCALL_FRAMES[name]] = calls.get(SYSCALL_FRAMES[name], 0) + count
+    lines.append("Per message, by category (self time of the leaf frame" + (", µs from the CPU above):" if cpu_us
+                                                                             else "):"))  # fmt: skip
+    for name, count in sorted(groups.items(), key=lambda kv: -kv[1]):
+        share = count / total
+        lines.append(f"  {share * 100:5.1f}%" + (f"  {share * cpu_us:6.1f} µs" if cpu_us else "") + f"  {name}")
+        if name == "transport/socket system calls":
+            for call, n in sorted(calls.items(), key=lambda kv: -kv[1]):
+                lines.append(f"  {'':5} " + (f"  {n / total * cpu_us:6.1f} µs" if cpu_us else "") + f"    {call}")
+    lines.append("\nSelf time by file (smtpgate) or module:")
     for name, count in sorted(by_file.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"  {count * 100 / total:5.1f}%  {name}")
     lines.append(f"\nTop {top} functions by self time:")
@@ -796,14 +915,23 @@ def main() -> int:
     parser.add_argument("--scenarios", help="comma-separated: small,conn,large,tls,idle,idle-tls")
     parser.add_argument(
         "--servers",
-        help="comma-separated: smtpgate,smtpgate-uvloop,aiosmtpd,aiosmtpd-uvloop,node,node-nodelay,smtp-sink",
+        help="comma-separated: smtpgate,smtpgate-uvloop,smtpgate-defaults,smtpgate-defaults-uvloop,aiosmtpd,"
+        "aiosmtpd-uvloop,node,node-nodelay,smtp-sink (default: all)",
     )
     parser.add_argument("--out", help="directory for RESULTS.md and results.json")
     parser.add_argument("--note", default="", help="a line shown at the top of the report")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the load generator ceiling runs")
+    parser.add_argument(
+        "--pin",
+        choices=tuple(PIN_CHOICES),
+        default="none",
+        help="taskset: same = server and load generator on CPU 0 (steadiest CPU per message); "
+        "split = server on CPU 0, load generator on CPU 1; none (default) = the scheduler decides",
+    )
     parser.add_argument("--profile", action="store_true", help="profile smtpgate in the small scenario")
     parser.add_argument("--profiler", choices=("py-spy", "cprofile"), default="py-spy")
     parser.add_argument("--profile-loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument("--profile-defaults", action="store_true", help="profile smtpgate-defaults")
     parser.add_argument("--profile-scenario", choices=("small", "conn", "large", "tls"), default="small")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument(
@@ -815,6 +943,8 @@ def main() -> int:
 
     if args.render:
         return render(Path(args.render), Path(args.out) if args.out else None)
+    global PIN
+    PIN = PIN_CHOICES[args.pin]
     nofile = raise_nofile()
     ensure_certificate()
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -857,6 +987,7 @@ def benchmark(args: argparse.Namespace, nofile: int) -> int:
         "command": "bench/run " + " ".join(command_arguments(sys.argv[1:])),
         "reps": reps,
         "note": args.note,
+        "pin": args.pin,
         "machine": machine_info(),
         "versions": versions(),
     }
@@ -897,6 +1028,7 @@ def render(source: Path, out: Path | None) -> int:
         scenario = known.get(item["name"], Scenario(item["name"], item.get("title", ""), item["kind"]))
         scenarios.append(Scenario(**{**scenario.__dict__, **item}))
     target = (out or source.parent) / "RESULTS.md"
+    target.parent.mkdir(parents=True, exist_ok=True)
     write_report(meta, data["runs"], scenarios, server_table(), target)
     print(f"wrote {target}")
     return 0

@@ -8,11 +8,9 @@ Then send it a message, for example with ``swaks --to you@example.com --server 1
 from __future__ import annotations
 
 import argparse
-import asyncio
 import email
 import email.policy
 import logging
-import signal
 
 from smtpgate import DataStream, Session, SMTPError, SMTPServer
 
@@ -34,20 +32,16 @@ async def on_data(stream: DataStream, session: Session) -> str:
     return f"Queued as {session.id}.{session.transaction}"
 
 
-async def main() -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=2525)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    server = SMTPServer(on_data=on_data, auth_optional=True, size=25 * 1024 * 1024)
-    await server.listen(args.port, host=args.host)
-    print(f"smtpgate listening on {args.host}:{server.port}; Ctrl-C to stop")
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, lambda: asyncio.ensure_future(server.close()))
-    await server.serve_forever()
+    server = SMTPServer(on_data=on_data, size=25 * 1024 * 1024)
+    server.on("listening", lambda server: print(f"smtpgate listening on {args.host}:{server.port}; Ctrl-C to stop"))
+    server.run(args.port, host=args.host)  # until Ctrl-C or SIGTERM, then a graceful close
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -4,13 +4,48 @@ from __future__ import annotations
 
 import difflib
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-__all__ = ["ServerOptions", "build_options", "HANDLER_NAMES"]
+from .tls import TLSOptions, TLSSettings, check_tls_options
 
-HANDLER_NAMES = ("on_connect", "on_secure", "on_auth", "on_mail_from", "on_rcpt_to", "on_data", "on_close")
+if TYPE_CHECKING:
+    from .sasl import AuthRequest
+    from .session import Address, Session
+    from .stream import DataStream
+
+__all__ = [
+    "ServerOptions",
+    "ServerSettings",
+    "build_options",
+    "HANDLER_ARGUMENTS",
+    "HANDLER_NAMES",
+    "COMMAND_NAMES",
+    "Trust",
+]
+
+# What each handler is called with (positional arguments, in order).
+HANDLER_ARGUMENTS: dict[str, tuple[str, ...]] = {
+    "on_connect": ("session",),
+    "on_secure": ("ssl_object", "session"),
+    "on_auth": ("auth", "session"),
+    "on_mail_from": ("address", "session"),
+    "on_rcpt_to": ("address", "session"),
+    "on_data": ("stream", "session"),
+    "on_close": ("session",),
+}
+HANDLER_NAMES = tuple(HANDLER_ARGUMENTS)
+
+# The commands smtpgate implements: what ``disabled_commands`` may name.
+COMMAND_NAMES = frozenset(
+    {"HELO", "EHLO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY", "HELP", "EXPN"}
+    | {"STARTTLS", "AUTH", "XCLIENT", "XFORWARD"}
+)
+
+Trust = bool | str | Sequence[str] | Callable[[str], bool]
+"""Whom to trust: ``True``/``"*"`` (everyone), ``False`` (no one), addresses and CIDR
+networks, or a function of the peer's IP address returning True to trust it."""
 
 
 def _fqdn() -> str:
@@ -20,8 +55,11 @@ def _fqdn() -> str:
         return "localhost"
 
 
+# The options are declared here (the TLS ones in `tls`): `ServerOptions` holds names and
+# defaults at run time; `ServerSettings` states, for the type checker, what a caller may
+# pass. A test keeps the two in step.
 @dataclass
-class ServerOptions:
+class ServerOptions(TLSOptions):
     """Every option of `smtpgate.SMTPServer`, with its default.
 
     The configuration reference describes each one.
@@ -56,11 +94,11 @@ class ServerOptions:
     auth_failure_delay: float = 1.0
     max_auth_failures: int = 3
     disable_reverse_lookup: bool = False
-    use_proxy: bool | list[str] = False
+    use_proxy: Any = False
     proxy_timeout: float = 5.0
-    use_xclient: bool | list[str] = False
-    use_xforward: bool | list[str] = False
-    resolver: Callable[[str], Any] | None = None
+    use_xclient: Any = False
+    use_xforward: Any = False
+    resolver: Callable[..., Any] | None = None
     # EHLO advertising
     hide_size: bool = False
     hide_pipelining: bool = False
@@ -71,17 +109,9 @@ class ServerOptions:
     hide_dsn: bool = False
     hide_requiretls: bool = False
     hide_chunking: bool = False
-    # TLS
+    # TLS (the certificate options come from TLSOptions)
     secure: bool = False
     needs_upgrade: bool = False
-    key: Any = None
-    cert: Any = None
-    passphrase: str | bytes | None = None
-    ca: Any = None
-    request_cert: bool = False
-    reject_unauthorized: bool = True
-    min_version: str = "TLSv1.2"
-    max_version: str | None = None
     sni_options: Any = None
     # handlers
     on_connect: Callable[..., Any] | None = None
@@ -93,18 +123,67 @@ class ServerOptions:
     on_close: Callable[..., Any] | None = None
 
 
-_BOOL = {
-    "lmtp", "reject_oversized", "accept_unknown_params", "auth_optional",
-    "disable_reverse_lookup", "hide_size", "hide_pipelining", "hide_8bitmime",
-    "hide_smtputf8", "hide_enhancedstatuscodes", "hide_starttls", "hide_dsn",
-    "hide_requiretls", "hide_chunking", "secure",
-    "needs_upgrade", "request_cert", "reject_unauthorized", "allow_insecure_auth",
-}  # fmt: skip
+class ServerSettings(TLSSettings, total=False):
+    """`SMTPServer`'s keyword arguments and their types (defaults: `ServerOptions`), so a
+    type checker catches a misspelled option or a value of the wrong type."""
+
+    name: str
+    banner: str
+    helo_response: str
+    lmtp: bool
+    size: int
+    max_clients: int
+    max_recipients: int
+    max_command_length: int
+    max_unrecognized_commands: int
+    socket_timeout: float
+    close_timeout: float
+    handler_timeout: float | None
+    reverse_lookup_timeout: float
+    bare_lf: Literal["normalize", "reject", "allow"]
+    reject_oversized: bool
+    accept_unknown_params: bool
+    disabled_commands: Iterable[str]
+    auth_methods: Sequence[str]
+    auth_optional: bool
+    allow_insecure_auth: bool
+    auth_required_message: str
+    max_allowed_unauthenticated_commands: int | Literal[False]
+    auth_failure_delay: float
+    max_auth_failures: int
+    disable_reverse_lookup: bool
+    use_proxy: Trust
+    proxy_timeout: float
+    use_xclient: Trust
+    use_xforward: Trust
+    resolver: Callable[[str], object] | None
+    hide_size: bool
+    hide_pipelining: bool
+    hide_8bitmime: bool
+    hide_smtputf8: bool
+    hide_enhancedstatuscodes: bool
+    hide_starttls: bool
+    hide_dsn: bool
+    hide_requiretls: bool
+    hide_chunking: bool
+    secure: bool
+    needs_upgrade: bool
+    sni_options: Mapping[str, TLSSettings | TLSOptions] | None
+    on_connect: Callable[[Session], object] | None
+    on_secure: Callable[[Any, Session], object] | None
+    on_auth: Callable[[AuthRequest, Session], object] | None
+    on_mail_from: Callable[[Address, Session], object] | None
+    on_rcpt_to: Callable[[Address, Session], object] | None
+    on_data: Callable[[DataStream, Session], object] | None
+    on_close: Callable[[Session], object] | None
+
+
+_OWN_FIELDS = [f for f in fields(ServerOptions) if f.name not in {t.name for t in fields(TLSOptions)}]
+_BOOL = {f.name for f in _OWN_FIELDS if f.type == "bool"}
+_TEXT = {f.name for f in _OWN_FIELDS if f.type == "str" and f.name != "bare_lf"}
 _COUNTS = {"size", "max_clients", "max_recipients"}
 _POSITIVE_INTS = {"max_command_length", "max_unrecognized_commands", "max_auth_failures"}
 _SECONDS = {"socket_timeout", "close_timeout", "reverse_lookup_timeout", "proxy_timeout"}
-_TEXT = {"name", "banner", "helo_response", "auth_required_message"}
-_TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
 
 
 def _check_number(name: str, value: Any, *, integer: bool, minimum: float, strict: bool) -> None:
@@ -136,17 +215,26 @@ def _command_set(value: Any) -> frozenset[str]:
     for item in value:
         if not isinstance(item, str):
             raise TypeError("option 'disabled_commands' must contain strings")
-        names.append(item.strip().upper())
+        name = item.strip().upper()
+        if name not in COMMAND_NAMES:
+            hint = difflib.get_close_matches(name, COMMAND_NAMES, n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else f"; known: {', '.join(sorted(COMMAND_NAMES))}"
+            raise ValueError(f"option 'disabled_commands': unknown command {item!r}{extra}")
+        names.append(name)
     return frozenset(names)
 
 
-def _trust_value(name: str, value: Any) -> bool | list[str]:
+def _trust_value(name: str, value: Any) -> bool | str | list[str] | Callable[[str], bool]:
     from .proxy import TrustList
 
-    if isinstance(value, bool):
-        return value
+    if isinstance(value, bool) or callable(value):
+        return value  # type: ignore[no-any-return]
+    if value == "*":
+        return "*"
     if isinstance(value, str) or not isinstance(value, Iterable):
-        raise TypeError(f"option {name!r} must be True, False or a list of addresses/networks")
+        raise TypeError(
+            f"option {name!r} must be True, False, '*', a list of addresses/networks or a function of the address"
+        )
     items = list(value)
     try:
         TrustList(items)
@@ -179,7 +267,7 @@ def build_options(kwargs: dict[str, Any]) -> ServerOptions:
     known = {f.name for f in fields(ServerOptions)}
     for name in kwargs:
         if name not in known:
-            hint = difflib.get_close_matches(name, known, n=1)
+            hint = difflib.get_close_matches(name.lower(), known, n=1)
             extra = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise TypeError(f"unknown SMTPServer option {name!r}{extra}")
     values = dict(kwargs)
@@ -213,20 +301,18 @@ def build_options(kwargs: dict[str, Any]) -> ServerOptions:
                 raise ValueError(f"option 'bare_lf' must be 'normalize', 'reject' or 'allow', got {value!r}")
         elif name == "disabled_commands":
             values[name] = _command_set(value)
-        elif name == "passphrase":
-            if value is not None and not isinstance(value, (str, bytes)):
-                raise TypeError(f"option 'passphrase' must be str or bytes, got {type(value).__name__}")
-        elif name in ("min_version", "max_version"):
-            if value is None and name == "max_version":
-                continue
-            if value not in _TLS_VERSIONS:
-                raise ValueError(f"option {name!r} must be one of {_TLS_VERSIONS}, got {value!r}")
         elif (name in HANDLER_NAMES or name == "resolver") and value is not None and not callable(value):
             raise TypeError(f"option {name!r} must be callable, got {type(value).__name__}")
     options = ServerOptions(**values)
+    check_tls_options(options)
     _check_helo_response(options.helo_response)
     if options.name == "":
         raise ValueError("option 'name' must not be empty")
     if options.max_command_length < 512:
         raise ValueError("option 'max_command_length' must be at least 512 (RFC 5321 section 4.5.3.1.4)")
+    if options.needs_upgrade and not options.secure:
+        if "STARTTLS" in options.disabled_commands:
+            raise ValueError("option 'needs_upgrade' needs STARTTLS, but 'disabled_commands' disables it")
+        if options.hide_starttls:
+            raise ValueError("option 'needs_upgrade' needs STARTTLS, but 'hide_starttls' hides it")
     return options

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import logging
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "ProxySniffer",
     "Sniffed",
 ]
+
+logger = logging.getLogger("smtpgate")
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 MAX_V1_LENGTH = 107  # "PROXY TCP6 " + two IPv6 addresses + two ports + CRLF
@@ -213,13 +216,19 @@ class ProxySniffer:
 
 
 class TrustList:
-    """``True`` (everyone), ``False`` (no one) or addresses and CIDR networks."""
+    """``True`` or ``"*"`` (everyone), ``False`` (no one), addresses and CIDR networks, or
+    a function of the peer's IP address (IPv4-mapped IPv6 given as IPv4) deciding per peer."""
 
-    def __init__(self, value: bool | str | Iterable[str]) -> None:
+    def __init__(self, value: bool | str | Iterable[str] | Callable[[str], bool]) -> None:
         self.everyone = value is True or value == "*"
         self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self.decide: Callable[[str], bool] | None = None
         if isinstance(value, bool) or value == "*":
             self.enabled = bool(value)
+            return
+        if callable(value):
+            self.decide = value
+            self.enabled = True
             return
         if isinstance(value, str):
             value = [value]
@@ -246,4 +255,10 @@ class TrustList:
             return False
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
+        if self.decide is not None:
+            try:
+                return bool(self.decide(str(ip)))
+            except Exception:
+                logger.exception("trust function failed for %s: not trusted", ip)
+                return False
         return any(ip in network for network in self.networks)

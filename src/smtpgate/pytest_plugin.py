@@ -5,6 +5,11 @@ Fixtures (see ``docs/testing.md``):
 * ``smtpgate_server`` — a running `SMTPTestServer` on 127.0.0.1 and a free port;
   options from ``@pytest.mark.smtpgate(...)``.
 * ``smtpgate_server_factory`` — ``factory(**options)`` starts more servers.
+* ``smtpgate_inbox`` — an `smtpgate.inbox.client.InboxClient` for a running
+  ``smtpgate --http`` given by ``--smtpgate-url URL`` or the ``SMTPGATE_URL`` environment
+  variable: ``smtpgate_inbox.wait_for("to:a@test subject:Welcome", timeout=10)``.
+* ``smtpgate_mailbox`` — the same client scoped to a fresh mailbox address of its own
+  (``smtpgate_mailbox.mailbox``), so tests running in parallel never see each other's mail.
 
 The module imports only pytest and the standard library at load time (smtpgate itself is
 imported when a fixture is first used), so projects that do not use it pay nothing.
@@ -15,16 +20,22 @@ from __future__ import annotations
 import asyncio
 import email.parser
 import email.policy
+import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import pytest
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from smtpgate import AuthRequest, AuthResult, DataStream, ServerThread, Session, SMTPServer
+    from smtpgate.inbox.client import InboxClient
+    from smtpgate.options import ServerSettings
 
 __all__ = ["CapturedMessage", "SMTPTestServer"]
 
@@ -48,6 +59,8 @@ class CapturedMessage(EmailMessage):
     """``session.user`` of an authenticated client, else None."""
     secure: bool = False
     """True if the message came over TLS."""
+    received: float = 0.0
+    """When it arrived (``time.time()``)."""
 
 
 def _parse(raw: bytes) -> CapturedMessage:
@@ -81,7 +94,7 @@ class SMTPTestServer:
         reject_senders: Iterable[str] = (),
         implicit_tls: bool = False,
         host: str = "127.0.0.1",
-        **options: Any,
+        **options: Unpack[ServerSettings],
     ) -> None:
         self.users = dict(users) if users is not None else None
         self.reject_recipients = {address.lower() for address in reject_recipients}
@@ -89,6 +102,7 @@ class SMTPTestServer:
         self.messages: list[CapturedMessage] = []
         """Every accepted message, oldest first."""
         self._condition = threading.Condition()
+        self._searchables: dict[int, Any] = {}
         for name in ("on_data", "on_auth"):
             if name in options:
                 raise TypeError(f"smtpgate_server: {name!r} is provided by the fixture; read .messages instead")
@@ -104,11 +118,12 @@ class SMTPTestServer:
             options.setdefault("allow_insecure_auth", True)
             options.setdefault("auth_failure_delay", 0.0)
             options["on_auth"] = self._on_auth
+        options["on_data"] = self._on_data
+        options["on_rcpt_to"] = self._on_rcpt_to
+        options["on_mail_from"] = self._on_mail_from
         from smtpgate import ServerThread, SMTPServer
 
-        self.server: SMTPServer = SMTPServer(
-            on_data=self._on_data, on_rcpt_to=self._on_rcpt_to, on_mail_from=self._on_mail_from, **options
-        )
+        self.server: SMTPServer = SMTPServer(**options)
         self.thread: ServerThread = ServerThread(self.server, host=host, port=0)
         self.host = host
         self.port = 0
@@ -152,6 +167,7 @@ class SMTPTestServer:
         """Forget the messages received so far."""
         with self._condition:
             self.messages.clear()
+            self._searchables.clear()
 
     @property
     def last(self) -> CapturedMessage:
@@ -159,25 +175,86 @@ class SMTPTestServer:
         with self._condition:
             return self.messages[-1]
 
-    def wait_for(self, count: int = 1, timeout: float = 5.0) -> list[CapturedMessage]:
-        """Block until at least ``count`` messages arrived; returns them all. Raises
-        ``AssertionError`` after ``timeout`` seconds."""
+    @overload
+    def wait_for(self, count: int = 1, timeout: float = 5.0) -> list[CapturedMessage]: ...
+
+    @overload
+    def wait_for(self, count: str, timeout: float = 5.0) -> CapturedMessage: ...
+
+    def wait_for(self, count: int | str = 1, timeout: float = 5.0) -> list[CapturedMessage] | CapturedMessage:
+        """Block until at least ``count`` messages arrived and return them all; or, given
+        a search query in Mailpit's syntax (``"to:a@x.test subject:Welcome"``), until a
+        message matches it and return the newest that does. Raises ``AssertionError``
+        after ``timeout`` seconds (and `smtpgate.inbox.SearchError` for a bad query)."""
+        if isinstance(count, str):
+            query = self._query(count)
+            found: list[CapturedMessage] = []
+
+            def matched() -> bool:
+                found[:] = query(self.messages)
+                return bool(found)
+
+            with self._condition:
+                if not self._condition.wait_for(matched, timeout):
+                    got = len(self.messages)
+                    raise AssertionError(f"no message matching {count!r} within {timeout} s ({got} received)")
+            return found[-1]
+        number = count
         with self._condition:
-            if not self._condition.wait_for(lambda: len(self.messages) >= count, timeout):
-                raise AssertionError(f"expected {count} message(s) within {timeout} s, got {len(self.messages)}")
+            if not self._condition.wait_for(lambda: len(self.messages) >= number, timeout):
+                raise AssertionError(f"expected {number} message(s) within {timeout} s, got {len(self.messages)}")
             return list(self.messages)
 
-    async def wait_for_async(self, count: int = 1, timeout: float = 5.0) -> list[CapturedMessage]:
+    @overload
+    async def wait_for_async(self, count: int = 1, timeout: float = 5.0) -> list[CapturedMessage]: ...
+
+    @overload
+    async def wait_for_async(self, count: str, timeout: float = 5.0) -> CapturedMessage: ...
+
+    async def wait_for_async(
+        self, count: int | str = 1, timeout: float = 5.0
+    ) -> list[CapturedMessage] | CapturedMessage:
         """`wait_for` for async tests: waits without blocking the event loop."""
+        query = self._query(count) if isinstance(count, str) else None
         deadline = time.monotonic() + timeout
         while True:
             with self._condition:
-                if len(self.messages) >= count:
+                if query is not None:
+                    found = query(self.messages)
+                    if found:
+                        return found[-1]
+                elif len(self.messages) >= int(count):
                     return list(self.messages)
                 got = len(self.messages)
             if time.monotonic() >= deadline:
+                if query is not None:
+                    raise AssertionError(f"no message matching {count!r} within {timeout} s ({got} received)")
                 raise AssertionError(f"expected {count} message(s) within {timeout} s, got {got}")
             await asyncio.sleep(0.01)
+
+    def _query(self, text: str) -> Callable[[list[CapturedMessage]], list[CapturedMessage]]:
+        """A filter of captured messages by a search query (parsed now: errors early)."""
+        from smtpgate.inbox.parse import parse_message
+        from smtpgate.inbox.records import searchable
+        from smtpgate.inbox.search import matches, parse_query
+        from smtpgate.sinks import MessageInfo
+
+        terms = parse_query(text)
+
+        def select(messages: list[CapturedMessage]) -> list[CapturedMessage]:
+            selected = []
+            for message in messages:
+                item = self._searchables.get(id(message))
+                if item is None:
+                    info = MessageInfo(message.mail_from, tuple(message.rcpt_to), user=None)
+                    created = int(message.received * 1000)
+                    item = searchable(parse_message(message.raw), info, len(message.raw), created)
+                    self._searchables[id(message)] = item
+                if matches(terms, item):
+                    selected.append(message)
+            return selected
+
+        return select
 
     # ------------------------------------------------------------- handlers
 
@@ -218,6 +295,7 @@ class SMTPTestServer:
         message.raw = raw
         message.user = session.user
         message.secure = session.secure
+        message.received = time.time()
         with self._condition:
             self.messages.append(message)
             self._condition.notify_all()
@@ -232,6 +310,38 @@ async def _call(handler: Callable[..., Any], *args: Any) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Register the ``smtpgate`` marker."""
     config.addinivalue_line("markers", _MARKER_HELP)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--smtpgate-url``: the running ``smtpgate --http`` of the ``smtpgate_inbox`` fixture."""
+    group = parser.getgroup("smtpgate")
+    group.addoption(
+        "--smtpgate-url",
+        default=None,
+        metavar="URL",
+        help="URL of a running 'smtpgate --http' for the smtpgate_inbox fixture (default: $SMTPGATE_URL)",
+    )
+
+
+@pytest.fixture(scope="session")
+def smtpgate_inbox(request: pytest.FixtureRequest) -> InboxClient:
+    """A client of the inbox API of an smtpgate running elsewhere (another process, a
+    container), from ``--smtpgate-url`` or ``SMTPGATE_URL``."""
+    url = request.config.getoption("smtpgate_url", None) or os.environ.get("SMTPGATE_URL", "")
+    if not url:
+        pytest.fail("smtpgate_inbox needs the URL of a running 'smtpgate --http': --smtpgate-url URL or SMTPGATE_URL")
+    from smtpgate.inbox.client import InboxClient
+
+    return InboxClient(url)
+
+
+@pytest.fixture
+def smtpgate_mailbox(smtpgate_inbox: InboxClient) -> Iterator[InboxClient]:
+    """`smtpgate_inbox` scoped to a new address ``test-<random>@smtpgate.test`` (read it
+    from ``.mailbox``); its messages are deleted after the test."""
+    client = smtpgate_inbox.for_mailbox(f"test-{uuid.uuid4().hex[:16]}@smtpgate.test")
+    yield client
+    client.delete()
 
 
 @pytest.fixture

@@ -5,24 +5,65 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import signal
 import socket
+import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .connection import SMTPConnection
 from .context import ConnectionContext
 from .listener import ProxyListener, bind_socket
-from .options import HANDLER_NAMES, ServerOptions, build_options
+from .options import HANDLER_ARGUMENTS, HANDLER_NAMES, ServerOptions, ServerSettings, build_options
 from .protocol.core import ProtocolConfig
 from .proxy import ProxyInfo, TrustList
 from .registry import ConnectionRegistry
-from .tls import TLS_OPTION_NAMES, TLSContexts, TLSOptions
+from .tls import TLS_OPTION_NAMES, TLSContexts, TLSOptions, TLSSettings, check_tls_options
 
-__all__ = ["SMTPServer"]
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+elif TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+
+class TLSUpdate(TLSSettings, total=False):
+    """The keyword arguments of `SMTPServer.update_secure_context`."""
+
+    sni_options: Mapping[str, TLSSettings | TLSOptions] | None
+
+
+__all__ = ["SMTPServer", "check_port"]
 
 logger = logging.getLogger("smtpgate")
 
 EVENTS = ("listening", "connect", "close", "error")
+
+
+def check_port(port: object) -> int:
+    """A TCP port to listen on: 1-65535, or 0 for a free one; anything else raises."""
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int, got {type(port).__name__}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be between 0 and 65535 (0 picks a free port), got {port}")
+    return port
+
+
+def check_handler(name: str, handler: Callable[..., Any]) -> None:
+    """Refuse a handler that cannot be called with the arguments it will be given."""
+    try:
+        signature = inspect.signature(handler)
+    except (TypeError, ValueError):  # a builtin without a signature: cannot tell
+        return
+    arguments = HANDLER_ARGUMENTS[name]
+    try:
+        signature.bind(*arguments)
+    except TypeError as error:
+        shown = getattr(handler, "__qualname__", None) or type(handler).__qualname__
+        raise TypeError(
+            f"handler {name!r} is called as {name}({', '.join(arguments)}), "
+            f"but {shown}{signature} cannot take that: {error}"
+        ) from None
 
 
 class Handlers:
@@ -33,6 +74,8 @@ class Handlers:
             handler = getattr(options, name)
             if handler is None and getattr(type(server), name, None) is not None:
                 handler = getattr(server, name)
+            if handler is not None:
+                check_handler(name, handler)
             setattr(self, name, handler)
         self.on_connect: Callable[..., Any] | None
         self.on_secure: Callable[..., Any] | None
@@ -50,19 +93,21 @@ class Handlers:
 class SMTPServer:
     """An SMTP (or LMTP) server.
 
-    Options are keyword arguments (every one is in the configuration reference); handlers
-    are options too, or methods of a subclass:
+    Options are keyword arguments, typed by `ServerSettings` (every one is in the
+    configuration reference); handlers are options too, or methods of a subclass. Unknown,
+    ill-typed and contradictory options raise ``TypeError``/``ValueError`` here.
 
     ```python
     server = SMTPServer(on_data=on_data, size=10 * 1024 * 1024)
+    server.run(2525, host="127.0.0.1")  # until SIGINT/SIGTERM; or, in a running loop:
     await server.listen(2525, host="127.0.0.1")
     ...
     await server.close()
     ```
     """
 
-    def __init__(self, **options: Any) -> None:
-        self.options: ServerOptions = build_options(options)
+    def __init__(self, **options: Unpack[ServerSettings]) -> None:
+        self.options: ServerOptions = build_options(dict(options))
         self.handlers = Handlers(self, self.options)
         opts = self.options
         starttls = "STARTTLS" not in opts.disabled_commands
@@ -154,6 +199,7 @@ class SMTPServer:
         loop = asyncio.get_running_loop()
         if self._closing:
             raise RuntimeError("server is closed")
+        port = check_port(port)
         if host is None:
             hosts: list[str] = ["0.0.0.0"]
             if socket.has_ipv6:
@@ -219,6 +265,87 @@ class SMTPServer:
             self._all_closed = asyncio.Event()
         await self._all_closed.wait()
 
+    async def serve(
+        self,
+        port: int = 25,
+        host: str | Iterable[str] | None = None,
+        *,
+        backlog: int = 511,
+        reuse_port: bool = False,
+    ) -> None:
+        """Listen, serve until SIGINT or SIGTERM (or until ``close()`` is called elsewhere),
+        then close gracefully, as ``close()`` does.
+
+        A second signal while closing ends the remaining sessions at once (``421``).
+        Signals are handled only in the main thread (elsewhere, call ``close()``).
+        """
+        await self.listen(port, host, backlog=backlog, reuse_port=reuse_port)
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        installed: list[signal.Signals] = []
+
+        def on_signal(signum: signal.Signals) -> None:
+            if not stop.is_set():
+                logger.info("%s: closing (sessions may finish within %s s)", signum.name, self.options.close_timeout)
+                stop.set()
+            else:
+                logger.info("%s again: closing %d sessions now", signum.name, len(self.connections.everyone()))
+                for connection in self.connections.everyone():
+                    connection.force_close()
+
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.add_signal_handler(signum, on_signal, signum)
+                except (NotImplementedError, RuntimeError, ValueError):  # e.g. Windows: Ctrl-C raises
+                    continue
+                installed.append(signum)
+        waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.serve_forever())}
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            await self.close()
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+
+    def run(
+        self,
+        port: int = 25,
+        host: str | Iterable[str] | None = None,
+        *,
+        backlog: int = 511,
+        reuse_port: bool = False,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    ) -> None:
+        """Serve on a new event loop until SIGINT (Ctrl-C) or SIGTERM, then close
+        gracefully and return: the whole life of a server in one call (see `serve`).
+
+        ```python
+        SMTPServer(on_data=on_data).run(2525, host="127.0.0.1")
+        ```
+
+        ``loop_factory`` makes the loop (default ``asyncio.new_event_loop``; e.g.
+        ``uvloop.new_event_loop``). Raises what ``listen()`` raises.
+        """
+        loop = (loop_factory or asyncio.new_event_loop)()
+        try:
+            try:
+                loop.run_until_complete(self.serve(port, host, backlog=backlog, reuse_port=reuse_port))
+            except KeyboardInterrupt:  # where signal handlers cannot be installed
+                loop.run_until_complete(self.close())
+        finally:
+            try:
+                leftover = [task for task in asyncio.all_tasks(loop) if not task.done()]
+                for task in leftover:  # e.g. serve() after a KeyboardInterrupt
+                    task.cancel()
+                if leftover:
+                    loop.run_until_complete(asyncio.wait(leftover))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
     async def __aenter__(self) -> SMTPServer:
         return self
 
@@ -272,7 +399,7 @@ class SMTPServer:
 
     # ----------------------------------------------------------------- TLS
 
-    def update_secure_context(self, **tls_options: Any) -> None:
+    def update_secure_context(self, **tls_options: Unpack[TLSUpdate]) -> None:
         """Replace TLS options (``key``, ``cert``, ``ca``, ..., ``sni_options``) for new
         connections; sessions already running keep theirs. Raises, keeping the old
         certificate, if the new one cannot be loaded."""
@@ -280,12 +407,12 @@ class SMTPServer:
         if unknown:
             raise TypeError(f"update_secure_context: unknown TLS option(s) {sorted(unknown)}")
         current = self.tls.default_options
-        merged = {name: tls_options.get(name, getattr(current, name)) for name in TLS_OPTION_NAMES}
+        merged: dict[str, Any] = {name: tls_options.get(name, getattr(current, name)) for name in TLS_OPTION_NAMES}
         # Entries inherit from the new top-level options, unless new entries are given.
         sni = tls_options.get("sni_options", self.tls.sni_given)
         if sni is not None and not isinstance(sni, Mapping):
             raise TypeError("sni_options must be a mapping")
-        check = {k: v for k, v in merged.items() if k in ("request_cert", "reject_unauthorized", "min_version")}
-        build_options(check)
-        self.tls.update(TLSOptions(**merged), sni)
+        new = TLSOptions(**merged)
+        check_tls_options(new)
+        self.tls.update(new, sni)
         logger.info("TLS context updated")

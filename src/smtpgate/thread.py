@@ -9,11 +9,18 @@ For synchronous code and tests (aiosmtpd users know this as ``Controller``)::
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
-from .server import SMTPServer
+from .options import ServerSettings
+from .server import SMTPServer, check_port
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+elif TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["ServerThread"]
 
@@ -33,13 +40,13 @@ class ServerThread:
         host: str = "127.0.0.1",
         port: int = 0,
         loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
-        **options: Any,
+        **options: Unpack[ServerSettings],
     ) -> None:
         if server is not None and options:
             raise TypeError("give either a server or options, not both")
+        self.port = check_port(port)
         self.server = server if server is not None else SMTPServer(**options)
         self.host = host
-        self.port = port
         self.loop: asyncio.AbstractEventLoop | None = None
         self._loop_factory = loop_factory or asyncio.new_event_loop
         self._thread: threading.Thread | None = None

@@ -7,34 +7,42 @@ import datetime
 import ipaddress
 import logging
 import os
+import re
 import ssl
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Literal, TypedDict
 
 from .session import TLSInfo
 
-__all__ = ["TLSOptions", "TLSContexts", "read_pem", "tls_info", "generate_certificate"]
+__all__ = [
+    "TLSOptions",
+    "TLSSettings",
+    "TLSContexts",
+    "PEMSource",
+    "TLSVersion",
+    "check_tls_options",
+    "read_pem",
+    "tls_info",
+    "generate_certificate",
+]
 
 logger = logging.getLogger("smtpgate")
 
+PEMSource = str | bytes | os.PathLike[str]
+"""PEM text (``str`` holding ``-----BEGIN``, or ``bytes``) or the path of a PEM file."""
+TLSVersion = Literal["TLSv1.2", "TLSv1.3"]
+
 _VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
-TLS_OPTION_NAMES = (
-    "key",
-    "cert",
-    "passphrase",
-    "ca",
-    "request_cert",
-    "reject_unauthorized",
-    "min_version",
-    "max_version",
-)
 
 
+# The TLS options are declared here, once: `TLSOptions` holds them with their defaults at
+# run time; `TLSSettings` states their types for the type checker (what callers may
+# pass). `SMTPServer`'s options extend both, and the names below come from the dataclass.
 @dataclass
 class TLSOptions:
-    """The options that make one certificate's context."""
+    """The options that make one certificate's context (see `TLSSettings` for the types)."""
 
     key: Any = None
     cert: Any = None
@@ -46,28 +54,100 @@ class TLSOptions:
     max_version: str | None = None
 
 
+class TLSSettings(TypedDict, total=False):
+    """The TLS options as keyword arguments (``SMTPServer``, ``update_secure_context``, and
+    each entry of ``sni_options``); the defaults are those of `TLSOptions`."""
+
+    key: PEMSource | None
+    cert: PEMSource | None
+    passphrase: str | bytes | None
+    ca: PEMSource | Sequence[PEMSource] | None
+    request_cert: bool
+    reject_unauthorized: bool
+    min_version: TLSVersion
+    max_version: TLSVersion | None
+
+
+TLS_OPTION_NAMES = tuple(f.name for f in fields(TLSOptions))
+
+
+def check_tls_options(options: TLSOptions, where: str = "") -> None:
+    """Refuse ill-typed or contradictory TLS options with one line (``where`` names an SNI entry)."""
+    prefix = f"{where}: " if where else ""
+    for name in ("request_cert", "reject_unauthorized"):
+        if not isinstance(getattr(options, name), bool):
+            raise TypeError(f"{prefix}option {name!r} must be True or False, got {getattr(options, name)!r}")
+    if options.passphrase is not None and not isinstance(options.passphrase, (str, bytes)):
+        raise TypeError(f"{prefix}option 'passphrase' must be str or bytes, got {type(options.passphrase).__name__}")
+    for name in ("min_version", "max_version"):
+        value = getattr(options, name)
+        if (value is not None or name == "min_version") and value not in _VERSIONS:
+            raise ValueError(f"{prefix}option {name!r} must be one of {tuple(_VERSIONS)}, got {value!r}")
+    if options.max_version is not None and _VERSIONS[options.min_version] > _VERSIONS[options.max_version]:
+        raise ValueError(
+            f"{prefix}option 'min_version' ({options.min_version}) is above 'max_version' ({options.max_version})"
+        )
+    if options.request_cert and options.ca is None:
+        raise ValueError(f"{prefix}option 'request_cert' needs 'ca' (the CAs that client certificates must chain to)")
+
+
+def describe_pem(value: Any) -> str:
+    """How an error names a PEM source: the file, or "(PEM text)"."""
+    if isinstance(value, (bytes, bytearray, memoryview)) or (isinstance(value, str) and "-----BEGIN" in value):
+        return "(PEM text)"
+    if isinstance(value, (str, os.PathLike)):
+        return repr(os.fspath(value))
+    return f"({type(value).__name__})"
+
+
+_PEM_LABEL = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
+
+
+def _check_pem_kind(data: bytes, what: str, source: str) -> None:
+    """A ``cert`` or ``ca`` must hold a certificate, a ``key`` a private key."""
+    labels = [label.decode("ascii") for label in _PEM_LABEL.findall(data)]
+    found = f"found {', '.join(dict.fromkeys(labels))}" if labels else "no PEM block"
+    if what == "key":
+        if not any(label.endswith("PRIVATE KEY") for label in labels):
+            raise ValueError(f"TLS key {source}: not a private key ({found})")
+        return
+    if not any(label in ("CERTIFICATE", "TRUSTED CERTIFICATE") for label in labels):
+        raise ValueError(f"TLS {what} {source}: not a certificate ({found})")
+    if "CERTIFICATE" not in labels:  # OpenSSL's TRUSTED CERTIFICATE only: left to OpenSSL
+        return
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError as error:
+        raise ValueError(f"TLS {what} {source}: the certificate cannot be parsed ({error})") from None
+
+
 def read_pem(value: Any, what: str) -> bytes:
-    """PEM from ``bytes``/``str`` text, or from a file when given a path.
+    """PEM from ``bytes``/``str`` text, or from a file when given a path; checked to hold
+    what ``what`` needs (``"cert"``/``"ca"``: certificates, ``"key"``: a private key).
 
     A ``str`` is PEM text when it contains ``-----BEGIN``; anything else is a path.
     """
+    source = describe_pem(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)
         if b"-----BEGIN" not in data:
             raise ValueError(f"TLS {what}: bytes do not contain a PEM block")
-        return data
-    if isinstance(value, str) and "-----BEGIN" in value:
-        return value.encode("ascii")
-    if isinstance(value, (str, os.PathLike)):
+    elif isinstance(value, str) and "-----BEGIN" in value:
+        data = value.encode("ascii")
+    elif isinstance(value, (str, os.PathLike)):
         try:
             with open(value, "rb") as handle:
                 data = handle.read()
         except OSError as error:
-            raise ValueError(f"TLS {what}: cannot read {os.fspath(value)!r}: {error.strerror}") from None
+            raise ValueError(f"TLS {what}: cannot read {source}: {error.strerror}") from None
         if b"-----BEGIN" not in data:
-            raise ValueError(f"TLS {what}: {os.fspath(value)!r} does not contain a PEM block")
-        return data
-    raise TypeError(f"TLS {what} must be PEM text, bytes or a path, got {type(value).__name__}")
+            raise ValueError(f"TLS {what}: {source} does not contain a PEM block")
+    else:
+        raise TypeError(f"TLS {what} must be PEM text, bytes or a path, got {type(value).__name__}")
+    _check_pem_kind(data, what, source)
+    return data
 
 
 def _load_chain(context: ssl.SSLContext, cert: bytes, key: bytes, passphrase: str | bytes | None = None) -> None:
@@ -153,8 +233,7 @@ def build_context(options: TLSOptions, fallback: tuple[bytes, bytes] | None = No
     try:
         _load_chain(context, cert, key, options.passphrase)
     except ssl.SSLError as error:
-        hint = " (wrong passphrase?)" if options.passphrase is not None else ""
-        raise ValueError(f"TLS key/cert could not be loaded{hint}: {error.reason or error}") from None
+        raise ValueError(_chain_error(error, options)) from None
     if options.ca is not None:
         cas = options.ca if isinstance(options.ca, (list, tuple)) else [options.ca]
         for ca in cas:
@@ -162,6 +241,19 @@ def build_context(options: TLSOptions, fallback: tuple[bytes, bytes] | None = No
     if options.request_cert:
         context.verify_mode = ssl.CERT_REQUIRED if options.reject_unauthorized else ssl.CERT_OPTIONAL
     return context
+
+
+def _chain_error(error: ssl.SSLError, options: TLSOptions) -> str:
+    """One line for a key/cert pair OpenSSL refused, naming the files."""
+    pair = f"key {describe_pem(options.key)} and cert {describe_pem(options.cert)}"
+    reason = str(error.reason or "")
+    if "KEY_VALUES_MISMATCH" in reason:
+        return f"TLS {pair}: the key does not belong to the certificate"
+    if options.key is None:
+        return f"TLS certificate could not be loaded: {reason or error}"
+    if options.passphrase is not None:
+        return f"TLS key {describe_pem(options.key)}: cannot be decrypted (wrong passphrase?): {reason or error}"
+    return f"TLS key {describe_pem(options.key)}: cannot be parsed ({reason or error})"
 
 
 def normalize_servername(name: str) -> str:
@@ -206,6 +298,7 @@ class TLSContexts:
 
     def update(self, options: TLSOptions, sni_options: Mapping[str, Any] | None) -> None:
         """Build new contexts; on any error the old ones stay in use and the error is raised."""
+        check_tls_options(options)
         fallback = None
         if options.key is None and options.cert is None:
             if self._dev_cert is None:
@@ -234,6 +327,7 @@ class TLSContexts:
                     entry = TLSOptions(**{**base, **dict(host_options)})
                 else:
                     raise TypeError(f"sni_options[{host!r}] must be a mapping of TLS options")
+                check_tls_options(entry, f"sni_options[{str(host)!r}]")
                 sni[normalize_servername(str(host))] = build_context(entry)
         context.sni_callback = self._choose
         for sni_context in sni.values():

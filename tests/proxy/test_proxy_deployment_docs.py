@@ -174,8 +174,8 @@ def test_small_worker_runs_as_several_processes_on_one_port(tmp_path: Path):
     script = tmp_path / "worker.py"
     script.write_text(
         substitute(
-            code_block("import asyncio, os, signal"),
-            {"server.listen(2525, reuse_port=True)": f'server.listen({port}, host="127.0.0.1", reuse_port=True)'},
+            code_block("import os\nfrom smtpgate import SMTPServer"),
+            {"server.run(2525, reuse_port=True)": f'server.run({port}, host="127.0.0.1", reuse_port=True)'},
         )
     )
     workers = [

@@ -1,7 +1,8 @@
 """The ``smtpgate`` command: receive mail and store it (see ``docs/cli.md``).
 
 ``smtpgate [options]`` serves; ``smtpgate hash-password [USER]`` prints a password hash
-for ``--auth-file``. Start-up problems print one line on stderr and exit non-zero.
+for ``--auth-file``; ``smtpgate queue ...`` looks at the delivery queue. Start-up
+problems print one line on stderr and exit non-zero.
 """
 
 from __future__ import annotations
@@ -34,12 +35,21 @@ def _hash_password(argv: list[str]) -> int:
 
 def _describe(app: App, loop_name: str) -> str:
     s = app.settings
-    where = ", ".join(f"{h}:{p}" for h, p in s.addresses())
+    bound = app.server.addresses if app.server.listening else s.addresses()  # real ports after --port 0
+    where = ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in bound)
     tls = "implicit TLS" if s.implicit_tls else ("STARTTLS required" if s.require_tls else "STARTTLS")
     cert = s.tls_cert or "generated certificate"
     auth = "no AUTH" if s.auth_file is None else ("AUTH optional" if s.auth_optional else "AUTH required")
     proto = "LMTP" if s.lmtp else "SMTP"
-    return f"smtpgate {proto} on {where} ({tls}, {cert}; {auth}) storing to {app.describe_sinks()} [{loop_name}]"
+    checks = {None: "", "header": "; verifying senders", "enforce": "; verifying senders (enforced)"}[s.verify]
+    if s.dnsbl:
+        checks += f"; {len(s.dnsbl)} DNS blocklist{'s' if len(s.dnsbl) > 1 else ''}"
+    line = (
+        f"smtpgate {proto} on {where} ({tls}, {cert}; {auth}{checks}) storing to {app.describe_sinks()} [{loop_name}]"
+    )
+    if app.http is not None:
+        line += f"; inbox UI and API on {app.http.url}/"
+    return line
 
 
 def _serve_one(app: App, startup: StartupHandler) -> int:
@@ -77,6 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] == "hash-password":
         return _hash_password(args[1:])
+    if args and args[0] == "deliver":
+        from .consume import deliver_command
+
+        return deliver_command(args[1:])
+    if args and args[0] == "queue":
+        from .queuecmd import queue_command
+
+        return queue_command(args[1:])
     startup: StartupHandler | None = None
     try:
         settings = parse_settings(args)

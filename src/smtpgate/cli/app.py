@@ -14,13 +14,19 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from .. import AuthRequest, AuthResult, DataStream, DataStreamError, Session, SMTPError, SMTPServer
+from ..inbox.chaos import Chaos
 from ..sinks import Delivery, MessageInfo, Sink, SinkError, SinkFull, parse_sink
-from .config import Settings
+from .config import DEFAULT_INBOX_SINK, Settings
 from .logs import utc_timestamp
 from .passwords import AuthFileError, ScryptHash, load_auth_file, verify_password
+from .scale import ScaleParts, configure_sinks
+
+if TYPE_CHECKING:
+    from .delivery import DeliveryService
+from .verify import build_gate
 
 __all__ = ["App", "StartupError", "new_event_loop"]
 
@@ -94,6 +100,11 @@ class App:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.delivery: DeliveryService | None = None
+        if settings.deliver is not None:
+            from .delivery import DeliveryService
+
+            self.delivery = DeliveryService(settings)
         self.sinks = self._open_sinks()
         self.users: Mapping[str, ScryptHash] | None = None
         if settings.auth_file is not None:
@@ -101,12 +112,32 @@ class App:
                 self.users = load_auth_file(settings.auth_file)
             except AuthFileError as error:
                 raise StartupError(str(error)) from None
+        self.http_users: Mapping[str, ScryptHash] | None = None
+        if settings.http_auth_file is not None:
+            try:
+                self.http_users = load_auth_file(settings.http_auth_file)
+            except AuthFileError as error:
+                raise StartupError(str(error)) from None
+        self.chaos = Chaos()
+        self.http: Any = None
         self.out: TextIO = sys.stderr if any(sink.uses_stdout for sink in self.sinks) else sys.stdout
+        try:
+            self.scale = ScaleParts(settings, self.sinks)
+        except ValueError as error:
+            raise StartupError(str(error)) from None
+        if self.delivery is not None and self.scale.metrics is not None:  # delivery attempts in the metrics
+            self.delivery.deliverer = self.scale.metrics.count_deliveries(self.delivery.deliverer)
+        try:
+            self.gate = build_gate(settings)  # --verify, --dnsbl: None when not asked for
+        except ValueError as error:
+            raise StartupError(str(error)) from None
         try:
             self.server = SMTPServer(**self.server_options())
         except (TypeError, ValueError, OSError) as error:
             message = str(error).replace("give the 'passphrase' option", "give --tls-passphrase-file")
             raise StartupError(message) from None
+        if self.gate is not None and not self.gate.authserv_id:
+            self.gate.authserv_id = self.gate.verifier.receiver = self.server.options.name
         self._stops = 0
         self._main: asyncio.Task[None] | None = None
         self._closing: asyncio.Future[None] | None = None
@@ -119,9 +150,28 @@ class App:
     def _open_sinks(self) -> list[Sink]:
         """Every sink a message goes to, ``--sink`` first; all must store it before the 250."""
         try:
-            return [parse_sink(self.settings.sink)]
+            sinks = [parse_sink(self.settings.sink)] if self.settings.sink else []
+            if self.settings.http is not None and not any(sink.kind == "inbox" for sink in sinks):
+                sinks.append(parse_sink(DEFAULT_INBOX_SINK))  # the HTTP API reads an inbox
         except SinkError as error:
             raise StartupError(str(error)) from None
+        for sink in sinks:
+            store = getattr(sink, "store", None) if sink.kind == "inbox" else None
+            if store is not None:
+                store.max_messages = self.settings.inbox_max_messages
+                store.max_age = self.settings.inbox_max_age
+        if self.delivery is not None:  # --deliver: the queue stores every message too
+            sinks.append(self.delivery.open_queue())
+        configure_sinks(self.settings, sinks)
+        return sinks
+
+    @property
+    def inbox(self) -> Any:
+        """The first inbox sink's store (what ``--http`` serves), or None."""
+        for sink in self.sinks:
+            if sink.kind == "inbox":
+                return getattr(sink, "store", None)
+        return None
 
     def describe_sinks(self) -> str:
         """Where messages go, for the start-up line."""
@@ -154,19 +204,27 @@ class App:
             options.update(on_auth=self.on_auth, auth_optional=s.auth_optional)
         if s.allow_insecure_auth:
             options["allow_insecure_auth"] = True
-        return options
+        if s.http is not None:  # chaos triggers set over the API
+            options.update(on_mail_from=self.on_mail_from, on_rcpt_to=self.on_rcpt_to)
+        if self.gate is not None:  # the sender checks run before the chaos triggers
+            inner = {name: options[name] for name in ("on_connect", "on_rcpt_to") if name in options}
+            options.update(self.gate.session_handlers(**inner))
+        return self.scale.wrap(options)  # the limits, then the metrics, around all of it
 
     # ------------------------------------------------------------- handlers
 
     async def on_data(self, stream: DataStream, session: Session) -> str:
         """Stream the message into every sink; 250 only once each has stored it."""
+        auth_results = b""
+        if self.gate is not None and self.settings.verify is not None:  # reads the message, may refuse it
+            stream, auth_results = await self.gate.screen(stream, session)
         info = MessageInfo.from_session(session)
         deliveries: list[Delivery] = []
         headers = _Headers()
         try:
             for sink in self.sinks:
                 deliveries.append(sink.open(info))
-            trace = _trace_headers(session, self.server.options.name)
+            trace = _trace_headers(session, self.server.options.name) + auth_results
             for delivery in deliveries:
                 await delivery.write(trace)
             async for chunk in stream:
@@ -195,8 +253,22 @@ class App:
         logger.error("[%s] could not store the message in %s: %s", session.id, self.describe_sinks(), error)
         raise SMTPError(451, "Could not store the message, try again later", enhanced="4.3.0") from None
 
+    def _chaos(self, trigger: str) -> None:
+        code = self.chaos.check(trigger)
+        if code is not None:
+            raise SMTPError(code, f"Chaos triggered: {trigger.lower()} refused")
+
+    async def on_mail_from(self, address: Any, session: Session) -> None:
+        """Chaos: refuse the sender when its trigger fires."""
+        self._chaos("Sender")
+
+    async def on_rcpt_to(self, address: Any, session: Session) -> None:
+        """Chaos: refuse the recipient when its trigger fires."""
+        self._chaos("Recipient")
+
     async def on_auth(self, auth: AuthRequest, session: Session) -> AuthResult | None:
         """PLAIN/LOGIN against the auth file's scrypt hashes."""
+        self._chaos("Authentication")
         users = self.users or {}
         if auth.password is None:
             return None
@@ -237,13 +309,17 @@ class App:
         path = self.settings.tls_passphrase_file
         if path is None:
             return None
-        with open(path, encoding="utf-8") as file:
-            return file.readline().rstrip("\r\n")
+        try:
+            with open(path, encoding="utf-8") as file:
+                return file.readline().rstrip("\r\n")
+        except (OSError, UnicodeError) as error:
+            reason = getattr(error, "strerror", None) or str(error)
+            raise ValueError(f"--tls-passphrase-file {path!r}: cannot read it: {reason}") from None
 
     # ------------------------------------------------------------- lifecycle
 
     def reload(self) -> None:
-        """SIGHUP: re-read the certificate and the auth file; on error keep the old ones."""
+        """SIGHUP: re-read the certificate and the auth files; on error keep the old ones."""
         s = self.settings
         if s.tls_cert is not None:
             try:
@@ -259,6 +335,13 @@ class App:
                 logger.error("auth file not reloaded, keeping the old one: %s", error)
             else:
                 logger.info("auth file reloaded: %d users", len(self.users))
+        if s.http_auth_file is not None:
+            try:
+                self.http_users = load_auth_file(s.http_auth_file)
+            except AuthFileError as error:
+                logger.error("HTTP auth file not reloaded, keeping the old one: %s", error)
+            else:
+                logger.info("HTTP auth file reloaded: %d users", len(self.http_users))
 
     def reopen_sink(self) -> None:
         """Open the sinks again (a forked worker must not share the parent's files)."""
@@ -285,14 +368,56 @@ class App:
             for sink in reversed(started):
                 await sink.close()
             raise StartupError(str(error)) from None
+        if self.delivery is not None:
+            await self.delivery.start()
         for host, port in self.settings.addresses():
             try:
                 await self.server.listen(port, host=host, reuse_port=reuse_port)
             except (OSError, ValueError) as error:
                 await self.server.close()
+                if self.delivery is not None:
+                    await self.delivery.stop()
                 await self.close_sinks()
                 reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
                 raise StartupError(reason) from None
+        if self.settings.http is not None:
+            try:
+                await self._start_http(*self.settings.http)
+            except StartupError:
+                await self.server.close()
+                if self.delivery is not None:
+                    await self.delivery.stop()
+                await self.close_sinks()
+                raise
+        try:
+            await self.scale.start(self.server, self.sinks)
+        except OSError as error:
+            await self.server.close()
+            if self.http is not None:
+                await self.http.close()
+            if self.delivery is not None:
+                await self.delivery.stop()
+            await self.close_sinks()
+            await self.scale.close()
+            raise StartupError(f"--metrics: {error.strerror or error}") from None
+
+    async def _start_http(self, host: str, port: int) -> None:
+        """The inbox API (and UI) on ``--http``."""
+        try:
+            from ..http import HTTPServer
+            from ..inbox.api import inbox_middlewares, inbox_routes, is_loopback_host
+        except ImportError as error:
+            raise StartupError(f"--http needs aiohttp (pip install 'smtpgate[inbox]'): {error}") from None
+        routes = [*inbox_routes(self.inbox, self.chaos), *self.scale.http_routes(self.server, self.sinks)]
+        users = None if self.http_users is None else (lambda: self.http_users or {})
+        middlewares = inbox_middlewares(users, loopback_only=is_loopback_host(host))
+        self.http = HTTPServer(host, port, routes, middlewares)
+        try:
+            await self.http.start()
+        except OSError as error:
+            self.http = None
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise StartupError(f"--http {host}:{port}: {reason}") from None
 
     async def run(self, *, handle_sigint: bool = True, parent: int | None = None) -> None:
         """Serve until closed by a signal (or the parent process going away)."""
@@ -309,6 +434,11 @@ class App:
         try:
             await self.server.serve_forever()
         finally:
+            if self.http is not None:
+                await self.http.close()
+            if self.delivery is not None:
+                await self.delivery.stop()
+            await self.scale.close()
             await self.close_sinks()
             if watchdog is not None:
                 watchdog.cancel()

@@ -2,67 +2,40 @@
 
 Flags override the config file, which overrides the defaults. Every config key is the
 long flag name with ``_`` (or ``-``); a ``[server]`` table passes any other plain
-`smtpgate.SMTPServer` option.
+`smtpgate.SMTPServer` option. The settings are declared in `smtpgate.cli.settings`; the
+checks that involve several of them are here, after parsing.
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
 import importlib
-import os
 import sys
-from dataclasses import dataclass, field, fields
 from typing import Any, NoReturn
 
+from ..limits.policy import TrustedNetworks
 from ..sinks import sink_kinds
+from .options import Declared, Option, UsageError, add_groups, declared, from_config
+from .settings import DEFAULT_INBOX_SINK, DEFAULT_QUEUE, GROUPS, LOG_LEVELS, Settings
+from .values import FILE
 
-__all__ = ["Settings", "UsageError", "parse_settings", "build_parser"]
+__all__ = [
+    "CONFIG",
+    "DEFAULT_INBOX_SINK",
+    "DEFAULT_QUEUE",
+    "LOG_LEVELS",
+    "SETTINGS",
+    "Settings",
+    "UsageError",
+    "build_parser",
+    "parse_settings",
+]
 
-DEFAULT_PORT = 2525
-DEFAULT_MAX_SIZE = 25 * 1024 * 1024
-LOG_LEVELS = ("debug", "info", "warning", "error")
+CONFIG = Option("--config", "TOML config file; flags override it", FILE)
+"""The one flag that is not a setting: where the other settings are read from."""
 
-
-class UsageError(Exception):
-    """A bad flag, config file or value: one line for stderr, exit status 2."""
-
-
-@dataclass
-class Settings:
-    """Everything the command was asked to do."""
-
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    listen: list[tuple[str, int]] = field(default_factory=list)
-    name: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    tls_passphrase_file: str | None = None
-    implicit_tls: bool = False
-    require_tls: bool = False
-    auth_file: str | None = None
-    auth_optional: bool = False
-    allow_insecure_auth: bool = False
-    max_size: int = DEFAULT_MAX_SIZE
-    max_clients: int = 0
-    timeout: float | None = None
-    close_timeout: float | None = None
-    lmtp: bool = False
-    proxy_protocol: bool | list[str] = False
-    workers: int = 1
-    sink: str = "maildir:./maildir"
-    log_format: str = "text"
-    log_level: str = "info"
-    uvloop: bool = True
-    server: dict[str, Any] = field(default_factory=dict)
-
-    def addresses(self) -> list[tuple[str, int]]:
-        """Where to listen: every ``--listen``, else ``--host``/``--port``."""
-        return list(self.listen) if self.listen else [(self.host, self.port)]
-
-
-_KEYS = {f.name for f in fields(Settings)}
+SETTINGS: dict[str, Declared] = {setting.name: setting for setting in declared(Settings)}
+"""Every setting by name (the config file's keys)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,75 +43,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """``host:port`` or ``[ipv6]:port``."""
-    host, sep, port = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host:
-        raise ValueError(f"expected host:port, got {text!r}")
-    return host, _port(port)
-
-
-def _port(text: str | int) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise ValueError(f"invalid port {text!r}") from None
-    if not 0 <= number <= 65535:
-        raise ValueError(f"port {number} out of range")
-    return number
-
-
-def _size(text: str) -> int:
-    """A byte count with an optional K/M/G suffix (powers of 1024)."""
-    value = text.strip().upper().removesuffix("B")
-    scale = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(value[-1:], 1)
-    if scale > 1:
-        value = value[:-1]
-    try:
-        number = int(value) * scale
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r} (examples: 10485760, 10M)") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError("size must not be negative")
-    return number
-
-
-def _seconds(text: str) -> float:
-    try:
-        number = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError("seconds must be greater than 0")
-    return number
-
-
-def _count(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return number
-
-
-def _address_arg(text: str) -> tuple[str, int]:
-    try:
-        return parse_address(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _port_arg(text: str) -> int:
-    try:
-        return _port(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,36 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         ".eml files or on stdout. Subcommand: 'smtpgate hash-password [USER]' prints a hash for --auth-file.",
         argument_default=argparse.SUPPRESS,
     )
-    add = parser.add_argument
-    add("--config", metavar="FILE", help="TOML config file; flags override it")
-    add("--host", help="address to listen on (default 127.0.0.1)")
-    add("--port", type=_port_arg, help=f"port to listen on (default {DEFAULT_PORT})")
-    add("--listen", type=_address_arg, action="append", metavar="HOST:PORT", help="listen here (repeatable)")
-    add("--name", help="host name in the greeting and EHLO reply (default: the FQDN)")
-    add("--tls-cert", metavar="FILE", help="PEM certificate chain (default: a generated self-signed one)")
-    add("--tls-key", metavar="FILE", help="PEM private key")
-    add("--tls-passphrase-file", metavar="FILE", help="file holding the pass phrase of an encrypted --tls-key")
-    add("--implicit-tls", action="store_true", help="TLS from the first byte (SMTPS, port 465 style)")
-    add("--require-tls", action="store_true", help="refuse MAIL until the client used STARTTLS")
-    add("--auth-file", metavar="FILE", help="user:hash lines; AUTH PLAIN/LOGIN required unless --auth-optional")
-    add("--auth-optional", action="store_true", help="offer AUTH but accept mail without it")
-    add("--allow-insecure-auth", action="store_true", help="allow AUTH before STARTTLS")
-    add("--max-size", type=_size, metavar="BYTES", help="largest message, e.g. 10M; 0: no limit (default 25M)")
-    add("--max-clients", type=_count, metavar="N", help="simultaneous connections per process (default: no limit)")
-    add("--timeout", type=_seconds, metavar="SECONDS", help="idle timeout of a connection (default 60)")
-    add("--close-timeout", type=_seconds, metavar="SECONDS", help="how long shutdown waits for sessions (default 30)")
-    add("--lmtp", action="store_true", help="speak LMTP instead of SMTP")
-    add(
-        "--proxy-protocol",
-        nargs="*",
-        metavar="TRUSTED",
-        help="expect a PROXY v1/v2 header, from anyone or only from these addresses/networks",
-    )
-    add("--workers", type=_count, metavar="N", help="worker processes sharing the port (default 1)")
-    add("--sink", metavar="SPEC", help="maildir:DIR (default maildir:./maildir), mbox:FILE, dir:DIR, stdout, ...")
-    add("--log-format", choices=("text", "json"), help="log and message lines as text (default) or JSON")
-    add("--log-level", choices=LOG_LEVELS, help="default info")
-    add("--no-uvloop", dest="uvloop", action="store_false", help="do not use uvloop even if installed")
+    CONFIG.add_to(parser, "config", None)
+    add_groups(parser, GROUPS)
     return parser
 
 
@@ -200,78 +76,9 @@ def _load_toml(path: str) -> dict[str, Any]:
     return data
 
 
-def _check_type(path: str, key: str, value: Any, expected: Any) -> None:
-    kinds = expected if isinstance(expected, tuple) else (expected,)
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        raise UsageError(f"config file {path!r}: {key!r} must be {kinds[0].__name__}, got {value!r}")
-
-
-_TYPES: dict[str, Any] = {
-    "host": str,
-    "port": int,
-    "name": str,
-    "tls_cert": str,
-    "tls_key": str,
-    "tls_passphrase_file": str,
-    "implicit_tls": bool,
-    "require_tls": bool,
-    "auth_file": str,
-    "auth_optional": bool,
-    "allow_insecure_auth": bool,
-    "max_size": (int, str),
-    "max_clients": int,
-    "timeout": (float, int),
-    "close_timeout": (float, int),
-    "lmtp": bool,
-    "proxy_protocol": (bool, list),
-    "workers": int,
-    "sink": str,
-    "log_format": str,
-    "log_level": str,
-    "uvloop": bool,
-    "server": dict,
-    "listen": list,
-}
-
-
 def _from_config(path: str) -> dict[str, Any]:
     """The config file's values, checked and converted like the flags."""
-    data = _load_toml(path)
-    values: dict[str, Any] = {}
-    base = os.path.dirname(os.path.abspath(path))
-    for raw_key, value in data.items():
-        key = raw_key.replace("-", "_")
-        if key not in _KEYS:
-            hint = difflib.get_close_matches(key, sorted(_KEYS), n=1)
-            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise UsageError(f"config file {path!r}: unknown key {raw_key!r}{extra}")
-        _check_type(path, raw_key, value, _TYPES[key])
-        try:
-            if key == "listen":
-                value = [parse_address(str(item)) for item in value]
-            elif key == "port":
-                value = _port(value)
-            elif key == "max_size":
-                value = _size(str(value))
-            elif key in ("timeout", "close_timeout"):
-                value = _seconds(str(value))
-            elif key in ("max_clients", "workers"):
-                value = _count(str(value))
-            elif key == "log_format" and value not in ("text", "json"):
-                raise ValueError("must be 'text' or 'json'")
-            elif key == "log_level" and value not in LOG_LEVELS:
-                raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
-            elif key == "proxy_protocol" and isinstance(value, list):
-                value = [str(item) for item in value]
-        except (ValueError, argparse.ArgumentTypeError) as error:
-            raise UsageError(f"config file {path!r}: {raw_key!r}: {error}") from None
-        if key in ("tls_cert", "tls_key", "tls_passphrase_file", "auth_file"):
-            value = os.path.join(base, os.path.expanduser(value))
-        elif key == "sink" and ":" in value:
-            kind, _, where = value.partition(":")
-            value = f"{kind}:{os.path.join(base, os.path.expanduser(where))}"
-        values[key] = value
-    return values
+    return from_config(path, _load_toml(path), SETTINGS)
 
 
 def parse_settings(argv: list[str]) -> Settings:
@@ -285,19 +92,47 @@ def parse_settings(argv: list[str]) -> Settings:
     if ("host" in flags or "port" in flags) and "listen" not in flags:
         values.pop("listen", None)  # --host/--port on the command line win over the file's listen
     values.update(flags)
+    if values.get("http") is not None and "sink" not in values:
+        values["sink"] = DEFAULT_INBOX_SINK  # --http without --sink: mail goes to the inbox
+    if values.get("deliver") and "sink" not in values:
+        values["sink"] = ""  # --deliver alone: the queue is the only store
     settings = Settings(**values)
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise UsageError("--tls-cert and --tls-key must be given together")
+    if settings.tls_passphrase_file is not None and settings.tls_key is None:
+        raise UsageError("--tls-passphrase-file needs --tls-key (the key it decrypts)")
+    if settings.auth_optional and settings.auth_file is None:
+        raise UsageError("--auth-optional needs --auth-file (the users who may authenticate)")
     kind, sep, where = settings.sink.partition(":")
     kinds = sink_kinds()
-    if not (kind == "stdout" and not sep) and (kind.lower() not in kinds or kind == "stdout" or not where):
+    if (
+        settings.sink
+        and not (kind == "stdout" and not sep)
+        and (kind.lower() not in kinds or kind == "stdout" or not where)
+    ):
         forms = ", ".join(f"{name}:..." for name in kinds if name != "stdout")
         raise UsageError(f"invalid sink {settings.sink!r}: expected {forms} or stdout")
     if settings.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if settings.http is not None and settings.workers > 1:
+        raise UsageError("--http needs a single process: drop --workers (the inbox has one writer)")
+    if settings.sink.lower().startswith("inbox:") and settings.workers > 1:
+        raise UsageError("the inbox sink needs a single process: drop --workers (the inbox has one writer)")
+    if settings.http_auth_file is not None and settings.http is None:
+        raise UsageError("--http-auth-file needs --http")
+    if settings.retry_max_age <= 0:
+        raise UsageError("--retry-max-age must be greater than 0")
+    if settings.deliver is not None and settings.deliver_concurrency < 1:
+        raise UsageError("--deliver-concurrency must be at least 1")
     if settings.workers > 1 and sys.platform == "win32":  # pragma: no cover
         raise UsageError("--workers needs a POSIX system")
     for name in settings.server:
         if name.startswith("on_") or name == "resolver":
             raise UsageError(f"[server] option {name!r} cannot be set from a config file")
+    if settings.metrics is not None and settings.workers > 1:
+        raise UsageError("--metrics needs --workers 1 (run one receiver per process behind a load balancer)")
+    try:
+        TrustedNetworks(settings.limit_trusted)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     return settings

@@ -40,7 +40,11 @@ _factories: dict[str, SinkFactory] = {
 
 # Sinks of smtpgate's optional parts, imported only when a spec names them:
 # scheme -> ("module:factory", the extra that brings its dependencies or "").
-_lazy: dict[str, tuple[str, str]] = {}
+_lazy: dict[str, tuple[str, str]] = {
+    "inbox": ("smtpgate.inbox.sink:InboxSink", ""),
+    "redis": ("smtpgate.queue.redis:redis_sink", "scale"),
+    "rediss": ("smtpgate.queue.redis:rediss_sink", "scale"),
+}
 
 
 def register_sink(scheme: str, factory: SinkFactory) -> None:

@@ -1,0 +1,239 @@
+"""Deliver queued messages to an HTTP endpoint, signed per Standard Webhooks.
+
+Two payloads:
+
+* ``raw`` (default): the message as ``message/rfc822``, with ``Return-Path`` and one
+  ``X-Original-To`` per recipient prepended (what Postfix's ``pipe`` adds, and where
+  Rails' Action Mailbox looks for envelope recipients) and the envelope in the HTTP
+  headers ``Smtpgate-Mail-From`` and ``Smtpgate-Rcpt-To``. Credentials in the URL
+  (``https://actionmailbox:PASSWORD@app.example/rails/action_mailbox/relay/inbound_emails``)
+  become HTTP Basic authentication.
+* ``json``: envelope, headers, text, HTML and attachments (base64), see
+  `smtpgate.deliver.parsed.message_json`.
+
+Every request carries ``webhook-id`` (the message's stable queue ID: the same on every
+retry, so receivers can drop duplicates), ``webhook-timestamp`` and, with a secret,
+``webhook-signature`` (``v1,`` + base64 HMAC-SHA256 of ``id.timestamp.body``).
+
+Replies: 2xx delivered; `PERMANENT_STATUSES` failed for good; anything else (5xx, 408,
+429, other 4xx, 3xx), a timeout or a connection error is retried, after ``Retry-After``
+when the server sends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import ssl
+import time
+from collections.abc import AsyncIterator, Mapping
+from email.utils import parsedate_to_datetime
+from typing import Literal
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from ..queue.base import Delivered, DeliveryResult, Failed, QueuedMessage, Retry
+from .parsed import message_json
+
+__all__ = ["WebhookDeliverer", "PERMANENT_STATUSES", "sign", "verify", "WebhookFormat", "WebhookVerificationError"]
+
+WebhookFormat = Literal["raw", "json"]
+
+PERMANENT_STATUSES = frozenset({400, 406, 410, 413, 415, 422})
+"""HTTP statuses that end delivery at once: bad request, not acceptable (Mailgun's "do
+not retry"), gone, too large, unsupported media type, unprocessable. Every other
+non-2xx status is retried."""
+
+_REASON_BODY = 300  # bytes of a refusal's body in the reason
+
+
+class WebhookVerificationError(Exception):
+    """A webhook's signature or timestamp does not check out."""
+
+
+def _secret_key(secret: str) -> bytes:
+    text = secret.strip()
+    if text.startswith("whsec_"):
+        text = text[len("whsec_") :]
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise ValueError("the webhook secret must be 'whsec_' followed by base64") from None
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value: ``v1,`` and the base64 HMAC-SHA256 of
+    ``{id}.{timestamp}.{body}`` keyed with the secret (``whsec_`` + base64)."""
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(_secret_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+def verify(secret: str, headers: Mapping[str, str], body: bytes, *, tolerance: float = 300.0) -> None:
+    """Check a received webhook (case-insensitive ``headers``); raises
+    `WebhookVerificationError`. For receivers written in Python without the
+    ``standardwebhooks`` package."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    try:
+        message_id = lowered["webhook-id"]
+        timestamp = int(lowered["webhook-timestamp"])
+        signatures = lowered["webhook-signature"].split()
+    except (KeyError, ValueError):
+        raise WebhookVerificationError("missing or malformed webhook headers") from None
+    if abs(time.time() - timestamp) > tolerance:
+        raise WebhookVerificationError("the timestamp is too old or too new")
+    expected = sign(secret, message_id, timestamp, body)
+    if not any(hmac.compare_digest(expected, candidate) for candidate in signatures):
+        raise WebhookVerificationError("no matching signature")
+
+
+def _header_value(text: str) -> str:
+    """HTTP header values are ASCII here: non-ASCII (SMTPUTF8) addresses are
+    percent-encoded (UTF-8)."""
+    return text if text.isascii() else quote(text, safe="@!#$&'*+-/=?^_`{|}~.")
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class WebhookDeliverer:
+    """POSTs each queued message to ``url``.
+
+    ``secret`` (``whsec_…``) signs the requests; ``tls_context`` replaces the default
+    (system CAs, verified); ``timeout`` bounds a whole request; ``concurrency`` bounds the
+    connections kept to the endpoint. Call `close` when done."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        secret: str | None = None,
+        format: WebhookFormat = "raw",
+        timeout: float = 30.0,
+        tls_context: ssl.SSLContext | None = None,
+        concurrency: int = 10,
+    ) -> None:
+        parsed = URL(url)
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError(f"invalid webhook URL {url!r}: expected http(s)://HOST/PATH")
+        if format not in ("raw", "json"):
+            raise ValueError(f"invalid webhook format {format!r}: expected raw or json")
+        if secret is not None:
+            _secret_key(secret)  # fail now, not at the first message
+        self.url = parsed
+        self.secret = secret
+        self.format = format
+        self.timeout = timeout
+        self.tls_context = tls_context
+        self.concurrency = concurrency
+        self._session: aiohttp.ClientSession | None = None
+
+    def describe(self) -> str:
+        """The URL without its credentials."""
+        return str(self.url.with_user(None))
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            ssl_option: ssl.SSLContext | bool = self.tls_context if self.tls_context is not None else True
+            connector = aiohttp.TCPConnector(limit=self.concurrency, ssl=ssl_option)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                headers={"User-Agent": "smtpgate"},
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _headers(self, message: QueuedMessage) -> dict[str, str]:
+        info = message.info
+        headers = {
+            "webhook-id": message.id,
+            "Smtpgate-Mail-From": _header_value(info.sender),
+            "Smtpgate-Rcpt-To": ", ".join(_header_value(r) for r in message.pending),
+        }
+        if info.client_address:
+            headers["Smtpgate-Client-Address"] = info.client_address
+        return headers
+
+    @staticmethod
+    def _envelope(message: QueuedMessage) -> bytes:
+        """``Return-Path`` and one ``X-Original-To`` per recipient, for the raw format."""
+        lines = [f"Return-Path: <{message.info.sender}>"]
+        lines.extend(f"X-Original-To: {address}" for address in message.pending)
+        return "".join(line + "\r\n" for line in lines).encode("utf-8")
+
+    async def _raw(self, message: QueuedMessage, headers: dict[str, str], timestamp: int) -> AsyncIterator[bytes]:
+        """The raw body as a stream (never whole in memory): a first pass over the file
+        signs it and counts its bytes, the request sends it in a second."""
+        prefix = self._envelope(message)
+        mac = None
+        if self.secret is not None:
+            mac = hmac.new(_secret_key(self.secret), f"{message.id}.{timestamp}.".encode() + prefix, hashlib.sha256)
+        length = len(prefix)
+        async for chunk in message.iter_body():
+            length += len(chunk)
+            if mac is not None:
+                mac.update(chunk)
+        if mac is not None:
+            headers["webhook-signature"] = "v1," + base64.b64encode(mac.digest()).decode("ascii")
+        headers["Content-Length"] = str(length)
+        headers["Content-Type"] = "message/rfc822"
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield prefix
+            async for chunk in message.iter_body():
+                yield chunk
+
+        return stream()
+
+    async def __call__(self, message: QueuedMessage) -> DeliveryResult:
+        timestamp = int(time.time())
+        headers = self._headers(message)
+        headers["webhook-timestamp"] = str(timestamp)
+        data: bytes | AsyncIterator[bytes]
+        if self.format == "json":
+            raw = await message.read_body()
+            data = json.dumps(message_json(message, raw), ensure_ascii=False).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+            if self.secret is not None:
+                headers["webhook-signature"] = sign(self.secret, message.id, timestamp, data)
+        else:
+            data = await self._raw(message, headers, timestamp)
+        try:
+            async with self._client().post(self.url, data=data, headers=headers, allow_redirects=False) as response:
+                status = response.status
+                if 200 <= status < 300:
+                    return Delivered(f"HTTP {status}")
+                text = (await response.content.read(_REASON_BODY)).decode("utf-8", "replace")
+                reason = f"HTTP {status} {response.reason or ''}".rstrip()
+                if text.strip():
+                    reason += ": " + " ".join(text.split())
+                if status in PERMANENT_STATUSES:
+                    return Failed(reason)
+                return Retry(reason, _retry_after(response.headers.get("Retry-After")))
+        except asyncio.TimeoutError:
+            return Retry(f"no response within {self.timeout:g} seconds")
+        except aiohttp.ClientConnectorCertificateError as error:
+            return Retry(f"TLS certificate not accepted: {error.certificate_error}")
+        except aiohttp.ClientError as error:
+            return Retry(f"{type(error).__name__}: {error}".rstrip(": "))
