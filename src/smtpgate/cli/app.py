@@ -233,6 +233,7 @@ class App:
                     await delivery.write(chunk)
             if stream.size_exceeded:
                 raise SMTPError(552, "Message exceeds fixed maximum message size", enhanced="5.3.4")
+            self._check_room(len(trace) + stream.byte_length)
             stored = [await delivery.commit() for delivery in deliveries]
         except BaseException as error:
             for delivery in deliveries:
@@ -242,6 +243,15 @@ class App:
             return self._refuse(session, error)
         self.print_message(session, stream.byte_length, headers.subject(), stored[0])
         return f"Stored as {session.id}.{session.transaction}"
+
+    def _check_room(self, size: int) -> None:
+        """`SinkFull` before any sink commits when one that counts its room (the queue of
+        ``--deliver``) has none: a 452 must leave the message in no other sink either, or
+        each retry of the client would add a copy there."""
+        for sink in self.sinks:
+            has_room = getattr(sink, "has_room", None)
+            if callable(has_room) and not has_room(size):
+                raise SinkFull(f"{sink.describe()} is full")
 
     def _refuse(self, session: Session, error: Exception) -> NoReturn:
         """A sink could not store the message: 452 when it is full, else 451 (and a log line)."""
