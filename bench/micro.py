@@ -7,6 +7,7 @@ EHLO, then N transactions of MAIL, RCPT, DATA with a small body, each in one wri
 
     python bench/micro.py core --messages 20000
     python bench/micro.py server --messages 2000 --clients 4
+    python bench/micro.py server --tls          # STARTTLS first, then the same transactions
 
 Prints the best of ``--reps`` runs in messages per second. Compare two checkouts in the
 same minute on the same machine; the numbers mean nothing across machines.
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import ssl
 import time
 
 from smtpgate import SMTPServer
@@ -49,12 +52,21 @@ def run_core(messages: int) -> float:
     return messages / elapsed
 
 
-async def _client(port: int, messages: int) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    await reader.readline()
+async def _ehlo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     writer.write(b"EHLO client.test\r\n")
     while not (await reader.readline()).startswith(b"250 "):
         pass
+
+
+async def _client(port: int, messages: int, tls: ssl.SSLContext | None) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await reader.readline()
+    await _ehlo(reader, writer)
+    if tls is not None:
+        writer.write(b"STARTTLS\r\n")
+        await reader.readline()
+        await writer.start_tls(tls, server_hostname="bench.local")
+        await _ehlo(reader, writer)
     for _ in range(messages):
         writer.write(TRANSACTION)
         for _ in range(4):  # MAIL, RCPT, 354, 250
@@ -64,19 +76,23 @@ async def _client(port: int, messages: int) -> None:
     writer.close()
 
 
-async def _server_run(messages: int, clients: int) -> float:
+async def _server_run(messages: int, clients: int, tls: bool = False) -> float:
     async def on_data(stream: object, session: object) -> None:
         async for _ in stream:  # type: ignore[attr-defined]
             pass
 
-    server = SMTPServer(
-        name="bench.local", disable_reverse_lookup=True, disabled_commands=["STARTTLS"], on_data=on_data
-    )
+    disabled = [] if tls else ["STARTTLS"]
+    server = SMTPServer(name="bench.local", disable_reverse_lookup=True, disabled_commands=disabled, on_data=on_data)
+    context = None
+    if tls:  # the server's generated certificate; the client does not check it
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     await server.listen(0, host="127.0.0.1")
     try:
         per_client = messages // clients
         start = time.perf_counter()
-        await asyncio.gather(*(_client(server.port, per_client) for _ in range(clients)))
+        await asyncio.gather(*(_client(server.port, per_client, context) for _ in range(clients)))
         elapsed = time.perf_counter() - start
     finally:
         await server.close()
@@ -89,13 +105,15 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=0, help="default: 20000 (core), 2000 (server)")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--tls", action="store_true", help="server mode: STARTTLS before the transactions")
     args = parser.parse_args()
+    logging.getLogger("smtpgate").setLevel(logging.ERROR)  # no warning about the generated certificate
     rates = []
     for _ in range(args.reps):
         if args.mode == "core":
             rates.append(run_core(args.messages or 20000))
         else:
-            rates.append(asyncio.run(_server_run(args.messages or 2000, args.clients)))
+            rates.append(asyncio.run(_server_run(args.messages or 2000, args.clients, args.tls)))
     print(f"{args.mode}: best {max(rates):,.0f} msg/s, median {sorted(rates)[len(rates) // 2]:,.0f} msg/s")
 
 

@@ -7,7 +7,7 @@ from .proxy import ProxyInfo
 from .sasl import AuthRequest, AuthResult, XOAuth2Error
 from .server import SMTPServer
 from .session import Address, Envelope, Session, TLSDetails, TLSInfo
-from .stream import DataStream, DataStreamError
+from .stream import DataStream, DataStreamError, MessageTooLarge
 from .thread import ServerThread
 from .tls import TLSSettings
 
@@ -28,6 +28,7 @@ __all__ = [
     "XOAuth2Error",
     "DataStream",
     "DataStreamError",
+    "MessageTooLarge",
     "ServerProtocol",
     "ProtocolConfig",
 ]

@@ -80,7 +80,7 @@ async def read_proxy_header(loop: asyncio.AbstractEventLoop, sock: socket.socket
 class ProxyListener:
     """Accept loop for one listening socket when the PROXY protocol is in use."""
 
-    def __init__(self, server: SMTPServer, sock: socket.socket, factory: Callable[..., asyncio.Protocol]) -> None:
+    def __init__(self, server: SMTPServer, sock: socket.socket, factory: Callable[..., asyncio.BaseProtocol]) -> None:
         self.server = server
         self.sockets = [sock]
         self._factory = factory

@@ -29,7 +29,7 @@ from prometheus_client.process_collector import ProcessCollector
 from .errors import SMTPError
 from .sasl import AuthResult
 from .session import Session
-from .stream import DataStreamError
+from .stream import DataStreamError, MessageTooLarge
 
 __all__ = ["Metrics", "CountedDeliverer", "QueueStatsSource", "CONTENT_TYPE"]
 
@@ -276,6 +276,8 @@ class Metrics:
         def refused(error: BaseException) -> None:
             if isinstance(error, SMTPError):
                 code = str(error.code)
+            elif isinstance(error, MessageTooLarge):  # the server answers 552 5.3.4 for it
+                code = "552"
             elif isinstance(error, DataStreamError):
                 code = "incomplete"
             elif isinstance(error, Exception):

@@ -8,6 +8,7 @@ of it is known, so the server reads exactly the header and not a byte of what fo
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import logging
 import struct
@@ -23,6 +24,8 @@ __all__ = [
     "header_length",
     "parse_proxy_header",
     "TrustList",
+    "ProxySniffer",
+    "Sniffed",
 ]
 
 logger = logging.getLogger("smtpgate")
@@ -164,6 +167,52 @@ def _tlvs(data: bytes) -> dict[int, bytes]:
         found[kind] = data[offset : offset + length]
         offset += length
     return found
+
+
+class Sniffed(enum.Enum):
+    """What `ProxySniffer.feed` found."""
+
+    HEADER = "header"  # a PROXY header from a peer that may not send one: close
+    HOLD = "hold"  # may still become a header: wait for more bytes
+    HOLD_BRIEFLY = "hold briefly"  # blank lines that may begin a v2 header: release them soon
+    SMTP = "smtp"  # not a header: these bytes are SMTP
+
+
+class ProxySniffer:
+    """Watches the first bytes of a peer that is not trusted to send a PROXY header.
+
+    Such a header (in one piece or several) must close the connection and never be read as
+    SMTP, so bytes that may still become one are held back: a ``PROXY `` prefix until
+    it is complete, and blank lines that may begin the v2 signature only for a moment
+    (the driver calls `release` after `HOLD_SECONDS`), so that a lone CRLF is still
+    answered. Pure: no clock, no I/O.
+    """
+
+    HOLD_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self._held = b""
+
+    def feed(self, data: bytes) -> tuple[Sniffed, bytes]:
+        """The verdict on what arrived so far, and (for `Sniffed.SMTP`) every byte to use."""
+        probe = self._held + data
+        if probe.startswith(b"PROXY ") or probe.startswith(V2_SIGNATURE):
+            self._held = b""
+            return Sniffed.HEADER, b""
+        if len(probe) < 6 and b"PROXY ".startswith(probe):
+            self._held = probe  # no complete line yet: no reply is withheld
+            return Sniffed.HOLD, b""
+        if len(probe) < len(V2_SIGNATURE) and V2_SIGNATURE.startswith(probe):
+            first = not self._held
+            self._held = probe
+            return (Sniffed.HOLD_BRIEFLY if first else Sniffed.HOLD), b""
+        self._held = b""
+        return Sniffed.SMTP, probe
+
+    def release(self) -> bytes:
+        """The bytes held back (they did not become a header in time)."""
+        held, self._held = self._held, b""
+        return held
 
 
 class TrustList:

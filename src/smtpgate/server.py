@@ -13,10 +13,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .connection import SMTPConnection
+from .context import ConnectionContext
 from .listener import ProxyListener, bind_socket
 from .options import HANDLER_ARGUMENTS, HANDLER_NAMES, ServerOptions, ServerSettings, build_options
 from .protocol.core import ProtocolConfig
 from .proxy import ProxyInfo, TrustList
+from .registry import ConnectionRegistry
 from .tls import TLS_OPTION_NAMES, TLSContexts, TLSOptions, TLSSettings, check_tls_options
 
 if sys.version_info >= (3, 11):
@@ -149,13 +151,13 @@ class SMTPServer:
         self.proxy_trust = TrustList(opts.use_proxy)
         self.xclient_trust = TrustList(opts.use_xclient)
         self.xforward_trust = TrustList(opts.use_xforward)
-        self.connections: set[SMTPConnection] = set()
-        self._tasks: set[SMTPConnection] = set()
+        self.connections: ConnectionRegistry[SMTPConnection] = ConnectionRegistry()
         self._servers: list[Any] = []  # asyncio Servers or ProxyListeners
         self._listeners: dict[str, list[Callable[..., Any]]] = {name: [] for name in EVENTS}
         self._closing = False
         self._all_closed: asyncio.Event | None = None
         self._drained: asyncio.Future[None] | None = None
+        self._connection_context = ConnectionContext.of(self)
 
     # ----------------------------------------------------------------- events
 
@@ -287,8 +289,8 @@ class SMTPServer:
                 logger.info("%s: closing (sessions may finish within %s s)", signum.name, self.options.close_timeout)
                 stop.set()
             else:
-                logger.info("%s again: closing %d sessions now", signum.name, len(self._tasks))
-                for connection in list(self._tasks):
+                logger.info("%s again: closing %d sessions now", signum.name, len(self.connections.everyone()))
+                for connection in self.connections.everyone():
                     connection.force_close()
 
         if threading.current_thread() is threading.main_thread():
@@ -359,16 +361,8 @@ class SMTPServer:
         peer: Any = None,
         local: Any = None,
     ) -> SMTPConnection:
-        return SMTPConnection(self, proxy=proxy, proxy_trusted=proxy_trusted, peer=peer, local=local)
-
-    def connection_started(self, connection: SMTPConnection) -> None:
-        self._tasks.add(connection)
-
-    def connection_closed(self, connection: SMTPConnection) -> None:
-        self._tasks.discard(connection)
-        self.connections.discard(connection)
-        if self._closing and not self._tasks and self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
+        context = self._connection_context
+        return SMTPConnection(context, proxy=proxy, proxy_trusted=proxy_trusted, peer=peer, local=local)
 
     async def close(self) -> None:
         """Stop listening; let sessions finish their transaction for up to
@@ -377,24 +371,20 @@ class SMTPServer:
             if self._drained is not None:
                 await asyncio.shield(self._drained)
             return
-        self._closing = True
+        self._closing = self.connections.closing = True
         loop = asyncio.get_running_loop()
         self._drained = loop.create_future()
         for server in self._servers:
             server.close()
-        for connection in list(self._tasks):
+        connections = self.connections
+        for connection in connections.everyone():
             connection.shutdown()
-        if self._tasks:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._drained), self.options.close_timeout)
-            except asyncio.TimeoutError:
-                logger.info("close timeout: closing %d sessions", len(self._tasks))
-                for connection in list(self._tasks):
-                    connection.force_close()
-                try:
-                    await asyncio.wait_for(asyncio.shield(self._drained), 5.0)
-                except asyncio.TimeoutError:
-                    logger.warning("%d sessions did not end in time", len(self._tasks))
+        if not await connections.wait_empty(self.options.close_timeout):
+            logger.info("close timeout: closing %d sessions", len(connections.everyone()))
+            for connection in connections.everyone():
+                connection.force_close()
+            if not await connections.wait_empty(5.0):
+                logger.warning("%d sessions did not end in time", len(connections.everyone()))
         if not self._drained.done():
             self._drained.set_result(None)
         for server in self._servers:

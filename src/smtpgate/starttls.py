@@ -13,7 +13,10 @@ import ssl
 import sys
 from typing import Any
 
-__all__ = ["start_tls", "TLS_READ_BUFFER"]
+from .session import TLSDetails
+from .tls import tls_info
+
+__all__ = ["start_tls", "upgrade", "TLS_READ_BUFFER", "tls_details", "feed_early_bytes"]
 
 TLS_READ_BUFFER = 32 * 1024
 
@@ -78,3 +81,59 @@ async def start_tls(
         resumed.cancel()
         raise
     return ssl_protocol._app_transport
+
+
+def tls_details(ssl_object: Any, servername: str | None) -> TLSDetails:
+    """``session.tls`` from a finished handshake."""
+    info = tls_info(ssl_object)
+    try:
+        peer = ssl_object.getpeercert() or None
+        der = ssl_object.getpeercert(binary_form=True)
+    except ValueError:  # no handshake (cannot happen once it finished)
+        peer, der = None, None
+    return TLSDetails(
+        version=info.version,
+        cipher=info.name,
+        standard_name=info.standard_name,
+        servername=servername,
+        peer_certificate=peer,
+        peer_certificate_der=der,
+    )
+
+
+def feed_early_bytes(protocol: Any, data: bytes) -> None:
+    """Hand bytes read too early to the protocol now on the transport (asyncio's and
+    uvloop's TLS protocols are buffered protocols; uvloop's is not a Python subclass)."""
+    if hasattr(protocol, "get_buffer"):
+        view = memoryview(data)
+        while view:
+            buffer = memoryview(protocol.get_buffer(len(view)))
+            size = min(len(buffer), len(view))
+            buffer[:size] = view[:size]
+            protocol.buffer_updated(size)
+            view = view[size:]
+    else:
+        protocol.data_received(data)
+
+
+async def upgrade(
+    loop: asyncio.AbstractEventLoop,
+    transport: asyncio.Transport,
+    protocol: asyncio.BaseProtocol,
+    context: ssl.SSLContext,
+    handshake_timeout: float,
+    read_too_early: list[bytes] | None,
+) -> Any:
+    """`start_tls`, handing it the bytes of the handshake that were read before it
+    started (implicit TLS on loops that read right after accepting)."""
+    handshake = start_tls(loop, transport, protocol, context, handshake_timeout)
+    if not read_too_early:
+        # Awaited at once: the protocol is swapped before any more bytes are read,
+        # so a ClientHello right behind STARTTLS's 220 cannot reach the core.
+        return await handshake
+    # start_tls puts its TLS protocol on the transport before its first wait; the bytes
+    # read too early go to that protocol.
+    started = asyncio.ensure_future(handshake)
+    await asyncio.sleep(0)
+    feed_early_bytes(transport.get_protocol(), b"".join(read_too_early))
+    return await started

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-__all__ = ["DataStream", "DataStreamError"]
+__all__ = ["DataStream", "DataStreamError", "MessageTooLarge"]
 
 HIGH_WATER = 256 * 1024  # bytes buffered for the handler before the socket stops being read
 
@@ -15,19 +15,28 @@ class DataStreamError(Exception):
     while it was being received (e.g. a bare LF with ``bare_lf="reject"``)."""
 
 
+class MessageTooLarge(DataStreamError):
+    """The message outgrew the server's ``size`` (with ``reject_oversized=True``, the
+    default): reads raise it once the first ``size`` bytes are read, so a truncated
+    message cannot pass for a whole one. The server answers ``552 5.3.4``."""
+
+
 class DataStream:
     """An async iterator of ``bytes`` chunks, dot-unstuffed, ending exactly at the end of
     the message. ``read()`` returns the rest in one piece.
 
     Past the server's ``size`` limit nothing more is kept: ``size_exceeded`` becomes true
-    and ``byte_length`` goes on counting the real size.
+    and ``byte_length`` goes on counting the real size. With ``refuse_oversized`` (the
+    server's ``reject_oversized``), reads then end with `MessageTooLarge` instead of
+    the end of the message.
     """
 
-    def __init__(self, size_limit: int = 0, *, unbounded: bool = False) -> None:
+    def __init__(self, size_limit: int = 0, *, unbounded: bool = False, refuse_oversized: bool = False) -> None:
         self._high_water = 1 << 62 if unbounded else HIGH_WATER
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._limit = size_limit
+        self._refuse_oversized = refuse_oversized
         self._ended = False
         self._error: BaseException | None = None
         self._discard = False
@@ -48,7 +57,11 @@ class DataStream:
             return True
         limit = self._limit
         if limit and self.byte_length > limit:
-            self.size_exceeded = True
+            if not self.size_exceeded:
+                self.size_exceeded = True
+                if self._refuse_oversized and self._error is None:
+                    self._error = MessageTooLarge(f"message exceeds fixed maximum message size {limit}")
+                    self._wake_reader()
             if start >= limit:
                 return True
             data = data[: limit - start]
@@ -114,9 +127,9 @@ class DataStream:
 
     async def __anext__(self) -> bytes:
         while not self._chunks:
+            if self._error is not None:
+                raise self._error
             if self._ended:
-                if self._error is not None:
-                    raise self._error
                 raise StopAsyncIteration
             self._reader = asyncio.get_running_loop().create_future()
             await self._reader

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import ssl
 import threading
 from typing import Any
 
@@ -70,28 +69,3 @@ def cram_md5_response(challenge_b64: str, user: str = USER, password: str = PASS
     challenge = base64.b64decode(challenge_b64)
     digest = hmac.new(password.encode(), challenge, hashlib.md5).hexdigest()
     return b64(f"{user} {digest}")
-
-
-def ehlo_lines(text: str) -> list[str]:
-    """The extension lines of an EHLO reply (without the greeting line)."""
-    return text.split("\n")[1:]
-
-
-def greet(client: Any, hello: str = "EHLO client.test") -> str:
-    code, _ = client.reply()
-    assert code == 220
-    code, text = client.command(hello)
-    assert code == 250, text
-    return text
-
-
-def starttls(client: Any, context: ssl.SSLContext, hello: str = "EHLO client.test") -> str:
-    """Greeting, EHLO, STARTTLS, handshake, EHLO again; returns the EHLO reply inside TLS."""
-    greet(client, hello)
-    code, text = client.command("STARTTLS")
-    assert code == 220, text
-    assert client.buffer == b""
-    client.sock = context.wrap_socket(client.sock, server_hostname="mx.test")
-    code, text = client.command(hello)
-    assert code == 250, text
-    return text

@@ -7,17 +7,9 @@ import base64
 import json
 
 import pytest
-from auth_support import (
-    PASSWORD,
-    TOKEN,
-    USER,
-    b64,
-    cram_md5_response,
-    greet,
-    plain_blob,
-    starttls,
-    xoauth2_blob,
-)
+from auth_support import PASSWORD, TOKEN, USER, b64, cram_md5_response, plain_blob, xoauth2_blob
+
+from support import greet, starttls
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -6,7 +6,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cli_support import Command, free_port
+from cli_support import Command
+
+from support import free_port
 
 
 @pytest.fixture

@@ -6,9 +6,10 @@ import smtplib
 import ssl
 
 import pytest
-from cli_support import MESSAGE, free_port, run_once
+from cli_support import MESSAGE, run_once
 
 from smtpgate.cli.passwords import ScryptHash, hash_password, load_auth_file, verify_password
+from support import free_port
 
 
 def _tls() -> ssl.SSLContext:

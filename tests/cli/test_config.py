@@ -5,7 +5,9 @@ from __future__ import annotations
 import mailbox
 import socket
 
-from cli_support import MESSAGE, free_port
+from cli_support import MESSAGE
+
+from support import free_port
 
 
 def test_config_file_with_flags_overriding_it(smtpgate_cli, tmp_path):

@@ -9,7 +9,9 @@ import re
 import smtplib
 import ssl
 
-from cli_support import MESSAGE, wait_until
+from cli_support import MESSAGE
+
+from support import wait_until
 
 
 def test_default_run_stores_in_maildir_and_prints_a_line(smtpgate_cli, tmp_path):
@@ -115,7 +117,7 @@ def test_json_log_format(smtpgate_cli):
 
 
 def test_listen_on_several_addresses(smtpgate_cli, tmp_path):
-    from cli_support import free_port
+    from support import free_port
 
     first, second = free_port(), free_port()
     command = smtpgate_cli("--listen", f"127.0.0.1:{first}", "--listen", f"127.0.0.1:{second}", "--sink", "dir:d")

@@ -10,7 +10,8 @@ import threading
 import time
 
 import pytest
-from cli_support import wait_until
+
+from support import wait_until
 
 CLIENTS = 30
 CLOSE_TIMEOUT = 8

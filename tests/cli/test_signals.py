@@ -14,7 +14,9 @@ import threading
 
 import pytest
 import trustme
-from cli_support import MESSAGE, wait_until
+from cli_support import MESSAGE
+
+from support import wait_until
 
 
 def _send(port: int, subject: str) -> None:

@@ -25,6 +25,7 @@ import pytest
 
 from smtpgate.queue import BytesBody, QueuedMessage, RecipientState, new_message_id
 from smtpgate.sinks import MessageInfo
+from support import free_port
 
 BODY = (
     b"From: Sender <sender@example.org>\r\n"
@@ -59,12 +60,6 @@ def make_message(
 POSTFIX = "/usr/sbin/postfix"
 DOVECOT = "/usr/sbin/dovecot"
 DOVECOT_LMTP = "/usr/lib/dovecot/lmtp"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _as_root() -> list[str]:

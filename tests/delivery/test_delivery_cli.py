@@ -10,10 +10,8 @@ import os
 import resource
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,22 +19,10 @@ import pytest
 import standardwebhooks
 from webhook_receiver import ThreadedReceiver
 
+from support import free_port, wait_until
+
 SECRET = "whsec_" + base64.b64encode(b"another secret, 32 bytes long..!").decode()
 MESSAGE = b"From: a@example.org\r\nTo: app@example.test\r\nSubject: via the queue\r\n\r\nHello\r\n"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class Server:
@@ -64,7 +50,7 @@ class Server:
                 preexec_fn=limits,
             )
         try:
-            wait_until(lambda: self.listening or self.process.poll() is not None, what="start-up")
+            wait_until(lambda: self.listening or self.process.poll() is not None, timeout=30, what="start-up")
             assert self.process.poll() is None, self.output
         except BaseException:
             self.kill()  # the fixture never gets it: stop it here
@@ -139,7 +125,7 @@ def test_kill_9_during_delivery_and_during_retries(tmp_path: Path, serve: Callab
         first = serve(*args)
         for _ in range(3):
             assert first.send()[0] == 250
-        wait_until(lambda: len(receiver.requests) >= 1, what="a delivery in flight")
+        wait_until(lambda: len(receiver.requests) >= 1, timeout=30, what="a delivery in flight")
         first.kill()  # kill -9 while the receiver holds a delivery
         acknowledged = ids_in(first.output)
         assert len(acknowledged) == 3
@@ -147,12 +133,14 @@ def test_kill_9_during_delivery_and_during_retries(tmp_path: Path, serve: Callab
         second = serve(*args)
         assert second.send()[0] == 250
         acknowledged += ids_in(second.output)
-        wait_until(lambda: "next attempt in" in second.output, what="a deferred delivery")
+        wait_until(lambda: "next attempt in" in second.output, timeout=30, what="a deferred delivery")
         second.kill()  # kill -9 during retries
         receiver.script = ["200"]
         third = serve(*args)
-        wait_until(lambda: set(acknowledged) <= receiver.delivered_ids(), what="every message delivered")
-        wait_until(lambda: "Mail queue is empty" in queue_command(tmp_path, "list").stdout, what="an empty queue")
+        wait_until(lambda: set(acknowledged) <= receiver.delivered_ids(), timeout=30, what="every message delivered")
+        wait_until(
+            lambda: "Mail queue is empty" in queue_command(tmp_path, "list").stdout, timeout=30, what="an empty queue"
+        )
         third.kill()
     # at least once, and a duplicate carries the same ID as the first try
     assert set(acknowledged) == receiver.delivered_ids()
@@ -228,7 +216,7 @@ def test_queue_command_with_a_running_server(tmp_path: Path, serve: Callable[...
             "json",
         )
         assert server.send()[0] == 250
-        wait_until(lambda: "dead-lettered" in server.output, what="a dead letter")
+        wait_until(lambda: "dead-lettered" in server.output, timeout=30, what="a dead letter")
         [record] = [json.loads(line) for line in queue_command(tmp_path, "--json", "list").stdout.splitlines()]
         message_id = record["id"]
         assert record["state"] == "dead" and record["dead_reason"].startswith("app@example.test: HTTP 406")
@@ -245,7 +233,7 @@ def test_queue_command_with_a_running_server(tmp_path: Path, serve: Callable[...
         receiver.script = ["200"]
         requeued = queue_command(tmp_path, "requeue", message_id)
         assert requeued.returncode == 0 and "1 message(s) requeued" in requeued.stdout
-        wait_until(lambda: message_id in receiver.delivered_ids(), what="the requeued delivery")
+        wait_until(lambda: message_id in receiver.delivered_ids(), timeout=30, what="the requeued delivery")
         body = json.loads(receiver.requests[-1][2])
         assert body["id"] == message_id and body["subject"] == "via the queue"
         assert queue_command(tmp_path, "delete", message_id).returncode == 1  # gone already
@@ -282,8 +270,10 @@ def test_workers_share_one_queue(tmp_path: Path, serve: Callable[..., Server]) -
             assert server.send()[0] == 250
         acknowledged = set(ids_in(server.output))
         assert len(acknowledged) == 12
-        wait_until(lambda: acknowledged <= receiver.delivered_ids(), what="every message delivered")
-        wait_until(lambda: "Mail queue is empty" in queue_command(tmp_path, "list").stdout, what="an empty queue")
+        wait_until(lambda: acknowledged <= receiver.delivered_ids(), timeout=30, what="every message delivered")
+        wait_until(
+            lambda: "Mail queue is empty" in queue_command(tmp_path, "list").stdout, timeout=30, what="an empty queue"
+        )
     assert len(receiver.ok_ids) == 12  # each once: a held message is not taken by the other worker
 
 

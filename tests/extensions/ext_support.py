@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import ssl
 import time
 from typing import Any
+
+from smtpgate import MessageTooLarge
 
 GREETING_LINE = "mx.test Nice to meet you, [127.0.0.1]"
 
@@ -18,7 +19,13 @@ class Mailbox:
         self.answer = answer
 
     async def on_data(self, stream: Any, session: Any) -> Any:
-        chunks = [chunk async for chunk in stream]
+        chunks: list[bytes] = []
+        refused: MessageTooLarge | None = None
+        try:
+            async for chunk in stream:
+                chunks.append(chunk)
+        except MessageTooLarge as error:  # past `size`: the first `size` bytes were read
+            refused = error
         envelope = session.envelope
         self.messages.append(
             {
@@ -27,8 +34,11 @@ class Mailbox:
                 "size_exceeded": stream.size_exceeded,
                 "byte_length": stream.byte_length,
                 "transmission_type": session.transmission_type,
+                "refused": refused,
             }
         )
+        if refused is not None:
+            raise refused
         answer = self.answer
         return answer(envelope) if callable(answer) else answer
 
@@ -39,25 +49,6 @@ class Mailbox:
                 raise AssertionError(f"expected {count} messages, got {len(self.messages)}")
             time.sleep(0.01)
         return self.messages
-
-
-def greet(client: Any, hello: str = "EHLO client.test") -> list[str]:
-    """Greeting and EHLO/LHLO; returns the lines of the 250 reply."""
-    code, _ = client.reply()
-    assert code == 220
-    code, text = client.command(hello)
-    assert code == 250, text
-    return text.split("\n")
-
-
-def starttls(client: Any, context: ssl.SSLContext, hello: str = "EHLO client.test") -> list[str]:
-    """Greeting, EHLO, STARTTLS, handshake, EHLO again; returns the EHLO lines inside TLS."""
-    greet(client, hello)
-    assert client.command("STARTTLS") == (220, "2.0.0 Ready to start TLS")
-    client.sock = context.wrap_socket(client.sock, server_hostname="mx.test")
-    code, text = client.command(hello)
-    assert code == 250, text
-    return text.split("\n")
 
 
 def transaction(client: Any, mail: str = "MAIL FROM:<a@example.com>", *rcpts: str) -> None:

@@ -7,9 +7,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from ext_support import Mailbox, greet, send_data, transaction
+from ext_support import Mailbox, send_data, transaction
 
 from smtpgate import SMTPError
+from support import greet
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -4,9 +4,10 @@ option removes; enhanced status codes in replies and their removal."""
 from __future__ import annotations
 
 import pytest
-from ext_support import GREETING_LINE, greet, send_data, starttls, transaction
+from ext_support import GREETING_LINE, send_data, transaction
 
 from smtpgate import AuthResult
+from support import greet, starttls
 
 pytestmark = pytest.mark.timeout(30)
 

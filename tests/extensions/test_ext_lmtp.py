@@ -6,9 +6,10 @@ from __future__ import annotations
 import smtplib
 
 import pytest
-from ext_support import GREETING_LINE, Mailbox, starttls
+from ext_support import GREETING_LINE, Mailbox
 
 from smtpgate import SMTPError
+from support import starttls
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -7,9 +7,10 @@ import smtplib
 from email.message import EmailMessage
 
 import pytest
-from ext_support import greet, send_data, starttls, transaction
+from ext_support import send_data, transaction
 
-from smtpgate import AuthResult
+from smtpgate import AuthResult, MessageTooLarge
+from support import greet, starttls
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -83,6 +84,7 @@ def test_body_over_the_limit_without_size_param(server, raw_client, mailbox):
     )
     [message] = mailbox.wait_for(1)
     assert message["size_exceeded"] is True
+    assert isinstance(message["refused"], MessageTooLarge)
     assert message["byte_length"] == 18
     assert message["body"] == b"0123456789"
 

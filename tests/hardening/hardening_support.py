@@ -9,9 +9,7 @@ import re
 import socket
 import ssl
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 from raw_client import RawClient
@@ -21,21 +19,9 @@ from smtpgate.stream import DataStreamError
 MESSAGE_ID = re.compile(rb"X-Test-Id: (\S+)")
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, step: float = 0.02) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` seconds passed; its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(step)
-
-
 def open_sessions(running: ServerThread) -> int:
-    """Connections the server still tracks (its registry and its running sessions)."""
-    server = running.server
-    return max(len(server.connections), len(server._tasks))
+    """Connections the server still tracks (live, or finishing their on_close)."""
+    return len(running.server.connections.everyone())
 
 
 def rss_kb() -> int:

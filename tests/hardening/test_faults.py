@@ -16,17 +16,10 @@ import threading
 import time
 
 import pytest
-from hardening_support import (
-    Client,
-    Recorder,
-    client_hello,
-    hang_forever,
-    insecure_context,
-    open_sessions,
-    wait_until,
-)
+from hardening_support import Client, Recorder, client_hello, hang_forever, insecure_context, open_sessions
 
 from smtpgate import SMTPError
+from support import wait_until
 
 
 def _data_script(ident: bytes) -> list[tuple[bytes, bool]]:
@@ -119,7 +112,7 @@ def test_disconnect_at_every_byte(start_server, kind):
     assert seen == whole
     assert recorder.broken >= 1
     _served(running.port)
-    assert wait_until(lambda: b"after" in recorder.complete)
+    assert wait_until(lambda: b"after" in recorder.complete, timeout=15)
     _settled(running, recorder)
 
 
@@ -206,7 +199,7 @@ def test_disconnect_mid_implicit_tls_handshake(start_server):
     context = insecure_context()
     with smtplib.SMTP_SSL("127.0.0.1", running.port, timeout=10, context=context) as smtp:
         smtp.sendmail("a@example.com", ["b@example.com"], b"X-Test-Id: tls-ok\r\n\r\nhi\r\n")
-    assert wait_until(lambda: b"tls-ok" in recorder.complete)
+    assert wait_until(lambda: b"tls-ok" in recorder.complete, timeout=15)
     _settled(running, recorder)
 
 
@@ -273,7 +266,7 @@ def test_thousand_idle_connections_do_not_stop_a_new_client(start_server):
         started = time.monotonic()
         _served(running.port)
         served_in = time.monotonic() - started
-        assert wait_until(lambda: b"after" in recorder.complete)
+        assert wait_until(lambda: b"after" in recorder.complete, timeout=15)
         # Over max_clients: a clear 421, then the next one is served again once a slot frees.
         extra = [Client(running.port)]
         assert wait_until(lambda: open_sessions(running) == 1001, timeout=10)

@@ -13,7 +13,9 @@ import threading
 import time
 
 import pytest
-from hardening_support import Client, open_sessions, rss_kb, wait_until
+from hardening_support import Client, open_sessions, rss_kb
+
+from support import wait_until
 
 MB = 1024 * 1024
 GROWTH_BOUND_KB = 30 * 1024
@@ -150,7 +152,8 @@ def _bodies_in(running, size: int) -> int:
     """Sessions in DATA whose stream has received ``size`` bytes (server internals, read only)."""
     count = 0
     for connection in list(running.server.connections):
-        stream = getattr(connection, "_stream", None)
+        message = getattr(connection, "_message", None)
+        stream = message.stream if message is not None else None
         core = connection.core
         if core is not None and core.in_data and stream is not None and stream.byte_length >= size:
             count += 1
@@ -180,7 +183,7 @@ def test_thousand_sessions_mid_data(start_server):
 
     running = start_server(on_data=on_data, max_clients=sessions + 10, socket_timeout=120)
     _warm_up(running)
-    assert wait_until(lambda: finished[0] == 1)
+    assert wait_until(lambda: finished[0] == 1, timeout=15)
     started[0] = received[0] = finished[0] = 0
     head = b"EHLO c.example\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n"
     baseline = rss_kb()

@@ -19,9 +19,10 @@ import threading
 import time
 
 import pytest
-from hardening_support import Client, open_sessions, wait_until
+from hardening_support import Client, open_sessions
 
 from smtpgate import ServerThread, SMTPServer
+from support import wait_until
 
 CLIENTS = 50
 SLOW_CLIENTS = 5  # send their bodies over 2.4 s: mid-DATA when close_timeout runs out

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import threading
@@ -93,13 +92,6 @@ def make_message(
         message[name.replace("_", "-")] = value
     message.set_content(body)
     return message
-
-
-def free_port() -> int:
-    """A port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class CommandProcess:

@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-from inbox_support import CommandProcess, free_port
+from inbox_support import CommandProcess
 
 from smtpgate.cli.config import UsageError, parse_settings
 from smtpgate.inbox.client import InboxClient
+from support import free_port
 
 
 def test_http_flags() -> None:

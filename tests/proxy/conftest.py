@@ -7,7 +7,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from proxy_support import HAProxy, free_port, haproxy_config, require_haproxy
+from proxy_support import HAProxy, haproxy_config, require_haproxy
+
+from support import free_port
 
 
 @pytest.fixture

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import shutil
 import socket
 import struct
 import subprocess
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -71,62 +67,6 @@ def tlv(kind: int, value: bytes) -> bytes:
 
 
 # ----------------------------------------------------------------------------- waiting
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
-
-
-def smtpgate_messages(caplog: pytest.LogCaptureFixture, level: int = logging.DEBUG) -> list[str]:
-    return [r.getMessage() for r in list(caplog.records) if r.name == "smtpgate" and r.levelno >= level]
-
-
-def wait_for_log(caplog: pytest.LogCaptureFixture, fragment: str, timeout: float = 5.0) -> logging.LogRecord:
-    deadline = time.monotonic() + timeout
-    while True:
-        for record in list(caplog.records):
-            if record.name == "smtpgate" and fragment in record.getMessage():
-                return record
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no smtpgate log line containing {fragment!r}; got {smtpgate_messages(caplog)}")
-        time.sleep(0.01)
-
-
-class Recorder:
-    """Thread-safe list of what handlers saw."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self._lock = threading.Lock()
-
-    def add(self, item: Any) -> None:
-        with self._lock:
-            self.items.append(item)
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[Any]:
-        wait_until(lambda: len(self.items) >= count, timeout, f"{count} recorded items (have {len(self.items)})")
-        return list(self.items)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def port_accepts(port: int, timeout: float = 0.2) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
 
 
 # ----------------------------------------------------------------------------- HAProxy

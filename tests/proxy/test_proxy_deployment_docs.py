@@ -24,7 +24,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from proxy_support import HAProxy, Recorder, free_port, require_haproxy, wait_until
+from proxy_support import HAProxy, require_haproxy
+
+from support import Recorder, free_port, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 

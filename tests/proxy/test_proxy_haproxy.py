@@ -13,7 +13,9 @@ import smtplib
 import ssl
 
 import pytest
-from proxy_support import GREETING_CHECK, Recorder, smtpgate_messages, wait_until
+from proxy_support import GREETING_CHECK
+
+from support import Recorder, smtpgate_messages, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -20,6 +20,8 @@ from smtpgate.proxy import (
     V2_SIGNATURE,
     ProxyError,
     ProxyInfo,
+    ProxySniffer,
+    Sniffed,
     TrustList,
     header_length,
     parse_proxy_header,
@@ -425,3 +427,44 @@ def test_read_proxy_header_raises_only_proxy_error(data, close):
                 pass
 
     asyncio.run(main())
+
+
+# ----------------------------------------------------------------------------- sniffing
+
+
+def test_sniffer_closes_on_a_header_in_pieces():
+    sniffer = ProxySniffer()
+    assert sniffer.feed(b"PRO") == (Sniffed.HOLD, b"")
+    assert sniffer.feed(b"XY TCP4 ") == (Sniffed.HEADER, b"")
+    sniffer = ProxySniffer()
+    assert sniffer.feed(b"\r\n") == (Sniffed.HOLD_BRIEFLY, b"")
+    assert sniffer.feed(b"\r\n\x00") == (Sniffed.HOLD, b"")
+    assert sniffer.feed(V2_SIGNATURE[5:] + b"\x21") == (Sniffed.HEADER, b"")
+
+
+def test_sniffer_passes_smtp_with_what_it_held():
+    sniffer = ProxySniffer()
+    assert sniffer.feed(b"PRO") == (Sniffed.HOLD, b"")
+    assert sniffer.feed(b"MPT\r\n") == (Sniffed.SMTP, b"PROMPT\r\n")
+    sniffer = ProxySniffer()
+    assert sniffer.feed(b"\r\n") == (Sniffed.HOLD_BRIEFLY, b"")
+    assert sniffer.release() == b"\r\n"
+    assert sniffer.release() == b""
+
+
+@given(st.binary(max_size=40), st.lists(st.integers(1, 8), max_size=10))
+def test_sniffer_never_loses_or_invents_bytes(data, cuts):
+    sniffer = ProxySniffer()
+    passed, start = b"", 0
+    for size in [*cuts, len(data)]:
+        verdict, out = sniffer.feed(data[start : start + size])
+        start += size
+        if verdict is Sniffed.HEADER:
+            assert data.startswith(b"PROXY ") or data.startswith(V2_SIGNATURE)
+            return
+        if verdict is Sniffed.SMTP:
+            passed = out + data[start:]
+            break
+    else:
+        passed = sniffer.release()
+    assert passed == data

@@ -11,7 +11,9 @@ import struct
 import threading
 
 import pytest
-from proxy_support import Recorder, smtpgate_messages, v1, wait_for_log
+from proxy_support import v1
+
+from support import Recorder, smtpgate_messages, wait_for_log
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,21 +13,11 @@ import threading
 import time
 
 import pytest
-from proxy_support import (
-    Recorder,
-    smtpgate_messages,
-    tlv,
-    v1,
-    v2,
-    v2_local,
-    v2_tcp4,
-    v2_tcp6,
-    wait_for_log,
-    wait_until,
-)
+from proxy_support import tlv, v1, v2, v2_local, v2_tcp4, v2_tcp6
 
 from smtpgate import SMTPServer
 from smtpgate.proxy import ProxyError
+from support import Recorder, smtpgate_messages, wait_for_log, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -5,9 +5,9 @@ session.x_forward, trust lists, and the refusals."""
 from __future__ import annotations
 
 import pytest
-from proxy_support import Recorder
 
 from smtpgate import SMTPError
+from support import Recorder
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,7 +12,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "cli"))
 
 from cli_support import Command
-from redis_support import RedisProcess, free_port
+from redis_support import RedisProcess
+
+from support import free_port
 
 
 @pytest.fixture

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 from cli_support import Command
 from cluster_support import HAProxyProcess, Load, Outcomes, Webhook, haproxy_config, send_one, wait_for
-from redis_support import RedisProcess, free_port
+from redis_support import RedisProcess
+
+from support import free_port
 
 pytestmark = pytest.mark.slow
 

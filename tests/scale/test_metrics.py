@@ -11,13 +11,13 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from cli_support import Command, wait_until
+from cli_support import Command
 from cluster_support import Webhook
 from prometheus_client.parser import text_string_to_metric_families
-from redis_support import free_port
 
 from raw_client import RawClient
 from smtpgate.cli.passwords import hash_password
+from support import free_port, wait_until
 
 
 def http_get(port: int, path: str) -> tuple[int, str]:

@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 import trustme
-from redis_support import RedisProcess, free_port
+from redis_support import RedisProcess
 
 from smtpgate.queue import Delivered, Failed, QueuedMessage, Retry
 from smtpgate.queue.redis import RedisStreamQueue
 from smtpgate.queue.redis_codec import StreamOptions, parse_spec
 from smtpgate.queue.worker import DeliveryWorker
 from smtpgate.sinks import MessageInfo, SinkError, parse_sink
+from support import free_port
 
 INFO = MessageInfo("a@x.test", ("b@y.test", "c@y.test"), session_id="s1", client_address="192.0.2.1")
 

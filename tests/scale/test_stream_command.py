@@ -8,12 +8,13 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from cli_support import Command, run_once, wait_until
-from redis_support import RedisProcess, free_port
+from cli_support import Command, run_once
+from redis_support import RedisProcess
 from test_metrics import http_get, scrape, value
 
 from smtpgate.queue.redis import RedisStreamQueue
 from smtpgate.sinks import MessageInfo
+from support import free_port, wait_until
 
 
 def maildir_count(folder: Path) -> int:

@@ -11,7 +11,9 @@ import threading
 
 import aiosmtplib
 import pytest
-from server_support import Recorder, ehlo, envelope
+from server_support import ehlo, envelope
+
+from support import Recorder
 
 
 def peak_rss_mib() -> float:

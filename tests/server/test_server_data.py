@@ -11,9 +11,10 @@ import threading
 
 import aiosmtplib
 import pytest
-from server_support import Recorder, envelope, wait_until
+from server_support import envelope
 
-from smtpgate import DataStreamError, SMTPError
+from smtpgate import DataStreamError, MessageTooLarge, SMTPError
+from support import Recorder, wait_until
 
 
 def all_replies(client) -> list[int]:
@@ -198,8 +199,13 @@ def test_oversized_message_is_read_to_the_end_then_552(start_server, raw_client)
     seen = Recorder()
 
     async def on_data(stream, session):
-        body = await stream.read()
-        seen.add((len(body), stream.byte_length, stream.size_exceeded))
+        body, refused = b"", None
+        try:
+            async for chunk in stream:
+                body += chunk
+        except MessageTooLarge as error:  # reading past `size` raises: no truncated message
+            refused = error
+        seen.add((len(body), stream.byte_length, stream.size_exceeded, type(refused).__name__))
 
     running = start_server(size=1000, on_data=on_data)
     client = raw_client(running.port)
@@ -209,7 +215,7 @@ def test_oversized_message_is_read_to_the_end_then_552(start_server, raw_client)
     client.send(body + b".\r\nNOOP\r\n")
     assert client.reply() == (552, "5.3.4 Error: message exceeds fixed maximum message size 1000")
     assert client.reply() == (250, "2.0.0 OK")  # the rest of the body was not taken as commands
-    assert seen.wait_for(1) == [(1000, 5000, True)]
+    assert seen.wait_for(1) == [(1000, 5000, True, "MessageTooLarge")]
 
 
 def test_oversized_message_when_reject_oversized_is_off(start_server, raw_client):
@@ -308,7 +314,7 @@ def test_client_disconnect_mid_data(start_server, raw_client, received):
     assert isinstance(error, DataStreamError)
     closed.wait_for(1)
     assert received.messages == []
-    wait_until(lambda: not running.server.connections, message="connection to be forgotten")
+    wait_until(lambda: not running.server.connections, what="connection to be forgotten")
 
 
 def test_client_disconnect_mid_data_with_a_sync_handler(start_server, raw_client):

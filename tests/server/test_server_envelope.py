@@ -5,7 +5,9 @@ from __future__ import annotations
 import smtplib
 
 import pytest
-from server_support import Recorder, ehlo
+from server_support import ehlo
+
+from support import Recorder
 
 
 def test_max_recipients_is_452_and_duplicates_do_not_count(start_server, raw_client, received):

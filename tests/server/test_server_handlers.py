@@ -6,9 +6,10 @@ import asyncio
 import smtplib
 
 import pytest
-from server_support import Recorder, ehlo, envelope
+from server_support import ehlo, envelope
 
 from smtpgate import SMTPError, SMTPServer
+from support import Recorder
 
 
 def refuse(error):

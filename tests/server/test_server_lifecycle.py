@@ -9,9 +9,10 @@ import socket
 import struct
 
 import pytest
-from server_support import Recorder, ehlo, envelope, on_server_loop, start_close, wait_until
+from server_support import ehlo, envelope, on_server_loop, start_close
 
 from smtpgate import ServerThread, SMTPError, SMTPServer
+from support import Recorder, wait_until
 
 # ----------------------------------------------------------------- max_clients
 
@@ -27,7 +28,7 @@ def test_max_clients(start_server, raw_client):
     # The first two are unaffected; once one leaves there is room again.
     assert first.command("NOOP")[0] == 250
     assert second.command("QUIT")[0] == 221
-    wait_until(lambda: len(running.server.connections) == 1, message="the second client to be gone")
+    wait_until(lambda: len(running.server.connections) == 1, what="the second client to be gone")
     fourth = raw_client(running.port)
     assert fourth.reply()[0] == 220
 
@@ -41,7 +42,7 @@ def test_refused_clients_do_not_count(start_server, raw_client):
         assert extra.reply()[0] == 421
         assert extra.is_closed()
     assert first.command("QUIT")[0] == 221
-    wait_until(lambda: not running.server.connections, message="the first client to be gone")
+    wait_until(lambda: not running.server.connections, what="the first client to be gone")
     assert raw_client(running.port).reply()[0] == 220
 
 
@@ -127,7 +128,7 @@ def test_close_lets_a_transaction_finish(start_server, raw_client, received):
     client = raw_client(running.port)
     envelope(client)
     future = start_close(running)
-    wait_until(lambda: running.server.closing, message="close() to start")
+    wait_until(lambda: running.server.closing, what="close() to start")
     assert client.command("RCPT TO:<c@example.com>")[0] == 250
     assert client.command("DATA")[0] == 354
     assert client.command("finished during shutdown\r\n.")[0] == 250
@@ -165,7 +166,7 @@ def test_connection_after_close_started_is_refused(start_server, raw_client):
     busy = raw_client(running.port)
     envelope(busy)  # keeps close() waiting
     future = start_close(running)
-    wait_until(lambda: running.server.closing, message="close() to start")
+    wait_until(lambda: running.server.closing, what="close() to start")
     try:
         late = socket.create_connection((running.host, running.port), timeout=2)
     except ConnectionRefusedError:
@@ -218,7 +219,7 @@ def test_every_session_gets_exactly_one_on_close(start_server, raw_client):
     for client in (a, d, e, f):
         assert client.is_closed()
     ids = closes.wait_for(6)
-    wait_until(lambda: not running.server.connections, message="all connections to end")
+    wait_until(lambda: not running.server.connections, what="all connections to end")
     assert sorted(closes.items) == sorted(set(closes.items))
     assert sorted(closes.items) == sorted(connects.items)
     assert len(closes) == 6 == len(ids)
@@ -507,7 +508,7 @@ def test_client_that_never_reads_is_disconnected_by_socket_timeout(start_server)
         with pytest.raises(OSError):  # the server stops reading once its replies back up
             for _ in range(10_000):
                 sock.sendall(b"NOOP\r\n" * 10_000)
-        wait_until(lambda: len(closes) == 1, timeout=2, message="on_close of the non-reading client")
+        wait_until(lambda: len(closes) == 1, timeout=2, what="on_close of the non-reading client")
     finally:
         sock.close()
 

@@ -7,7 +7,9 @@ import smtplib
 import threading
 
 import aiosmtplib
-from server_support import Recorder, ehlo
+from server_support import ehlo
+
+from support import Recorder
 
 
 def test_whole_transaction_in_one_write(start_server, raw_client, received):

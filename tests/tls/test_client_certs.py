@@ -6,16 +6,9 @@ import smtplib
 import ssl
 
 import pytest
-from tls_support import (
-    NamedSMTP_SSL,
-    client_context,
-    handshake_refused,
-    in_loop,
-    send_message,
-    starttls,
-    tls_pair,
-    wait_for_log,
-)
+from tls_support import NamedSMTP_SSL, client_context, handshake_refused, in_loop, send_message, starttls, tls_pair
+
+from support import wait_for_log
 
 pytestmark = pytest.mark.timeout(30)
 

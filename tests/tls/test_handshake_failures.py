@@ -18,7 +18,9 @@ import threading
 import time
 
 import pytest
-from tls_support import NamedSMTP_SSL, client_context, client_hello, smtp, wait_for_log
+from tls_support import NamedSMTP_SSL, client_context, client_hello, smtp
+
+from support import wait_for_log
 
 pytestmark = pytest.mark.timeout(60)
 

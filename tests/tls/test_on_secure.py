@@ -7,9 +7,10 @@ import ssl
 import threading
 
 import pytest
-from tls_support import NamedSMTP_SSL, client_context, send_message, smtp, starttls, upgrade
+from tls_support import NamedSMTP_SSL, client_context, send_message, smtp, starttls
 
 from smtpgate import SMTPError
+from support import upgrade
 
 pytestmark = pytest.mark.timeout(30)
 

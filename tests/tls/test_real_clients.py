@@ -17,15 +17,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from tls_support import (
-    NamedSMTP_SSL,
-    cert_pem,
-    client_context,
-    require_tool,
-    smtp,
-    tls_pair,
-    wait_for_log,
-)
+from tls_support import NamedSMTP_SSL, cert_pem, client_context, require_tool, smtp, tls_pair
+
+from support import wait_for_log
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,18 +11,10 @@ import ssl
 
 import aiosmtplib
 import pytest
-from tls_support import (
-    NamedSMTP_SSL,
-    client_context,
-    der,
-    ehlo_keywords,
-    send_message,
-    smtp,
-    starttls,
-    upgrade,
-)
+from tls_support import NamedSMTP_SSL, client_context, der, ehlo_keywords, send_message, smtp, starttls
 
 from smtpgate import SMTPServer
+from support import upgrade
 
 pytestmark = pytest.mark.timeout(30)
 

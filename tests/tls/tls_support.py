@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import shutil
 import smtplib
 import ssl
@@ -16,6 +15,8 @@ from typing import Any
 
 import pytest
 import trustme
+
+from support import upgrade
 
 SERVER_NAMES = ("mx.test", "a.example", "b.example", "*.wild.example")
 
@@ -105,12 +106,6 @@ def client_context(
     return context
 
 
-def upgrade(client: Any, context: ssl.SSLContext, server_hostname: str | None = "mx.test") -> None:
-    """Wrap a RawClient's socket in TLS (the handshake runs here, bounded by the socket's timeout)."""
-    assert client.buffer == b"", f"plaintext left unread before the handshake: {client.buffer!r}"
-    client.sock = context.wrap_socket(client.sock, server_hostname=server_hostname)
-
-
 def starttls(client: Any, context: ssl.SSLContext, server_hostname: str | None = "mx.test") -> list[str]:
     """Greeting, EHLO, STARTTLS, handshake; returns the plaintext EHLO keywords."""
     code, _ = client.reply()
@@ -163,18 +158,6 @@ class Events:
                 raise AssertionError(f"no 'error' event within {timeout} s")
             time.sleep(0.01)
         return self.errors[0]
-
-
-def wait_for_log(caplog: pytest.LogCaptureFixture, fragment: str, timeout: float = 5.0) -> logging.LogRecord:
-    deadline = time.monotonic() + timeout
-    while True:
-        for record in list(caplog.records):
-            if record.name == "smtpgate" and fragment in record.getMessage():
-                return record
-        if time.monotonic() > deadline:
-            seen = [r.getMessage() for r in caplog.records if r.name == "smtpgate"]
-            raise AssertionError(f"no smtpgate log line containing {fragment!r}; got {seen}")
-        time.sleep(0.01)
 
 
 def require_tool(name: str) -> str:

@@ -1,0 +1,25 @@
+"""The explicit state of a connection: where it is in its life, and what it waits on."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["Stage", "Waiting"]
+
+
+class Stage(enum.Enum):
+    """Where a connection is in its life."""
+
+    OPENING = "opening"  # accepted: reverse lookup, implicit TLS, on_connect; no greeting yet
+    SERVING = "serving"  # the session loop runs
+    ENDED = "ended"  # the transport is gone or aborted: nothing more is read or written
+
+
+class Waiting(enum.Enum):
+    """What the session task waits on; the idle timer only counts `INPUT`."""
+
+    INPUT = "input"  # the client's turn
+    HANDLER = "handler"  # a handler deciding (or the pause after a failed AUTH)
+    ON_DATA = "on_data"  # on_data's verdict on a whole message (force_close cancels it)
+    STREAM = "stream"  # on_data has enough unread body (backpressure)
+    HANDSHAKE = "handshake"  # a TLS handshake (bounded by its own timeout)

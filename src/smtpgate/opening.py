@@ -1,0 +1,84 @@
+"""What a new connection starts with: its session (id, addresses, the PROXY header), its
+logger, and the client's reverse DNS name."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+import logging
+import re
+import secrets
+import socket
+from typing import Any
+
+from .context import ConnectionContext
+from .protocol.addresses import plain_ip
+from .proxy import ProxyInfo
+from .session import Session
+
+__all__ = ["new_session_id", "new_session", "ConnectionLogger", "reverse_lookup"]
+
+_HOSTNAME = re.compile(r"(?=.{1,253}$)(?:(?!-)[a-z0-9_-]{1,63}(?<!-)\.)*(?!-)[a-z0-9_-]{1,63}(?<!-)")
+
+
+def new_session_id() -> str:
+    """16 characters of base32: 80 random bits."""
+    return base64.b32encode(secrets.token_bytes(10)).decode("ascii").lower()
+
+
+class ConnectionLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Log records of one connection, prefixed with its id (also in ``extra``)."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = self.extra or {}
+        kwargs.setdefault("extra", {}).update(extra)
+        return f"[{extra.get('connection_id')}] {msg}", kwargs
+
+
+def _plain_address(address: str) -> str:
+    """Drop IPv4-mapped IPv6 prefixes and scope ids; normalise IPv6 (non-IP text as is)."""
+    try:
+        return plain_ip(address)
+    except ValueError:
+        return address
+
+
+def new_session(peer: Any, local: Any, proxy: ProxyInfo | None) -> Session:
+    """The session of a connection from ``peer`` to ``local`` (behind ``proxy``, if any)."""
+    session = Session(
+        id=new_session_id(),
+        local_address=_plain_address(str(local[0])) if isinstance(local, tuple) else str(local),
+        local_port=int(local[1]) if isinstance(local, tuple) else 0,
+        remote_address=_plain_address(str(peer[0])) if isinstance(peer, tuple) else str(peer),
+        remote_port=int(peer[1]) if isinstance(peer, tuple) else 0,
+    )
+    if proxy is not None and not proxy.local and proxy.source_address is not None:
+        session.remote_address = _plain_address(proxy.source_address)
+        session.remote_port = proxy.source_port or 0
+    session.client_hostname = f"[{session.remote_address}]"
+    session.proxy = proxy
+    return session
+
+
+async def reverse_lookup(ctx: ConnectionContext, address: str, log: Any) -> str:
+    """The client's validated, lower-cased reverse DNS name, or ``[address]``."""
+    loop = asyncio.get_running_loop()
+    try:
+        if ctx.resolver is not None:
+            result = ctx.resolver(address)
+            if inspect.isawaitable(result):
+                result = await asyncio.wait_for(result, ctx.reverse_lookup_timeout)
+            name = str(result or "")
+        else:
+            info = await asyncio.wait_for(
+                loop.getnameinfo((address, 0), socket.NI_NAMEREQD), ctx.reverse_lookup_timeout
+            )
+            name = info[0]
+    except (OSError, asyncio.TimeoutError, UnicodeError, ValueError):
+        return f"[{address}]"
+    except Exception as error:  # a custom resolver failing must not end the session
+        log.warning("reverse lookup failed: %r", error)
+        return f"[{address}]"
+    name = name.rstrip(".").lower()
+    return name if _HOSTNAME.fullmatch(name) else f"[{address}]"
