@@ -10,12 +10,12 @@ import os
 import random
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,22 @@ for _folder in ("verify", "delivery", "scale"):
     if str(_TESTS / _folder) not in sys.path:
         sys.path.insert(0, str(_TESTS / _folder))
 
-from dnsserver import KnotServer, free_port, knotd_path, txt, zone  # noqa: E402
+from dnsserver import KnotServer, knotd_path, txt, zone  # noqa: E402
 from redis_support import RedisProcess  # noqa: E402
 from webhook_receiver import Receiver, ThreadedReceiver  # noqa: E402
 
-__all__ = ["KnotServer", "RedisProcess", "Receiver", "ThreadedReceiver", "free_port", "knotd_path", "zone"]
+from support import free_port, wait_until  # noqa: E402
+
+__all__ = [
+    "KnotServer",
+    "RedisProcess",
+    "Receiver",
+    "ThreadedReceiver",
+    "free_port",
+    "knotd_path",
+    "wait_until",
+    "zone",
+]
 
 START_TIMEOUT = 60.0
 ZONES = {
@@ -202,6 +213,32 @@ class SlowReceiver(Receiver):
         return await super().handle(request)
 
 
+class LargeReceiver(Receiver):
+    """A webhook receiver that takes request bodies up to ``max_size`` bytes (aiohttp's
+    default answers 413 above 1 MiB)."""
+
+    def __init__(self, max_size: int) -> None:
+        super().__init__(["200"])
+        self.max_size = max_size
+
+    async def start(self, ssl_context: ssl.SSLContext | None = None) -> Receiver:
+        app = web.Application(client_max_size=self.max_size)
+        app.router.add_post("/hook", self.handle)
+        self.runner = web.AppRunner(app, handle_signals=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=ssl_context)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+
+def large_webhook(max_size: int) -> ThreadedReceiver:
+    """A `ThreadedReceiver` around a `LargeReceiver` (use as a context manager)."""
+    threaded = ThreadedReceiver(["200"])
+    threaded.receiver = LargeReceiver(max_size)
+    return threaded
+
+
 def slow_webhook(delay: float) -> ThreadedReceiver:
     """A `ThreadedReceiver` around a `SlowReceiver` (use as a context manager)."""
     threaded = ThreadedReceiver(["200"])
@@ -217,15 +254,6 @@ class Consumer(Gate):
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "smtpgate", "deliver", *self.args]
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``check`` every 50 ms until it is true; AssertionError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def subject_of(raw: bytes) -> str:
