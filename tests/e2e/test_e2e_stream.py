@@ -22,7 +22,7 @@ from e2e_support import (
     wait_until,
 )
 from load import Load
-from test_combined import MESSAGE, auth_results
+from test_e2e_combined import MESSAGE, auth_results
 
 
 def test_stream_to_webhook_with_inbox_and_verdict(

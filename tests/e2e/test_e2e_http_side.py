@@ -15,7 +15,7 @@ import aiohttp
 import aiosmtplib
 import pytest
 from e2e_support import Gate, KnotServer, Receiver, hook_url, subject_of, wait_until
-from test_combined import MESSAGE
+from test_e2e_combined import MESSAGE
 
 
 def put_chaos(running: Gate, triggers: dict[str, object], origin: str | None = None) -> int:

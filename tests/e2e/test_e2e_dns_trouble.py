@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from e2e_support import Gate, Receiver, hook_url, wait_until
-from test_combined import MESSAGE, auth_results
+from test_e2e_combined import MESSAGE, auth_results
 
 
 @pytest.fixture
