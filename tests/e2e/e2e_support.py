@@ -5,6 +5,8 @@ subprocess (free ports, a tmp directory), a local aiohttp webhook receiver, Knot
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import json
 import os
 import random
@@ -45,6 +47,7 @@ __all__ = [
 ]
 
 START_TIMEOUT = 60.0
+MESSAGE = "From: alice@ok.test\r\nTo: bob@mx.test\r\nSubject: {subject}\r\n\r\nHello {subject}.\r\n"
 ZONES = {
     "ok.test": f"@ TXT {txt('v=spf1 ip4:127.0.0.1 -all')}\n_dmarc TXT {txt('v=DMARC1; p=reject')}",
 }
@@ -271,3 +274,11 @@ def http_status(url: str) -> int:
 
 def hook_url(receiver: Receiver) -> str:
     return f"http://127.0.0.1:{receiver.port}/hook"
+
+
+def auth_results(raw: bytes) -> str:
+    """The Authentication-Results field of a message (unfolded)."""
+    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    values = message.get_all("Authentication-Results") or []
+    assert len(values) == 1, values
+    return " ".join(str(values[0]).split())

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import shutil
 import signal
 import smtplib
@@ -14,18 +12,8 @@ from collections.abc import Callable
 
 import aiosmtplib
 import pytest
-from e2e_support import Gate, KnotServer, Receiver, hook_url, subject_of, wait_until
-from load import Load
-
-MESSAGE = "From: alice@ok.test\r\nTo: bob@mx.test\r\nSubject: {subject}\r\n\r\nHello {subject}.\r\n"
-
-
-def auth_results(raw: bytes) -> str:
-    """The Authentication-Results field of a message (unfolded)."""
-    message = email.message_from_bytes(raw, policy=email.policy.compat32)
-    values = message.get_all("Authentication-Results") or []
-    assert len(values) == 1, values
-    return " ".join(str(values[0]).split())
+from e2e_load import Load
+from e2e_support import MESSAGE, Gate, KnotServer, Receiver, auth_results, hook_url, subject_of, wait_until
 
 
 def start_all(gate: Callable[..., Gate], webhook: Receiver, dns: KnotServer, *extra: str) -> Gate:

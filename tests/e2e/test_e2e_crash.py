@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 
 import pytest
+from e2e_load import Load
 from e2e_support import Gate, KnotServer, Receiver, hook_url, slow_webhook, subject_of, wait_until
-from load import Load
 
 ROUNDS = 10
 CLOSE_TIMEOUT = 3

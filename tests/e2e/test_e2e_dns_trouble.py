@@ -9,8 +9,7 @@ import socket
 from collections.abc import Callable, Iterator
 
 import pytest
-from e2e_support import Gate, Receiver, hook_url, wait_until
-from test_e2e_combined import MESSAGE, auth_results
+from e2e_support import MESSAGE, Gate, Receiver, auth_results, hook_url, wait_until
 
 
 @pytest.fixture

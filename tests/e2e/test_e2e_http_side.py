@@ -14,8 +14,7 @@ from collections.abc import Callable
 import aiohttp
 import aiosmtplib
 import pytest
-from e2e_support import Gate, KnotServer, Receiver, hook_url, subject_of, wait_until
-from test_e2e_combined import MESSAGE
+from e2e_support import MESSAGE, Gate, KnotServer, Receiver, hook_url, subject_of, wait_until
 
 
 def put_chaos(running: Gate, triggers: dict[str, object], origin: str | None = None) -> int:

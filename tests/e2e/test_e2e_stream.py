@@ -10,19 +10,20 @@ import smtplib
 from collections.abc import Callable
 
 import pytest
+from e2e_load import Load
 from e2e_support import (
+    MESSAGE,
     Consumer,
     Gate,
     KnotServer,
     Receiver,
     RedisProcess,
+    auth_results,
     hook_url,
     http_status,
     subject_of,
     wait_until,
 )
-from load import Load
-from test_e2e_combined import MESSAGE, auth_results
 
 
 def test_stream_to_webhook_with_inbox_and_verdict(

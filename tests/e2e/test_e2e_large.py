@@ -8,8 +8,7 @@ import smtplib
 from collections.abc import Callable
 
 import pytest
-from e2e_support import Gate, KnotServer, Receiver, hook_url, large_webhook, wait_until
-from test_combined import auth_results
+from e2e_support import Gate, KnotServer, Receiver, auth_results, hook_url, large_webhook, wait_until
 
 SIZE_MB = 30
 
