@@ -269,12 +269,6 @@ def test_non_utf8_headers_through_the_whole_chain(
     wait_until(running.queue_drained, 30, "the queue to drain")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="inbox: a non-UTF-8 byte in a From/To/Cc address or display name (raw or in an RFC 2047 "
-    "word) makes the inbox store raise UnicodeEncodeError (surrogates) at commit, so the command "
-    "answers 451 and the message is refused",
-)
 @pytest.mark.parametrize(
     "header",
     [

@@ -187,3 +187,15 @@ def test_mime_like_fragments_parse_without_error(pieces: list[bytes]) -> None:
         location = find_part(raw, attachment["PartID"])
         assert location is not None
         assert sum(len(c) for c in iter_decoded(raw, location)) == attachment["Size"]
+
+
+def test_addresses_with_bytes_that_are_not_utf8_become_valid_text() -> None:
+    """Raw 8-bit and undecodable RFC 2047 words in address headers: stored as U+FFFD, so
+    the message is never refused for them (SQLite and JSON take only valid Unicode)."""
+    data = b"From: b\xf6b <bob@mx.test>\r\nTo: =?utf-8?b?/w==?= <al@x.test>\r\nCc: \xc0\xaf@x.test\r\n\r\nhi\r\n"
+    parsed = parse_message(data)
+    for address in [parsed.from_, *parsed.to, *parsed.cc]:
+        for text in address.values():
+            text.encode("utf-8")  # no lone surrogates left
+    assert parsed.from_ == {"Name": "b\ufffdb", "Address": "bob@mx.test"}
+    assert parsed.to[0]["Address"] == "al@x.test" and "\ufffd" in parsed.to[0]["Name"]

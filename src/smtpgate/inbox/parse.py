@@ -356,11 +356,25 @@ def _attachment(data: Buffer, part: PartLocation) -> dict[str, Any]:
     }
 
 
+def _valid_text(text: str) -> str:
+    """``text`` as valid Unicode: bytes that were not UTF-8 (kept by the parser as lone
+    surrogates) become U+FFFD, so the store and JSON can take every address."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def _address(value: object) -> dict[str, str]:
     if isinstance(value, email.headerregistry.Address):
-        return {"Name": value.display_name or "", "Address": value.addr_spec if value.username else ""}
-    name, address = value if isinstance(value, tuple) else ("", str(value))
-    return {"Name": str(name), "Address": str(address)}
+        name, address = value.display_name or "", value.addr_spec if value.username else ""
+    else:
+        name, address = value if isinstance(value, tuple) else ("", str(value))
+    return {"Name": _valid_text(str(name)), "Address": _valid_text(str(address))}
 
 
 def _addresses(headers: email.message.EmailMessage, name: str) -> list[dict[str, str]]:
