@@ -211,6 +211,17 @@ def test_delete_one_then_delete_all_with_confirmation(browser: WebDriver, inbox:
     browser.find_element(By.ID, "confirm-cancel").click()
     assert len(rows(browser)) == 2  # cancelled: nothing deleted
 
+    # Another client deletes one: the open page follows without a reload.
+    [keep] = [m["ID"] for m in api(inbox, "api/v1/messages")["messages"] if m["Subject"] == "Keep me"]
+    request = urllib.request.Request(
+        inbox.url + "api/v1/messages",
+        data=json.dumps({"IDs": [keep]}).encode(),
+        method="DELETE",
+        headers={"Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=20).close()
+    wait_until(lambda: subjects(browser) == ["Me too"], what="the row deleted elsewhere to go")
+
     browser.find_element(By.ID, "delete-all").click()
     browser.find_element(By.ID, "confirm-delete").click()
 
