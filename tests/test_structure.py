@@ -70,3 +70,18 @@ def test_no_import_cycle():
     for name in sorted(set(graph) - packages):
         if name not in state:
             visit(name)
+
+
+def test_test_modules_have_unique_names():
+    """pytest imports test files by their base name (the folders are not packages): two
+    ``test_x.py`` in different folders stop the whole run at collection."""
+    tests = Path(__file__).parent
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted(tests.rglob("*.py")):
+        if path.name == "conftest.py" or "__pycache__" in path.parts:
+            continue
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(tests)} and {path.relative_to(tests)}")
+        seen.setdefault(path.name, path)
+    assert not clashes, "same module name in two folders: " + "; ".join(clashes)
