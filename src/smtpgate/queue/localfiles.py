@@ -11,6 +11,7 @@ import time
 from typing import IO, Any, Protocol
 
 from ..sinks import Delivery, MessageInfo, SinkFull
+from ..sinks.files import fsync_dir
 from .base import FileBody, QueuedMessage, RecipientState, new_message_id
 
 __all__ = [
@@ -29,15 +30,6 @@ __all__ = [
 
 ACTIVE, DEAD = "active", "dead"
 _MAX_HEADER = 4 * 1024 * 1024
-
-
-def fsync_dir(path: str) -> None:
-    """Make a folder's entries (a new or renamed file) durable."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_atomic(directory: str, name: str, data: bytes, tmp: str) -> None:

@@ -10,6 +10,7 @@ with one line, not at the first message.
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import mailbox
 import os
@@ -30,15 +31,17 @@ _counter = itertools.count(1)
 
 
 def fsync_dir(path: str) -> None:
-    """Make a directory entry (a new or renamed file) durable."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:  # pragma: no cover - platforms that cannot open directories
-        return
+    """Make a directory entry (a new or renamed file) durable.
+
+    Raises ``OSError`` when the folder cannot be opened or synced (a failing disk must not
+    become a ``250``); only a file system that does not support syncing a folder at all
+    (``EINVAL``, ``ENOTSUP``) is passed over."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)
-    except OSError:  # pragma: no cover - some file systems refuse fsync on directories
-        pass
+    except OSError as error:
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
     finally:
         os.close(fd)
 
