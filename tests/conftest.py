@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -13,6 +14,23 @@ import trustme
 
 from raw_client import RawClient
 from smtpgate import ServerThread, SMTPServer
+
+# A test that skips because a component it drives is missing (Chromium, Redis, Postfix,
+# Dovecot, Knot, OpenDKIM, Exim, swaks, HAProxy, the npm Mailpit client...) tests nothing.
+# scripts/test installs every one of them, so under CI such a skip is a failure.
+_MISSING_COMPONENT = re.compile(r"not installed|not on PATH|not extracted|scripts/test|needs the \S+ command|need root")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if not (os.environ.get("CI") and report.skipped and not hasattr(report, "wasxfail")):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if _MISSING_COMPONENT.search(reason):
+        report.outcome = "failed"
+        report.longrepr = f"under CI a missing component is a failure, not a skip: {reason}"
 
 
 class Received:
