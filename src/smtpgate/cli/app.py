@@ -245,12 +245,11 @@ class App:
         return f"Stored as {session.id}.{session.transaction}"
 
     def _check_room(self, size: int) -> None:
-        """`SinkFull` before any sink commits when one that counts its room (the queue of
-        ``--deliver``) has none: a 452 must leave the message in no other sink either, or
-        each retry of the client would add a copy there."""
+        """`SinkFull` before any sink commits when one has no room (the queue of
+        ``--deliver``): a 452 must leave the message in no other sink either, or each retry
+        of the client would add a copy there."""
         for sink in self.sinks:
-            has_room = getattr(sink, "has_room", None)
-            if callable(has_room) and not has_room(size):
+            if not sink.has_room(size):
                 raise SinkFull(f"{sink.describe()} is full")
 
     def _refuse(self, session: Session, error: Exception) -> NoReturn:

@@ -106,5 +106,11 @@ class Sink:
         """Start storing one message."""
         raise NotImplementedError
 
+    def has_room(self, size: int) -> bool:
+        """Whether a message of ``size`` bytes fits now. A sink with bounds (the queue)
+        answers it, so that a message refused for lack of room (``452``) is stored in no
+        other sink either: its commit would raise `SinkFull` all the same."""
+        return True
+
     async def close(self) -> None:
         """Release what `start` acquired; messages already committed stay stored."""
