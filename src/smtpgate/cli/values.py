@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ..limits.policy import parse_rate
 from .options import Kind, Switch
+
+N = TypeVar("N", int, float)
 
 __all__ = [
     "ADDRESS",
@@ -115,34 +118,28 @@ def show_size(number: Any) -> str:
     return str(number)
 
 
-def seconds_arg(text: str) -> float:
+def _number(text: str, convert: Callable[[str], N], invalid: str, fits: Callable[[N], bool], problem: str) -> N:
+    """``convert(text)``; ``invalid`` (with the text) when it is no number, ``problem``
+    when it does not ``fit``."""
     try:
-        number = float(text)
+        number = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError("seconds must be greater than 0")
+        raise argparse.ArgumentTypeError(f"{invalid} {text!r}") from None
+    if not fits(number):
+        raise argparse.ArgumentTypeError(problem)
     return number
+
+
+def seconds_arg(text: str) -> float:
+    return _number(text, float, "invalid number of seconds", lambda n: n > 0, "seconds must be greater than 0")
 
 
 def positive_arg(text: str) -> float:
-    try:
-        number = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return number
+    return _number(text, float, "invalid number", lambda n: n > 0, "must be greater than 0")
 
 
 def count_arg(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return number
+    return _number(text, int, "invalid number", lambda n: n >= 0, "must not be negative")
 
 
 _DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
