@@ -11,7 +11,7 @@ import os
 import tempfile
 from typing import IO
 
-from ..sinks.files import fsync_dir
+from ..sinks.files import fsync_dir, unlink_quietly
 
 __all__ = ["Spool", "MEMORY_LIMIT"]
 
@@ -75,8 +75,5 @@ class Spool:
                 pass
             self._file = None
         if self.path is not None:
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
+            unlink_quietly(self.path)
             self.path = None

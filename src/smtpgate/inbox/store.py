@@ -40,6 +40,7 @@ from datetime import tzinfo
 from typing import IO, Any, TypeVar
 
 from ..sinks.base import MessageInfo
+from ..sinks.files import unlink_quietly
 from .events import Event, Hub, Subscription
 from .parse import ParsedMessage, parse_message, rfc3339
 from .reads import MAX_PAGE, StoreReads
@@ -306,7 +307,7 @@ class InboxStore(StoreReads, StoreTags):
             break
         for _, _, op in [*results, (True, None, extra)]:
             for path in op.unlink:
-                _unlink(path)
+                unlink_quietly(path)
         assert self._loop is not None
         for (_, future), (ok, value, op) in zip(batch, results, strict=True):
             self._loop.call_soon_threadsafe(self._settle, future, ok, value, op.events)
@@ -391,7 +392,7 @@ class InboxStore(StoreReads, StoreTags):
             message_id = await self._write(lambda connection: self._insert(connection, prepared))
         except BaseException:
             if prepared.file_name is not None:
-                _unlink(os.path.join(self.files, prepared.file_name))
+                unlink_quietly(os.path.join(self.files, prepared.file_name))
             raise
         self.accepted += 1
         self.accepted_size += prepared.size
@@ -420,7 +421,7 @@ class InboxStore(StoreReads, StoreTags):
                 else:
                     parsed = parse_message(b"")
         except BaseException:
-            _unlink(final)
+            unlink_quietly(final)
             raise
         return _Prepared(message_id, created, parsed, info, size, None, name)
 
@@ -580,10 +581,3 @@ class InboxStore(StoreReads, StoreTags):
     async def integrity_check(self) -> str:
         """``PRAGMA integrity_check``: ``"ok"`` when the database is sound."""
         return await self._read(lambda connection: str(connection.execute("PRAGMA integrity_check").fetchone()[0]))
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass

@@ -24,7 +24,7 @@ from typing import IO
 
 from .base import Delivery, MessageInfo, Sink, SinkError
 
-__all__ = ["MaildirSink", "MboxSink", "DirSink", "StdoutSink", "fsync_dir"]
+__all__ = ["MaildirSink", "MboxSink", "DirSink", "StdoutSink", "fsync_dir", "unlink_quietly"]
 
 _SPOOL_IN_MEMORY = 1024 * 1024  # mbox/stdout: larger messages are spooled to a temporary file
 _counter = itertools.count(1)
@@ -120,7 +120,7 @@ class _FileDelivery(_Delivery):
                 handle.close()
             os.rename(self._temp, self._final)
         except BaseException:
-            _unlink(self._temp)
+            unlink_quietly(self._temp)
             raise
         fsync_dir(self._directory)
         return self._final
@@ -132,10 +132,11 @@ class _FileDelivery(_Delivery):
             except OSError:
                 pass
             self._file = None
-            _unlink(self._temp)
+            unlink_quietly(self._temp)
 
 
-def _unlink(path: str) -> None:
+def unlink_quietly(path: str) -> None:
+    """Remove a file, whatever stands in the way (for clean-up paths that must not raise)."""
     try:
         os.unlink(path)
     except OSError:
