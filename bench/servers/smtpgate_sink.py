@@ -136,16 +136,7 @@ def run() -> None:
         "--loop-stats", help="count event-loop iterations (default loop only); SIGUSR1 writes them here"
     )
     parser.add_argument("--no-gc", action="store_true", help="experiment: gc.disable() before serving")
-    parser.add_argument(
-        "--ssl-read-buffer",
-        type=int,
-        help="experiment: KiB of asyncio's per-connection TLS read buffer (asyncio.sslproto, default 256)",
-    )
     args = parser.parse_args()
-    if args.ssl_read_buffer:
-        from asyncio import sslproto
-
-        sslproto.SSLProtocol.max_size = args.ssl_read_buffer * 1024
     if args.read_size:
         from asyncio import selector_events
 

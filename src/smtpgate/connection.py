@@ -41,9 +41,9 @@ from .protocol.events import (
 from .proxy import ProxyInfo, ProxySniffer, Sniffed
 from .readbuffer import read_buffer
 from .session import Session
-from .starttls import tls_details, upgrade
 from .stream import DataStream, DataStreamError
-from .tls import tls_info
+from .tls import tls_details, tls_info
+from .tlslayer import upgrade
 
 __all__ = ["SMTPConnection"]
 
@@ -584,7 +584,7 @@ class SMTPConnection(asyncio.BufferedProtocol):
         finally:
             self._waiting = Waiting.INPUT
         if new_transport is None or self._stage is _ENDED or new_transport.is_closing():
-            # (uvloop can hand back a transport for a handshake cut short by a close.)
+            # (the connection ended while the handshake finished)
             self._early = None
             self._end()
             if new_transport is not None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal, TypedDict
 
-from .session import TLSInfo
+from .session import TLSDetails, TLSInfo
 
 __all__ = [
     "TLSOptions",
@@ -25,6 +25,7 @@ __all__ = [
     "check_tls_options",
     "read_pem",
     "tls_info",
+    "tls_details",
     "generate_certificate",
 ]
 
@@ -379,3 +380,21 @@ _STANDARD_NAMES = {
     "AES128-GCM-SHA256": "TLS_RSA_WITH_AES_128_GCM_SHA256",
     "AES256-GCM-SHA384": "TLS_RSA_WITH_AES_256_GCM_SHA384",
 }
+
+
+def tls_details(ssl_object: Any, servername: str | None) -> TLSDetails:
+    """``session.tls`` from a finished handshake."""
+    info = tls_info(ssl_object)
+    try:
+        peer = ssl_object.getpeercert() or None
+        der = ssl_object.getpeercert(binary_form=True)
+    except ValueError:  # no handshake (cannot happen once it finished)
+        peer, der = None, None
+    return TLSDetails(
+        version=info.version,
+        cipher=info.name,
+        standard_name=info.standard_name,
+        servername=servername,
+        peer_certificate=peer,
+        peer_certificate_der=der,
+    )

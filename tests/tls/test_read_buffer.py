@@ -1,25 +1,32 @@
-"""On asyncio's own loop a TLS session keeps a 32 KiB read buffer, not asyncio's 256 KiB."""
+"""On asyncio's loops a TLS session reads through smtpgate's own TLS layer into the loop's
+shared buffer: no read buffer per connection (asyncio's TLS protocol holds 256 KiB each)."""
 
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 from tls_support import client_context, starttls
 
-from smtpgate.starttls import TLS_READ_BUFFER
+from smtpgate.tlslayer import TLSLayer
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="Python 3.10's TLS protocol has no such buffer")
-@pytest.mark.skipif(os.environ.get("SMTPGATE_TEST_LOOP") == "uvloop", reason="uvloop has its own TLS layer")
-def test_tls_sessions_use_a_small_read_buffer(start_server, certs, mx, raw_client):
+@pytest.mark.skipif(os.environ.get("SMTPGATE_TEST_LOOP") == "uvloop", reason="uvloop keeps its own TLS layer")
+def test_tls_sessions_share_the_loops_read_buffer(start_server, certs, mx, raw_client):
     running = start_server(**mx)
-    client = raw_client(running.port)
-    starttls(client, client_context(certs))
-    assert client.command("EHLO client.test")[0] == 250
-    (connection,) = running.server.connections
-    protocol = connection.transport._ssl_protocol
-    assert protocol.max_size == TLS_READ_BUFFER
-    assert len(protocol._ssl_buffer) <= TLS_READ_BUFFER
-    assert client.command("NOOP")[0] == 250
+    clients = [raw_client(running.port) for _ in range(2)]
+    for client in clients:
+        starttls(client, client_context(certs))
+        assert client.command("EHLO client.test")[0] == 250
+    connections = list(running.server.connections)
+    assert len(connections) == 2
+    buffers = set()
+    for connection in connections:
+        layer = connection.transport
+        assert isinstance(layer, TLSLayer)
+        assert layer.get_extra_info("ssl_object").version() in ("TLSv1.2", "TLSv1.3")
+        buffers.add(id(layer.get_buffer(-1).obj))
+        buffers.add(id(connection.get_buffer(-1).obj))
+    assert len(buffers) == 1
+    for client in clients:
+        assert client.command("NOOP")[0] == 250
