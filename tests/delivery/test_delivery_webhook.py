@@ -233,3 +233,42 @@ def test_connection_refused_is_temporary() -> None:
         outcome = asyncio.run(main())
     assert isinstance(outcome, Retry)
     assert "connect" in outcome.reason.lower()
+
+
+@pytest.mark.parametrize("size", [256 * 1024 - 200, 256 * 1024 + 1, 3 * 1024 * 1024 + 7])
+def test_small_bodies_go_whole_large_ones_stream_signed_and_sized_alike(tmp_path: Path, size: int) -> None:
+    """Up to 256 KiB the body is read at once; beyond, it is streamed from the queue file
+    in two passes (sign, send): the same bytes, length and signature either way."""
+    line = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_____\r\n"
+    body = b"Subject: sized\r\n\r\n" + line * (size // len(line))
+    body += b"x" * (size - len(body))
+
+    async def main() -> tuple[str, list[Any]]:
+        receiver = await Receiver(["200"]).start()
+        queue = LocalQueue(str(tmp_path / "queue"))
+        await queue.start()
+        message_id = await _queue_one(queue, body)
+        hook = WebhookDeliverer(f"http://127.0.0.1:{receiver.port}/hook", secret=SECRET)
+        worker = DeliveryWorker(queue, hook, retry_min=0.05, jitter=0.0)
+        await worker.start()
+        try:
+            deadline = time.monotonic() + 30
+            while (await queue.stats()).queued and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            await worker.stop()
+            await hook.close()
+            await receiver.stop()
+        return message_id, receiver.requests
+
+    message_id, requests = asyncio.run(main())
+    assert len(requests) == 1
+    _, headers, received = requests[0]
+    assert received.endswith(body) and len(received) == len(body) + len(
+        b"Return-Path: <sender@example.org>\r\nX-Original-To: app@example.test\r\n"
+    )
+    assert headers["Content-Length"] == str(len(received)) and "Transfer-Encoding" not in headers
+    assert headers["webhook-id"] == message_id
+    when = datetime.fromtimestamp(int(headers["webhook-timestamp"]), tz=timezone.utc)
+    assert headers["webhook-signature"] == standardwebhooks.Webhook(SECRET).sign(message_id, when, received.decode())
+    verify(SECRET, headers, received)

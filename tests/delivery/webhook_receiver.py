@@ -50,7 +50,7 @@ class Receiver:
         return set(self.ok_ids)
 
     async def start(self, ssl_context: ssl.SSLContext | None = None) -> Receiver:
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 1024 * 1024)  # aiohttp refuses over 1 MiB by default
         app.router.add_post("/hook", self.handle)
         self.runner = web.AppRunner(app, handle_signals=False)
         await self.runner.setup()

@@ -50,6 +50,7 @@ not retry"), gone, too large, unsupported media type, unprocessable. Every other
 non-2xx status is retried."""
 
 _REASON_BODY = 300  # bytes of a refusal's body in the reason
+_IN_MEMORY = 256 * 1024  # bodies up to this size are read whole and sent in one piece
 
 
 class WebhookVerificationError(Exception):
@@ -182,10 +183,19 @@ class WebhookDeliverer:
         lines.extend(f"X-Original-To: {address}" for address in message.pending)
         return "".join(line + "\r\n" for line in lines).encode("utf-8")
 
-    async def _raw(self, message: QueuedMessage, headers: dict[str, str], timestamp: int) -> AsyncIterator[bytes]:
-        """The raw body as a stream (never whole in memory): a first pass over the file
-        signs it and counts its bytes, the request sends it in a second."""
+    async def _raw(
+        self, message: QueuedMessage, headers: dict[str, str], timestamp: int
+    ) -> bytes | AsyncIterator[bytes]:
+        """The raw body: read whole when small, else as a stream (never whole in memory):
+        a first pass over the file signs it and counts its bytes, the request sends it in
+        a second."""
         prefix = self._envelope(message)
+        headers["Content-Type"] = "message/rfc822"
+        if message.size <= _IN_MEMORY:
+            data = prefix + await message.read_body()
+            if self.secret is not None:
+                headers["webhook-signature"] = sign(self.secret, message.id, timestamp, data)
+            return data
         mac = None
         if self.secret is not None:
             mac = hmac.new(_secret_key(self.secret), f"{message.id}.{timestamp}.".encode() + prefix, hashlib.sha256)
@@ -197,7 +207,6 @@ class WebhookDeliverer:
         if mac is not None:
             headers["webhook-signature"] = "v1," + base64.b64encode(mac.digest()).decode("ascii")
         headers["Content-Length"] = str(length)
-        headers["Content-Type"] = "message/rfc822"
 
         async def stream() -> AsyncIterator[bytes]:
             yield prefix

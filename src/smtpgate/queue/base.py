@@ -155,14 +155,25 @@ class QueuedMessage:
         return await asyncio.to_thread(read)
 
     async def iter_body(self, chunk_size: int = _CHUNK) -> AsyncIterator[bytes]:
-        """The body in chunks of up to ``chunk_size`` bytes (each read in a thread)."""
-        handle = await asyncio.to_thread(self.open_body)
+        """The body in chunks of up to ``chunk_size`` bytes (each read in a thread; the
+        first with the opening, and a short chunk is the last: a body that fits in one
+        chunk costs one trip to a thread)."""
+
+        def first() -> tuple[BinaryIO, bytes]:
+            handle = self.open_body()
+            try:
+                return handle, handle.read(chunk_size)
+            except BaseException:
+                handle.close()
+                raise
+
+        handle, chunk = await asyncio.to_thread(first)
         try:
-            while True:
-                chunk = await asyncio.to_thread(handle.read, chunk_size)
-                if not chunk:
-                    return
+            while chunk:
                 yield chunk
+                if len(chunk) < chunk_size:
+                    return
+                chunk = await asyncio.to_thread(handle.read, chunk_size)
         finally:
             handle.close()
 
