@@ -6,6 +6,7 @@ and raises `SyntaxProblem` with a reason that can go into a 501 reply.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
@@ -164,6 +165,7 @@ def parse_params(text: str) -> dict[str, str | bool]:
     return params
 
 
+@functools.lru_cache(maxsize=4096)  # every connection asks twice, clients come back
 def plain_ip(address: str) -> str:
     """An IP address as sockets report it: no scope id, IPv4-mapped IPv6 as IPv4,
     IPv6 in its compressed form. Raises ``ValueError`` if it is no IP address."""
