@@ -1,4 +1,4 @@
-"""Shared fixtures: servers on 127.0.0.1 in a background thread, and a raw SMTP client."""
+"""Shared fixtures: servers on 127.0.0.1 in a background thread (the plugin's and our own), and a raw SMTP client."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import trustme
 
 from raw_client import RawClient
 from smtpgate import ServerThread, SMTPServer
+from smtpgate.pytest_plugin import SMTPTestServer
 
 # A test that skips because a component it drives is missing (Chromium, Redis, Postfix,
 # Dovecot, Knot, OpenDKIM, Exim, swaks, HAProxy, the npm Mailpit client...) tests nothing.
@@ -65,6 +66,19 @@ def loop_factory() -> Callable[[], Any] | None:
 
         return uvloop.new_event_loop  # type: ignore[no-any-return]
     return None
+
+
+@pytest.fixture
+def smtpgate_server_factory(
+    smtpgate_server_factory: Callable[..., SMTPTestServer],
+) -> Callable[..., SMTPTestServer]:
+    """The plugin's factory (and so its ``smtpgate_server``), on the loop `loop_factory` picks."""
+
+    def factory(**options: Any) -> SMTPTestServer:
+        options.setdefault("loop_factory", loop_factory())
+        return smtpgate_server_factory(**options)
+
+    return factory
 
 
 @pytest.fixture

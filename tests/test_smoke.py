@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import smtplib
+
+import pytest
 
 
 def test_smtplib_sends_a_message(start_server, received):
@@ -16,23 +19,25 @@ def test_smtplib_sends_a_message(start_server, received):
     assert session.transmission_type == "ESMTP"
 
 
-def test_uvloop_serves_a_session_with_starttls(received):
+def test_uvloop_serves_a_session_with_starttls(smtpgate_server_factory):
     """uvloop's transports are not asyncio.Transport subclasses: the server must not care."""
-    uvloop = __import__("pytest").importorskip("uvloop")
-    import ssl
+    uvloop = pytest.importorskip("uvloop")
 
-    from smtpgate import ServerThread
+    server = smtpgate_server_factory(loop_factory=uvloop.new_event_loop)
+    assert isinstance(server.thread.loop, uvloop.Loop)
+    with smtplib.SMTP(server.host, server.port, timeout=10) as client:
+        client.starttls(context=server.client_ssl_context())
+        client.sendmail("a@example.com", ["b@example.com"], b"Subject: uv\r\n\r\nloop\r\n")
+    [message] = server.wait_for(1)
+    assert message.raw == b"Subject: uv\r\n\r\nloop\r\n"
+    assert message.secure is True
 
-    server = ServerThread(
-        name="mx.test", disable_reverse_lookup=True, on_data=received.on_data, loop_factory=uvloop.new_event_loop
-    )
-    with server:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        with smtplib.SMTP(server.host, server.port, timeout=10) as client:
-            client.starttls(context=context)
-            client.sendmail("a@example.com", ["b@example.com"], b"Subject: uv\r\n\r\nloop\r\n")
-        received.wait_for(1)
-    assert received.messages[0][2] == b"Subject: uv\r\n\r\nloop\r\n"
-    assert received.messages[0][3].secure is True
+
+def test_plugin_servers_run_on_the_loop_of_the_run(smtpgate_server):
+    """SMTPGATE_TEST_LOOP=uvloop puts the plugin's servers on uvloop too (tests/conftest.py)."""
+    loop = smtpgate_server.thread.loop
+    if os.environ.get("SMTPGATE_TEST_LOOP") == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        assert isinstance(loop, uvloop.Loop)
+    else:
+        assert type(loop).__module__.startswith("asyncio")

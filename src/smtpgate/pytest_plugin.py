@@ -79,7 +79,9 @@ class SMTPTestServer:
       ``auth_methods``) is then offered, also without TLS, and required unless
       ``auth_optional=True``;
     * ``reject_recipients`` / ``reject_senders``: addresses answered ``550``;
-    * ``implicit_tls=True``: TLS from the first byte (``secure=True``).
+    * ``implicit_tls=True``: TLS from the first byte (``secure=True``);
+    * ``loop_factory``: makes the server thread's event loop (default: asyncio's), e.g.
+      ``uvloop.new_event_loop``, as `smtpgate.ServerThread` takes it.
 
     A generated certificate serves STARTTLS; clients must not verify it (see
     `client_ssl_context`). Defaults suited to tests: name ``smtpgate.test``, no
@@ -94,6 +96,7 @@ class SMTPTestServer:
         reject_senders: Iterable[str] = (),
         implicit_tls: bool = False,
         host: str = "127.0.0.1",
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
         **options: Unpack[ServerSettings],
     ) -> None:
         self.users = dict(users) if users is not None else None
@@ -124,7 +127,7 @@ class SMTPTestServer:
         from smtpgate import ServerThread, SMTPServer
 
         self.server: SMTPServer = SMTPServer(**options)
-        self.thread: ServerThread = ServerThread(self.server, host=host, port=0)
+        self.thread: ServerThread = ServerThread(self.server, host=host, port=0, loop_factory=loop_factory)
         self.host = host
         self.port = 0
 

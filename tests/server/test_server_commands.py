@@ -112,9 +112,8 @@ def test_quit_closes_the_connection(start_server, raw_client):
     assert client.is_closed()
 
 
-def test_commands_are_case_insensitive(start_server, raw_client, received):
-    running = start_server(on_data=received.on_data)
-    client = raw_client(running.port)
+def test_commands_are_case_insensitive(smtpgate_server, raw_client):
+    client = raw_client(smtpgate_server.port)
     client.reply()
     assert client.command("ehlo client.test")[0] == 250
     assert client.command("mAiL fRoM:<a@example.com>")[0] == 250
@@ -123,8 +122,8 @@ def test_commands_are_case_insensitive(start_server, raw_client, received):
     assert client.command("lower case\r\n.")[0] == 250
     assert client.command("Noop") == (250, "2.0.0 OK")
     assert client.command("qUIT")[0] == 221
-    received.wait_for(1)
-    assert received.messages[0][:3] == ("a@example.com", ["b@example.com"], b"lower case\r\n")
+    [message] = smtpgate_server.wait_for(1)
+    assert (message.mail_from, message.rcpt_to, message.raw) == ("a@example.com", ["b@example.com"], b"lower case\r\n")
 
 
 def test_disabled_commands_answer_as_unknown(start_server, raw_client):

@@ -28,23 +28,21 @@ def all_replies(client) -> list[int]:
     return codes
 
 
-def test_dot_stuffed_lines_arrive_unstuffed(start_server, received):
-    running = start_server(on_data=received.on_data)
+def test_dot_stuffed_lines_arrive_unstuffed(smtpgate_server):
     body = b".\r\n..\r\n.leading dot\r\n..two dots\r\nmiddle . dot\r\n.\r\n\r\n. \r\nend\r\n"
-    with smtplib.SMTP(running.host, running.port, timeout=10) as client:
+    with smtplib.SMTP(*smtpgate_server.address, timeout=10) as client:
         client.sendmail("a@example.com", ["b@example.com"], body)
-    received.wait_for(1)
-    assert received.messages[0][2] == body
+    [message] = smtpgate_server.wait_for(1)
+    assert message.raw == body
 
 
-def test_empty_message(start_server, raw_client, received):
-    running = start_server(on_data=received.on_data)
-    client = raw_client(running.port)
+def test_empty_message(smtpgate_server, raw_client):
+    client = raw_client(smtpgate_server.port)
     envelope(client)
     assert client.command("DATA")[0] == 354
     assert client.command(".") == (250, "2.6.0 OK: message queued")
-    received.wait_for(1)
-    assert received.messages[0][2] == b""
+    [message] = smtpgate_server.wait_for(1)
+    assert message.raw == b""
 
 
 SEPARATORS = [b"\n.\n", b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\r\n.\r", b"\n\r.\r\n"]
@@ -53,59 +51,54 @@ SMUGGLED = b"MAIL FROM:<evil@attacker.test>\r\nRCPT TO:<victim@example.com>\r\nD
 
 @pytest.mark.parametrize("mode", ["normalize", "allow"])
 @pytest.mark.parametrize("separator", SEPARATORS, ids=repr)
-def test_smuggling_cannot_inject_a_second_message(start_server, raw_client, received, separator, mode):
-    running = start_server(on_data=received.on_data, bare_lf=mode)
-    client = raw_client(running.port)
+def test_smuggling_cannot_inject_a_second_message(smtpgate_server_factory, raw_client, separator, mode):
+    server = smtpgate_server_factory(bare_lf=mode)
+    client = raw_client(server.port)
     envelope(client)
     client.send(b"DATA\r\nSubject: real\r\n\r\nbody" + separator + SMUGGLED + b".\r\nQUIT\r\n")
     assert all_replies(client) == [354, 250, 221]
-    received.wait_for(1)
-    assert len(received.messages) == 1
-    mail_from, rcpts, body, _ = received.messages[0]
-    assert (mail_from, rcpts) == ("a@example.com", ["b@example.com"])
-    assert b"evil@attacker.test" in body
-    assert body.endswith(b"smuggled\r\n")
+    [message] = server.wait_for(1)
+    assert (message.mail_from, message.rcpt_to) == ("a@example.com", ["b@example.com"])
+    assert b"evil@attacker.test" in message.raw
+    assert message.raw.endswith(b"smuggled\r\n")
 
 
 @pytest.mark.parametrize("separator", SEPARATORS, ids=repr)
-def test_smuggling_with_bare_lf_reject(start_server, raw_client, received, separator):
-    running = start_server(on_data=received.on_data, bare_lf="reject")
-    client = raw_client(running.port)
+@pytest.mark.smtpgate(bare_lf="reject")
+def test_smuggling_with_bare_lf_reject(smtpgate_server, raw_client, separator):
+    client = raw_client(smtpgate_server.port)
     envelope(client)
     client.send(b"DATA\r\nSubject: real\r\n\r\nbody" + separator + SMUGGLED + b".\r\nQUIT\r\n")
     codes = all_replies(client)
     bare_lf = b"\n" in separator.replace(b"\r\n", b"")
     assert codes == [354, 550 if bare_lf else 250, 221]
     if bare_lf:
-        assert received.messages == []
+        assert smtpgate_server.messages == []
     else:
-        received.wait_for(1)
-        assert len(received.messages) == 1
+        assert len(smtpgate_server.wait_for(1)) == 1
 
 
-def test_smuggling_split_across_packets(start_server, raw_client, received):
+def test_smuggling_split_across_packets(smtpgate_server, raw_client):
     """The terminator candidates arrive one byte per write."""
-    running = start_server(on_data=received.on_data)
-    client = raw_client(running.port)
+    client = raw_client(smtpgate_server.port)
     envelope(client)
     assert client.command("DATA")[0] == 354
     for byte in b"one\n.\ntwo\r.\rthree\r\n..\r\n":
         client.send(bytes([byte]))
     client.send(b".\r\n")
     assert client.reply()[0] == 250
-    received.wait_for(1)
-    assert received.messages[0][2] == b"one\r\n.\r\ntwo\r.\rthree\r\n.\r\n"
+    [message] = smtpgate_server.wait_for(1)
+    assert message.raw == b"one\r\n.\r\ntwo\r.\rthree\r\n.\r\n"
 
 
-def test_bare_lf_normalize_is_the_default(start_server, raw_client, received):
-    running = start_server(on_data=received.on_data)
-    client = raw_client(running.port)
+def test_bare_lf_normalize_is_the_default(smtpgate_server, raw_client):
+    client = raw_client(smtpgate_server.port)
     envelope(client)
     assert client.command("DATA")[0] == 354
     client.send(b"line one\nline two\r\nthree\n\r\n.\r\n")
     assert client.reply()[0] == 250
-    received.wait_for(1)
-    assert received.messages[0][2] == b"line one\r\nline two\r\nthree\r\n\r\n"
+    [message] = smtpgate_server.wait_for(1)
+    assert message.raw == b"line one\r\nline two\r\nthree\r\n\r\n"
 
 
 def test_bare_lf_reject_refuses_and_the_handler_sees_it(start_server, raw_client):
@@ -145,16 +138,16 @@ def test_bare_lf_reject_refuses_even_if_the_handler_accepts(start_server, raw_cl
     assert client.reply()[0] == 550
 
 
-def test_bare_lf_allow_is_byte_for_byte(start_server, raw_client, received):
-    running = start_server(on_data=received.on_data, bare_lf="allow")
-    client = raw_client(running.port)
+@pytest.mark.smtpgate(bare_lf="allow")
+def test_bare_lf_allow_is_byte_for_byte(smtpgate_server, raw_client):
+    client = raw_client(smtpgate_server.port)
     envelope(client)
     assert client.command("DATA")[0] == 354
     body = b"unix\nmac\rmixed\r\n\n\r\rend\r\n"
     client.send(body + b".\r\n")
     assert client.reply()[0] == 250
-    received.wait_for(1)
-    assert received.messages[0][2] == body
+    [message] = smtpgate_server.wait_for(1)
+    assert message.raw == body
 
 
 EXACT_BODY = (
@@ -170,29 +163,27 @@ EXACT_BODY = (
 )
 
 
-def test_body_byte_exact_with_smtplib(start_server, received):
-    running = start_server(on_data=received.on_data)
-    with smtplib.SMTP(running.host, running.port, timeout=10) as client:
+def test_body_byte_exact_with_smtplib(smtpgate_server):
+    with smtplib.SMTP(*smtpgate_server.address, timeout=10) as client:
         client.sendmail("a@example.com", ["b@example.com"], EXACT_BODY, mail_options=["BODY=8BITMIME"])
-    received.wait_for(1)
-    assert received.messages[0][2] == EXACT_BODY
+    [message] = smtpgate_server.wait_for(1)
+    assert message.raw == EXACT_BODY
 
 
-def test_body_byte_exact_with_aiosmtplib(start_server, received):
-    running = start_server(on_data=received.on_data)
+def test_body_byte_exact_with_aiosmtplib(smtpgate_server):
     asyncio.run(
         aiosmtplib.send(
             EXACT_BODY,
             sender="a@example.com",
             recipients=["b@example.com"],
-            hostname=running.host,
-            port=running.port,
+            hostname=smtpgate_server.host,
+            port=smtpgate_server.port,
             start_tls=False,
             timeout=10,
         )
     )
-    received.wait_for(1)
-    assert received.messages[0][2] == EXACT_BODY
+    [message] = smtpgate_server.wait_for(1)
+    assert message.raw == EXACT_BODY
 
 
 def test_oversized_message_is_read_to_the_end_then_552(start_server, raw_client):
@@ -291,7 +282,7 @@ def test_stream_iterates_in_chunks(start_server, raw_client):
     assert seen.wait_for(1) == [(len(body), hashlib.sha256(body).hexdigest(), len(body))]
 
 
-def test_client_disconnect_mid_data(start_server, raw_client, received):
+def test_client_disconnect_mid_data(start_server, raw_client):
     errors = Recorder()
     closed = Recorder()
 
@@ -313,7 +304,6 @@ def test_client_disconnect_mid_data(start_server, raw_client, received):
     [error] = errors.wait_for(1)
     assert isinstance(error, DataStreamError)
     closed.wait_for(1)
-    assert received.messages == []
     wait_until(lambda: not running.server.connections, what="connection to be forgotten")
 
 
@@ -331,7 +321,7 @@ def test_client_disconnect_mid_data_with_a_sync_handler(start_server, raw_client
     assert calls.items == []  # a plain on_data is only called for a complete message
 
 
-def test_sync_on_data_gets_the_whole_message(start_server, received):
+def test_sync_on_data_gets_the_whole_message(start_server):
     bodies = Recorder()
 
     def on_data(stream, session):
@@ -379,10 +369,10 @@ def test_no_on_data_handler_accepts_and_drains(start_server, raw_client):
     assert client.reply()[0] == 250
 
 
-def test_idle_timer_is_refreshed_by_data_bytes(start_server, raw_client, received):
+@pytest.mark.smtpgate(socket_timeout=1.0)
+def test_idle_timer_is_refreshed_by_data_bytes(smtpgate_server, raw_client):
     """A slow upload longer than socket_timeout is not cut while bytes keep coming."""
-    running = start_server(socket_timeout=1.0, on_data=received.on_data)
-    client = raw_client(running.port)
+    client = raw_client(smtpgate_server.port)
     assert client.reply()[0] == 220
     client.send("EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
     for _ in range(15):  # 1.5 s in all, longer than socket_timeout
@@ -390,8 +380,8 @@ def test_idle_timer_is_refreshed_by_data_bytes(start_server, raw_client, receive
         threading.Event().wait(0.1)
     client.send(b".\r\n")
     assert [code for code, _ in client.replies(5)] == [250, 250, 250, 354, 250]
-    received.wait_for(1)
-    assert received.messages[0][2] == b"slow line\r\n" * 15
+    [message] = smtpgate_server.wait_for(1)
+    assert message.raw == b"slow line\r\n" * 15
 
 
 def test_slow_handler_is_not_cut_by_socket_timeout(start_server, raw_client):
@@ -406,29 +396,27 @@ def test_slow_handler_is_not_cut_by_socket_timeout(start_server, raw_client):
     assert [code for code, _ in client.replies(5)] == [250, 250, 250, 354, 250]
 
 
-def test_half_close_after_a_complete_message(start_server, raw_client, received):
+def test_half_close_after_a_complete_message(smtpgate_server, raw_client):
     """A client that sends everything and shuts down its side still gets every reply."""
-    running = start_server(on_data=received.on_data)
-    client = raw_client(running.port)
+    client = raw_client(smtpgate_server.port)
     client.reply()
     client.send(b"EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nlast words\r\n.\r\n")
     client.sock.shutdown(socket.SHUT_WR)
     assert [code for code, _ in client.replies(4)] == [250, 250, 250, 354]
     assert client.reply() == (250, "2.6.0 OK: message queued")
     assert client.is_closed()
-    received.wait_for(1)
-    assert received.messages[0][2] == b"last words\r\n"
+    [message] = smtpgate_server.wait_for(1)
+    assert message.raw == b"last words\r\n"
 
 
-def test_half_close_mid_data_is_no_message(start_server, raw_client, received):
-    running = start_server(on_data=received.on_data)
-    client = raw_client(running.port)
+def test_half_close_mid_data_is_no_message(smtpgate_server, raw_client):
+    client = raw_client(smtpgate_server.port)
     envelope(client)
     assert client.command("DATA")[0] == 354
     client.send(b"no terminator\r\n")
     client.sock.shutdown(socket.SHUT_WR)
     assert client.is_closed()
-    assert received.messages == []
+    assert smtpgate_server.messages == []
 
 
 def test_backpressure_from_a_handler_that_does_not_read(start_server, raw_client):

@@ -10,9 +10,9 @@ from server_support import ehlo
 from support import Recorder
 
 
-def test_max_recipients_is_452_and_duplicates_do_not_count(start_server, raw_client, received):
-    running = start_server(max_recipients=2, on_data=received.on_data)
-    client = raw_client(running.port)
+@pytest.mark.smtpgate(max_recipients=2)
+def test_max_recipients_is_452_and_duplicates_do_not_count(smtpgate_server, raw_client):
+    client = raw_client(smtpgate_server.port)
     ehlo(client)
     assert client.command("MAIL FROM:<a@example.com>")[0] == 250
     assert client.command("RCPT TO:<one@example.com>")[0] == 250
@@ -21,52 +21,50 @@ def test_max_recipients_is_452_and_duplicates_do_not_count(start_server, raw_cli
     assert client.command("RCPT TO:<one@example.com>")[0] == 250
     assert client.command("DATA")[0] == 354
     assert client.command("x\r\n.")[0] == 250
-    received.wait_for(1)
-    assert received.messages[0][1] == ["one@example.com", "two@example.com"]
+    [message] = smtpgate_server.wait_for(1)
+    assert message.rcpt_to == ["one@example.com", "two@example.com"]
 
 
-def test_smtplib_sees_too_many_recipients_as_refused(start_server, received):
-    running = start_server(max_recipients=1, on_data=received.on_data)
-    with smtplib.SMTP(running.host, running.port, timeout=10) as client:
+@pytest.mark.smtpgate(max_recipients=1)
+def test_smtplib_sees_too_many_recipients_as_refused(smtpgate_server):
+    with smtplib.SMTP(*smtpgate_server.address, timeout=10) as client:
         refused = client.sendmail("a@example.com", ["b@example.com", "c@example.com"], b"x\r\n")
     assert refused == {"c@example.com": (452, b"4.5.3 Error: too many recipients")}
-    received.wait_for(1)
-    assert received.messages[0][1] == ["b@example.com"]
+    [message] = smtpgate_server.wait_for(1)
+    assert message.rcpt_to == ["b@example.com"]
 
 
-def test_duplicate_rcpt_is_not_added_twice(start_server, received):
+def test_duplicate_rcpt_is_not_added_twice(smtpgate_server_factory):
     rcpts = Recorder()
 
     def on_rcpt_to(address, session):
         rcpts.add(address.address)
 
-    running = start_server(on_rcpt_to=on_rcpt_to, on_data=received.on_data)
-    with smtplib.SMTP(running.host, running.port, timeout=10) as client:
+    server = smtpgate_server_factory(on_rcpt_to=on_rcpt_to)
+    with smtplib.SMTP(*server.address, timeout=10) as client:
         client.sendmail("a@example.com", ["b@example.com", "b@example.com", "B@Example.COM"], b"x\r\n")
-    received.wait_for(1)
-    assert len(received.messages[0][1]) == 1
+    [message] = server.wait_for(1)
+    assert len(message.rcpt_to) == 1
     assert rcpts.items == ["b@example.com", "b@example.com", "B@Example.COM"]  # the handler saw each
 
 
-def test_null_sender(start_server, received):
-    running = start_server(on_data=received.on_data)
-    with smtplib.SMTP(running.host, running.port, timeout=10) as client:
+def test_null_sender(smtpgate_server):
+    with smtplib.SMTP(*smtpgate_server.address, timeout=10) as client:
         client.sendmail("<>", ["b@example.com"], b"Subject: bounce\r\n\r\nx\r\n")
-    received.wait_for(1)
-    assert received.messages[0][0] == ""
+    [message] = smtpgate_server.wait_for(1)
+    assert message.mail_from == ""
 
 
 @pytest.mark.parametrize("address", ['"john doe"@example.com', '"a>b"@example.com', '"x\\"y"@example.com'])
-def test_quoted_local_parts(start_server, raw_client, received, address):
-    running = start_server(on_data=received.on_data)
-    client = raw_client(running.port)
+def test_quoted_local_parts(smtpgate_server, raw_client, address):
+    client = raw_client(smtpgate_server.port)
     ehlo(client)
     assert client.command(f"MAIL FROM:<{address}>")[0] == 250
     assert client.command(f"RCPT TO:<{address}>")[0] == 250
     assert client.command("DATA")[0] == 354
     assert client.command("x\r\n.")[0] == 250
-    received.wait_for(1)
-    assert received.messages[0][:2] == (address, [address])
+    [message] = smtpgate_server.wait_for(1)
+    assert (message.mail_from, message.rcpt_to) == (address, [address])
 
 
 def test_smtputf8_addresses_with_smtplib(start_server, received):
@@ -100,16 +98,15 @@ def test_utf8_address_without_smtputf8_is_refused(start_server, raw_client):
     assert client.command("RCPT TO:<jösé@example.com>")[0] == 553
 
 
-def test_source_routes_are_ignored(start_server, raw_client, received):
-    running = start_server(on_data=received.on_data)
-    client = raw_client(running.port)
+def test_source_routes_are_ignored(smtpgate_server, raw_client):
+    client = raw_client(smtpgate_server.port)
     ehlo(client)
     assert client.command("MAIL FROM:<@relay.example:a@example.com>")[0] == 250
     assert client.command("RCPT TO:<@one.example,@two.example:b@example.com>")[0] == 250
     assert client.command("DATA")[0] == 354
     assert client.command("x\r\n.")[0] == 250
-    received.wait_for(1)
-    assert received.messages[0][:2] == ("a@example.com", ["b@example.com"])
+    [message] = smtpgate_server.wait_for(1)
+    assert (message.mail_from, message.rcpt_to) == ("a@example.com", ["b@example.com"])
 
 
 @pytest.mark.parametrize(
@@ -156,13 +153,13 @@ def test_size_over_limit_is_552_at_mail(start_server, raw_client):
     assert client.command("MAIL FROM:<a@example.com> SIZE=1000")[0] == 250
 
 
-def test_smtplib_sends_size_and_is_refused(start_server, received):
-    running = start_server(size=100, on_data=received.on_data)
-    with smtplib.SMTP(running.host, running.port, timeout=10) as client:
+@pytest.mark.smtpgate(size=100)
+def test_smtplib_sends_size_and_is_refused(smtpgate_server):
+    with smtplib.SMTP(*smtpgate_server.address, timeout=10) as client:
         with pytest.raises(smtplib.SMTPSenderRefused) as refused:
             client.sendmail("a@example.com", ["b@example.com"], b"x" * 500 + b"\r\n")
     assert refused.value.smtp_code == 552
-    assert received.messages == []
+    assert smtpgate_server.messages == []
 
 
 def test_unknown_parameter_is_555(start_server, raw_client):

@@ -260,7 +260,7 @@ def test_option_handler_wins_over_subclass_method(start_server, raw_client):
     assert client.command("MAIL FROM:<a@example.com>") == (250, "2.1.0 from the option")
 
 
-def test_callable_object_as_async_handler(start_server, received):
+def test_callable_object_as_async_handler(start_server):
     class Store:
         def __init__(self):
             self.bodies = Recorder()

@@ -84,9 +84,9 @@ def test_socket_timeout_before_ehlo(start_server, raw_client):
     assert replies_until_closed(client) == [TIMEOUT_421]
 
 
-def test_socket_timeout_mid_data(start_server, raw_client, received):
-    running = start_server(socket_timeout=0.5, on_data=received.on_data)
-    client = raw_client(running.port)
+@pytest.mark.smtpgate(socket_timeout=0.5, name="mx.test")  # the name in TIMEOUT_421
+def test_socket_timeout_mid_data(smtpgate_server, raw_client):
+    client = raw_client(smtpgate_server.port)
     assert client.reply()[0] == 220
     client.send(
         b"EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n"
@@ -95,7 +95,7 @@ def test_socket_timeout_mid_data(start_server, raw_client, received):
     replies = replies_until_closed(client)
     assert [code for code, _ in replies] == [250, 250, 250, 354, 421]
     assert replies[-1] == TIMEOUT_421
-    assert received.messages == []
+    assert smtpgate_server.messages == []
 
 
 def test_socket_timeout_with_partial_command(start_server, raw_client):

@@ -12,9 +12,8 @@ from server_support import ehlo
 from support import Recorder
 
 
-def test_whole_transaction_in_one_write(start_server, raw_client, received):
-    running = start_server(on_data=received.on_data)
-    client = raw_client(running.port)
+def test_whole_transaction_in_one_write(smtpgate_server, raw_client):
+    client = raw_client(smtpgate_server.port)
     assert client.reply()[0] == 220
     client.send(
         b"EHLO client.test\r\n"
@@ -34,14 +33,13 @@ def test_whole_transaction_in_one_write(start_server, raw_client, received):
     codes = [code for code, _ in client.replies(13)]
     assert codes == [250, 250, 250, 501, 250, 354, 250, 250, 250, 354, 250, 250, 221]
     assert client.is_closed()
-    received.wait_for(2)
-    assert [m[:3] for m in received.messages] == [
+    assert [(m.mail_from, m.rcpt_to, m.raw) for m in smtpgate_server.wait_for(2)] == [
         ("a@example.com", ["b@example.com", "c@example.com"], b"Subject: one\r\n\r\nfirst\r\n"),
         ("", ["d@example.com"], b"second\r\n"),
     ]
 
 
-def test_pipelined_replies_wait_for_slow_handlers(start_server, raw_client, received):
+def test_pipelined_replies_wait_for_slow_handlers(smtpgate_server_factory, raw_client):
     """Replies come in command order even when a handler takes its time."""
     order = Recorder()
 
@@ -50,8 +48,8 @@ def test_pipelined_replies_wait_for_slow_handlers(start_server, raw_client, rece
             await asyncio.sleep(0.2)
         order.add(address.address)
 
-    running = start_server(on_rcpt_to=on_rcpt_to, on_data=received.on_data)
-    client = raw_client(running.port)
+    server = smtpgate_server_factory(on_rcpt_to=on_rcpt_to)
+    client = raw_client(server.port)
     ehlo(client)
     client.send(
         "MAIL FROM:<a@example.com>\r\nRCPT TO:<slow@example.com>\r\nRCPT TO:<fast@example.com>\r\n"
@@ -59,20 +57,18 @@ def test_pipelined_replies_wait_for_slow_handlers(start_server, raw_client, rece
     )
     assert [code for code, _ in client.replies(6)] == [250, 250, 250, 354, 250, 221]
     assert order.items == ["slow@example.com", "fast@example.com"]
-    received.wait_for(1)
-    assert received.messages[0][1] == ["slow@example.com", "fast@example.com"]
+    [message] = server.wait_for(1)
+    assert message.rcpt_to == ["slow@example.com", "fast@example.com"]
 
 
-def test_aiosmtplib_pipelines_a_message(start_server, received):
-    running = start_server(on_data=received.on_data)
-
+def test_aiosmtplib_pipelines_a_message(smtpgate_server):
     async def send():
         return await aiosmtplib.send(
             b"Subject: pipelined\r\n\r\nvia aiosmtplib\r\n",
             sender="a@example.com",
             recipients=["b@example.com", "c@example.com"],
-            hostname=running.host,
-            port=running.port,
+            hostname=smtpgate_server.host,
+            port=smtpgate_server.port,
             start_tls=False,
             timeout=10,
         )
@@ -80,8 +76,8 @@ def test_aiosmtplib_pipelines_a_message(start_server, received):
     errors, response = asyncio.run(send())
     assert errors == {}
     assert response.startswith("2.6.0")
-    received.wait_for(1)
-    assert received.messages[0][:3] == (
+    [message] = smtpgate_server.wait_for(1)
+    assert (message.mail_from, message.rcpt_to, message.raw) == (
         "a@example.com",
         ["b@example.com", "c@example.com"],
         b"Subject: pipelined\r\n\r\nvia aiosmtplib\r\n",
@@ -163,9 +159,8 @@ def test_thousands_of_pipelined_commands(start_server, raw_client):
     assert replies[count][0] == 221
 
 
-def test_many_recipients_in_one_write(start_server, raw_client, received):
-    running = start_server(on_data=received.on_data)
-    client = raw_client(running.port, timeout=30)
+def test_many_recipients_in_one_write(smtpgate_server, raw_client):
+    client = raw_client(smtpgate_server.port, timeout=30)
     ehlo(client)
     rcpts = [f"user{i}@example.com" for i in range(1000)]
     client.send(
@@ -173,8 +168,8 @@ def test_many_recipients_in_one_write(start_server, raw_client, received):
     )
     codes = [code for code, _ in client.replies(len(rcpts) + 3)]
     assert codes == [250] * (len(rcpts) + 1) + [354, 250]
-    received.wait_for(1)
-    assert received.messages[0][1] == rcpts
+    [message] = smtpgate_server.wait_for(1)
+    assert message.rcpt_to == rcpts
 
 
 def test_transactions_on_one_connection(start_server, received):

@@ -129,9 +129,8 @@ def test_concurrent_pipelined_sessions_cut_anywhere_deliver_exact_bytes(
             assert session.remote_address == f"192.0.2.{int(sender[1:].split('@')[0]) + 1}"
 
 
-def test_a_connection_reset_mid_message_leaves_the_others_intact(start_server, received, raw_client):
-    running = start_server(on_data=received.on_data)
-    gone = raw_client(running.port)
+def test_a_connection_reset_mid_message_leaves_the_others_intact(smtpgate_server, raw_client):
+    gone = raw_client(smtpgate_server.port)
     assert gone.reply()[0] == 220
     gone.send(b"EHLO gone.test\r\nMAIL FROM:<gone@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
     assert [code for code, _ in gone.replies(1)] == [250]
@@ -139,9 +138,9 @@ def test_a_connection_reset_mid_message_leaves_the_others_intact(start_server, r
     # An RST: the transport may be holding the shared buffer when the connection is lost.
     gone.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     gone.close()
-    results = asyncio.run(many_sessions(running.port))
+    results = asyncio.run(many_sessions(smtpgate_server.port))
     assert all(codes[-1] == 221 for codes in results)
-    received.wait_for(SESSIONS * MESSAGES_PER_SESSION, timeout=60)
-    assert all(sender != "gone@example.com" for sender, _, _, _ in received.messages)
-    bodies = {body for _, _, body, _ in received.messages}
+    messages = smtpgate_server.wait_for(SESSIONS * MESSAGES_PER_SESSION, timeout=60)
+    assert all(message.mail_from != "gone@example.com" for message in messages)
+    bodies = {message.raw for message in messages}
     assert bodies == {message_body(i, m) for i in range(SESSIONS) for m in range(MESSAGES_PER_SESSION)}

@@ -34,7 +34,7 @@ def _served_certificate(raw_client, port, certs, server_hostname="mx.test", *, c
 
 
 @pytest.mark.parametrize("form", ["str", "bytes", "path-str", "pathlib"])
-def test_key_and_cert_forms(form, start_server, received, certs, raw_client):
+def test_key_and_cert_forms(form, smtpgate_server_factory, certs, raw_client):
     leaf = certs.server["mx.test"]
     pair = tls_pair(leaf)
     if form == "str":
@@ -45,13 +45,13 @@ def test_key_and_cert_forms(form, start_server, received, certs, raw_client):
         options = {"key": str(certs.files["mx.key"]), "cert": str(certs.files["mx.crt"])}
     else:
         options = {"key": Path(certs.files["mx.key"]), "cert": Path(certs.files["mx.crt"])}
-    running = start_server(on_data=received.on_data, **options)
-    client, served = _served_certificate(raw_client, running.port, certs)
+    server = smtpgate_server_factory(**options)
+    client, served = _served_certificate(raw_client, server.port, certs)
     assert served == der(leaf)
     assert client.command("EHLO client.test")[0] == 250
     send_message(client)
-    received.wait_for(1)
-    assert received.messages[0][3].secure is True
+    [message] = server.wait_for(1)
+    assert message.secure is True
 
 
 def test_key_as_bytes_and_cert_as_path(start_server, certs, raw_client):

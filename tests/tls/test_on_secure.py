@@ -94,20 +94,20 @@ def test_async_handler_and_order_after_on_connect(start_server, certs, mx, raw_c
     assert order == ["connect", "secure TLSv1.3 mx.test"]
 
 
-def test_never_called_for_plaintext_sessions(start_server, received, certs, mx):
+def test_never_called_for_plaintext_sessions(smtpgate_server_factory, certs, mx):
     on_secure = SecureCalls()
-    running = start_server(on_data=received.on_data, on_secure=on_secure, **mx)
-    with smtplib.SMTP("127.0.0.1", running.port, timeout=10) as client:
+    server = smtpgate_server_factory(on_secure=on_secure, **mx)
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
         client.sendmail("a@example.com", ["b@example.com"], MESSAGE)
-    received.wait_for(1)
-    assert received.messages[0][3].secure is False
+    [message] = server.wait_for(1)
+    assert message.secure is False
     assert on_secure.calls == []
 
 
-def test_refusing_after_starttls_answers_554_and_closes(start_server, received, certs, mx, raw_client):
+def test_refusing_after_starttls_answers_554_and_closes(smtpgate_server_factory, certs, mx, raw_client):
     on_secure = SecureCalls(refuse=SMTPError(554, "No TLS for you"))
-    running = start_server(on_data=received.on_data, on_secure=on_secure, **mx)
-    client = raw_client(running.port)
+    server = smtpgate_server_factory(on_secure=on_secure, **mx)
+    client = raw_client(server.port)
     starttls(client, client_context(certs))
     code, text = client.reply()  # sent as soon as the handshake is over, before any command
     assert code == 554
@@ -116,11 +116,11 @@ def test_refusing_after_starttls_answers_554_and_closes(start_server, received, 
     assert len(on_secure.calls) == 1
     # the server goes on serving
     on_secure.refuse = None
-    other = raw_client(running.port)
+    other = raw_client(server.port)
     starttls(other, client_context(certs))
     assert other.command("EHLO client.test")[0] == 250
     send_message(other)
-    received.wait_for(1)
+    server.wait_for(1)
 
 
 def test_refusing_after_implicit_tls_answers_554_instead_of_the_greeting(start_server, certs, mx):

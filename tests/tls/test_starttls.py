@@ -199,9 +199,9 @@ def test_development_certificate_is_not_trusted_by_a_verifying_client(start_serv
             client.starttls(context=client_context(certs))
 
 
-def test_needs_upgrade_refuses_mail_before_starttls(start_server, received, certs, mx, raw_client):
-    running = start_server(on_data=received.on_data, needs_upgrade=True, **mx)
-    client = raw_client(running.port)
+def test_needs_upgrade_refuses_mail_before_starttls(smtpgate_server_factory, certs, mx, raw_client):
+    server = smtpgate_server_factory(needs_upgrade=True, **mx)
+    client = raw_client(server.port)
     assert client.reply()[0] == 220
     code, text = client.command("EHLO client.test")
     assert "STARTTLS" in ehlo_keywords(text)
@@ -212,37 +212,37 @@ def test_needs_upgrade_refuses_mail_before_starttls(start_server, received, cert
     upgrade(client, client_context(certs))
     assert client.command("EHLO client.test")[0] == 250
     send_message(client)
-    received.wait_for(1)
-    assert received.messages[0][3].secure is True
+    [message] = server.wait_for(1)
+    assert message.secure is True
 
 
-def test_needs_upgrade_with_smtplib(start_server, received, certs, mx):
-    running = start_server(on_data=received.on_data, needs_upgrade=True, **mx)
-    with smtp(running.port) as client:
+def test_needs_upgrade_with_smtplib(smtpgate_server_factory, certs, mx):
+    server = smtpgate_server_factory(needs_upgrade=True, **mx)
+    with smtp(server.port) as client:
         with pytest.raises(smtplib.SMTPSenderRefused) as refused:
             client.sendmail("a@example.com", ["b@example.com"], MESSAGE)
         assert refused.value.smtp_code == 530
         client.starttls(context=client_context(certs))
         assert client.sendmail("a@example.com", ["b@example.com"], MESSAGE) == {}
-    received.wait_for(1)
+    server.wait_for(1)
 
 
-def test_hide_starttls_still_accepts_starttls(start_server, received, certs, mx, raw_client):
-    running = start_server(on_data=received.on_data, hide_starttls=True, **mx)
-    client = raw_client(running.port)
+def test_hide_starttls_still_accepts_starttls(smtpgate_server_factory, certs, mx, raw_client):
+    server = smtpgate_server_factory(hide_starttls=True, **mx)
+    client = raw_client(server.port)
     keywords = starttls(client, client_context(certs))
     assert "STARTTLS" not in keywords
     code, text = client.command("EHLO client.test")
     assert code == 250 and "STARTTLS" not in ehlo_keywords(text)
     send_message(client)
-    received.wait_for(1)
-    assert received.messages[0][3].secure is True
+    [message] = server.wait_for(1)
+    assert message.secure is True
 
 
-def test_starttls_injection_is_discarded(start_server, received, certs, mx, raw_client):
+def test_starttls_injection_is_discarded(smtpgate_server_factory, certs, mx, raw_client):
     """CVE-2011-0411: plaintext pipelined behind STARTTLS must not be executed inside TLS."""
-    running = start_server(on_data=received.on_data, **mx)
-    client = raw_client(running.port)
+    server = smtpgate_server_factory(**mx)
+    client = raw_client(server.port)
     assert client.reply()[0] == 220
     assert client.command("EHLO client.test")[0] == 250
     client.send("STARTTLS\r\nMAIL FROM:<evil@x>\r\n")  # one packet
@@ -255,8 +255,8 @@ def test_starttls_injection_is_discarded(start_server, received, certs, mx, raw_
     assert code == 503, f"injected MAIL took effect: RCPT answered {code} {text}"
     assert "MAIL" in text
     send_message(client)  # a real transaction still works
-    received.wait_for(1)
-    assert received.messages[0][0] == "a@example.com"
+    [message] = server.wait_for(1)
+    assert message.mail_from == "a@example.com"
 
 
 def test_injection_with_the_tls_handshake_in_the_same_packet_is_discarded(start_server, mx, certs, raw_client):
