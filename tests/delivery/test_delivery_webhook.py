@@ -38,6 +38,21 @@ async def _queue_one(queue: LocalQueue, body: bytes, recipients: tuple[str, ...]
     return await delivery.commit()
 
 
+async def _deliver_all(queue: LocalQueue, hook: WebhookDeliverer, receiver: Receiver) -> None:
+    """Run a worker (quick retries, no jitter) until the queue is empty (30 s at most),
+    then stop it, the deliverer and the receiver."""
+    worker = DeliveryWorker(queue, hook, retry_min=0.05, jitter=0.0)
+    await worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while (await queue.stats()).queued and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        await worker.stop()
+        await hook.close()
+        await receiver.stop()
+
+
 BODY = b"From: sender@example.org\r\nTo: app@example.test\r\nSubject: webhook\r\n\r\nHello\r\n"
 
 
@@ -48,16 +63,7 @@ def test_failures_then_success_with_the_same_id(tmp_path: Path) -> None:
         await queue.start()
         message_id = await _queue_one(queue, BODY)
         hook = WebhookDeliverer(f"http://127.0.0.1:{receiver.port}/hook", secret=SECRET, timeout=1.0)
-        worker = DeliveryWorker(queue, hook, retry_min=0.05, jitter=0.0)
-        await worker.start()
-        try:
-            deadline = time.monotonic() + 30
-            while (await queue.stats()).queued and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-        finally:
-            await worker.stop()
-            await hook.close()
-            await receiver.stop()
+        await _deliver_all(queue, hook, receiver)
         assert (await queue.stats()).queued == 0
         assert (await queue.stats()).dead == 0
         assert len(receiver.requests) == 5
@@ -249,16 +255,7 @@ def test_small_bodies_go_whole_large_ones_stream_signed_and_sized_alike(tmp_path
         await queue.start()
         message_id = await _queue_one(queue, body)
         hook = WebhookDeliverer(f"http://127.0.0.1:{receiver.port}/hook", secret=SECRET)
-        worker = DeliveryWorker(queue, hook, retry_min=0.05, jitter=0.0)
-        await worker.start()
-        try:
-            deadline = time.monotonic() + 30
-            while (await queue.stats()).queued and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-        finally:
-            await worker.stop()
-            await hook.close()
-            await receiver.stop()
+        await _deliver_all(queue, hook, receiver)
         return message_id, receiver.requests
 
     message_id, requests = asyncio.run(main())
