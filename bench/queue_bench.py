@@ -79,6 +79,12 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(15)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -137,23 +143,29 @@ def serve(work: Path, name: str, args: list[str]) -> tuple[subprocess.Popen[byte
     return process, port
 
 
-def accept_rate(work: Path, messages: int, connections: int, receiver_port: int, reps: int) -> dict[str, float]:
-    """Messages per second accepted with the Maildir sink and with the queue: the median
-    of ``reps`` runs of each, taken in turns so that a busy moment hurts both alike."""
+def accept_rate(
+    work: Path, messages: int, connections: int, receiver_port: int, receiver_pid: int, reps: int
+) -> dict[str, float]:
+    """Messages per second accepted with the Maildir sink and with the queue, and CPU µs
+    per message of the server (and of the webhook receiver): the median of ``reps`` runs
+    of each, taken in turns so that a busy moment hurts both alike."""
     runs: dict[str, list[float]] = {}
     for rep in range(reps):
-        for name, rate in _accept_once(work / f"rep{rep}", messages, connections, receiver_port).items():
+        for name, rate in _accept_once(work / f"rep{rep}", messages, connections, receiver_port, receiver_pid).items():
             runs.setdefault(name, []).append(rate)
     return {name: statistics.median(values) for name, values in runs.items()}
 
 
-def _accept_once(work: Path, messages: int, connections: int, receiver_port: int) -> dict[str, float]:
+def _accept_once(
+    work: Path, messages: int, connections: int, receiver_port: int, receiver_pid: int
+) -> dict[str, float]:
     work.mkdir()
     rates: dict[str, float] = {}
     setups = {
         "maildir": ["--sink", f"maildir:{work / 'maildir'}"],
         "queue": ["--deliver", f"http://127.0.0.1:{receiver_port}/hook", "--queue", str(work / "queue-accept")],
-        # the commit alone: the endpoint is down, the first retry an hour away
+        # an endpoint that is down: each message gets one failed attempt (its state file
+        # written and fsynced), then waits an hour
         "queue_only": [
             "--deliver",
             f"http://127.0.0.1:{free_port()}/down",
@@ -167,10 +179,20 @@ def _accept_once(work: Path, messages: int, connections: int, receiver_port: int
         process, port = serve(work, name, args)
         try:
             asyncio.run(send(port, min(messages, 50), connections))  # warm-up
+            time.sleep(0.5)  # the warm-up's deliveries
+            cpu, hook_cpu = cpu_seconds(process.pid), cpu_seconds(receiver_pid)
             accepted, seconds = asyncio.run(send(port, messages, connections))
+            if name == "queue":  # the deliveries of this run, before the CPU is read
+                deadline = time.monotonic() + 60
+                while list((work / "queue-accept" / "active").glob("*.msg")) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            cpu, hook_cpu = cpu_seconds(process.pid) - cpu, cpu_seconds(receiver_pid) - hook_cpu
         finally:
             stop(process)
         rates[name] = accepted / seconds
+        rates[f"{name}_cpu_us"] = cpu * 1e6 / max(accepted, 1)
+        if name == "queue":
+            rates["receiver_cpu_us"] = hook_cpu * 1e6 / max(accepted, 1)
     return rates
 
 
@@ -266,7 +288,7 @@ def main() -> int:
         receiver = spawn([sys.executable, "-c", RECEIVER, str(receiver_port)], work / "receiver.log", work)
         try:
             wait_port(receiver_port)
-            rates = accept_rate(work, args.messages, args.connections, receiver_port, args.reps)
+            rates = accept_rate(work, args.messages, args.connections, receiver_port, receiver.pid, args.reps)
             deliveries = delivery_rate(work, args.deliveries, receiver_port)
             memory = queued_memory(work, args.queued, args.connections)
         finally:
@@ -276,6 +298,10 @@ def main() -> int:
         "accepted_per_s_queue": round(rates["queue"], 1),
         "queue_vs_maildir": round(rates["queue"] / rates["maildir"], 3),
         "accepted_per_s_queue_only": round(rates["queue_only"], 1),
+        "server_cpu_us_per_msg_maildir": round(rates["maildir_cpu_us"], 1),
+        "server_cpu_us_per_msg_queue": round(rates["queue_cpu_us"], 1),
+        "server_cpu_us_per_msg_queue_only": round(rates["queue_only_cpu_us"], 1),
+        "receiver_cpu_us_per_msg": round(rates["receiver_cpu_us"], 1),
         "deliveries_per_s_webhook": round(deliveries, 1),
         **{key: round(value, 1) for key, value in memory.items()},
     }
