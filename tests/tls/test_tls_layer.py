@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import ssl
+import subprocess
+import threading
 from typing import Any
 
 import pytest
@@ -231,3 +234,74 @@ def test_layer_refused_handshake_sends_the_alert(certs):
     with pytest.raises(ssl.SSLError, match="VERSION"):
         client.do_handshake()
     loop.close()
+
+
+# ----------------------------------------------------------------------------- openssl s_client
+
+
+class _Interactive:
+    """``openssl s_client`` driven line by line; its output collected by a thread."""
+
+    def __init__(self, port: int, *args: str) -> None:
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            pytest.skip("openssl is not installed")
+        command = [openssl, "s_client", "-connect", f"127.0.0.1:{port}", "-starttls", "smtp", "-crlf", *args]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        self.output = b""
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        while chunk := self.process.stdout.read1(4096):
+            with self._lock:
+                self.output += chunk
+
+    def count(self, text: bytes) -> int:
+        with self._lock:
+            return self.output.count(text)
+
+    def say(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line.encode() + b"\n")
+        self.process.stdin.flush()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+
+
+def test_tls13_key_updates_mid_session(start_server, mx):
+    running = start_server(**mx)
+    client = _Interactive(running.port, "-tls1_3")
+    try:
+        wait_until(lambda: client.count(b"250 BINARYMIME") or client.count(b"250 ") >= 1, what="EHLO over TLS")
+        for number, command in enumerate(("k", "K"), 1):  # a key update; one asking for the server's
+            answered = client.count(b"250 2.0.0 OK")
+            client.say(command)
+            wait_until(lambda n=number: client.count(b"KEYUPDATE") >= n, what="KEYUPDATE")
+            client.say("NOOP")
+            wait_until(lambda a=answered: client.count(b"250 2.0.0 OK") > a, what="NOOP after the key update")
+        client.say("quit")  # (a line starting with Q ends s_client itself)
+        wait_until(lambda: client.count(b"221 "), what="221")
+    finally:
+        client.close()
+
+
+def test_tls12_renegotiation_is_refused_and_the_server_serves_on(start_server, certs, mx, raw_client):
+    running = start_server(**mx)
+    client = _Interactive(running.port, "-tls1_2")
+    try:
+        wait_until(lambda: client.count(b"250 "), what="EHLO over TLS")
+        client.say("R")  # s_client renegotiates; the server answers no_renegotiation
+        wait_until(lambda: client.count(b"no renegotiation"), what="the no_renegotiation alert")
+    finally:
+        client.close()
+    other = raw_client(running.port)
+    starttls(other, client_context(certs))
+    assert other.command("NOOP")[0] == 250
+    wait_until(lambda: len(running.server.connections) == 1)
