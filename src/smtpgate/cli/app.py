@@ -4,6 +4,7 @@ the line printed per message, signals, and the event loop."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import email.parser
 import email.policy
 import email.utils
@@ -33,6 +34,11 @@ __all__ = ["App", "StartupError", "new_event_loop"]
 logger = logging.getLogger("smtpgate.cli")
 
 _HEADER_LIMIT = 64 * 1024  # bytes of headers kept to find the Subject
+DISK_THREADS = 32
+"""Threads of the loop's default executor, where every commit waits on ``fsync`` and the
+delivery worker reads and removes queue files. asyncio's default (CPU count + 4: six on
+two cores) lets a few slow fsyncs hold every thread while the worker's quick file work
+queues behind them (bench/queue_bench.py measures the difference)."""
 
 
 class StartupError(Exception):
@@ -48,8 +54,16 @@ def new_event_loop(use_uvloop: bool) -> tuple[asyncio.AbstractEventLoop, str]:
             pass
         else:
             loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+            _disk_threads(loop)
             return loop, "uvloop"
-    return asyncio.new_event_loop(), "asyncio"
+    loop = asyncio.new_event_loop()
+    _disk_threads(loop)
+    return loop, "asyncio"
+
+
+def _disk_threads(loop: asyncio.AbstractEventLoop) -> None:
+    executor = concurrent.futures.ThreadPoolExecutor(DISK_THREADS, thread_name_prefix="smtpgate-disk")
+    loop.set_default_executor(executor)
 
 
 class _Headers:
