@@ -23,7 +23,8 @@ MAX_ADDRESS_LENGTH = 254  # a path is at most 256 octets including the angle bra
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]"
 _DOT_ATOM = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
 _QUOTED = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])*"')
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9\-\u0080-\U0010ffff]{1,63}(?<!-)")
+_LABEL = r"(?!-)[A-Za-z0-9\-\u0080-\U0010ffff]{1,63}(?<!-)"
+_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")  # labels of 1-63, no hyphen at either end
 _PARAM_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*")
 _XTEXT = re.compile(r"\+([0-9A-F]{2})")
 # Characters that never belong in an address: controls, C1 controls, invisible spacing.
@@ -116,7 +117,7 @@ def parse_mailbox(path: str, *, allow_null: bool, allow_postmaster: bool) -> str
 def _is_domain(domain: str) -> bool:
     if not domain or len(domain) > 253:
         return False
-    return all(_LABEL.fullmatch(label) for label in domain.split("."))
+    return _DOMAIN.fullmatch(domain) is not None
 
 
 def _is_address_literal(domain: str) -> bool:
