@@ -10,6 +10,8 @@ import logging
 import re
 import secrets
 import socket
+import threading
+import time
 from typing import Any
 
 from .context import ConnectionContext
@@ -20,6 +22,46 @@ from .session import Session
 __all__ = ["new_session_id", "new_session", "ConnectionLogger", "reverse_lookup"]
 
 _HOSTNAME = re.compile(r"(?=.{1,253}$)(?:(?!-)[a-z0-9_-]{1,63}(?<!-)\.)*(?!-)[a-z0-9_-]{1,63}(?<!-)")
+
+
+REVERSE_CACHE_SECONDS = 60.0
+"""How long the system resolver's answer for an address is reused (a custom ``resolver``
+is asked every time)."""
+REVERSE_CACHE_SIZE = 4096
+"""Addresses whose answers are kept at most (the oldest go first)."""
+
+
+class _RecentNames:
+    """The system resolver's recent answers: mail servers connect again and again from the
+    same addresses, and each lookup is a trip to a thread and through NSS."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()  # servers in several threads share it
+
+    def get(self, address: str) -> str | None:
+        with self._lock:
+            found = self._names.get(address)
+            if found is None:
+                return None
+            if found[1] < time.monotonic():
+                del self._names[address]
+                return None
+            return found[0]
+
+    def put(self, address: str, name: str) -> None:
+        with self._lock:
+            self._names.pop(address, None)
+            while len(self._names) >= REVERSE_CACHE_SIZE:
+                del self._names[next(iter(self._names))]
+            self._names[address] = (name, time.monotonic() + REVERSE_CACHE_SECONDS)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._names.clear()
+
+
+recent_names = _RecentNames()
 
 
 def new_session_id() -> str:
@@ -62,23 +104,44 @@ def new_session(peer: Any, local: Any, proxy: ProxyInfo | None) -> Session:
 
 
 async def reverse_lookup(ctx: ConnectionContext, address: str, log: Any) -> str:
-    """The client's validated, lower-cased reverse DNS name, or ``[address]``."""
-    loop = asyncio.get_running_loop()
+    """The client's validated, lower-cased reverse DNS name, or ``[address]``. The system
+    resolver's answers (a name, or "no such name") are reused for ``REVERSE_CACHE_SECONDS``;
+    timeouts and temporary failures are not kept."""
+    if ctx.resolver is None:
+        known = recent_names.get(address)
+        if known is not None:
+            return known
+        name = await _system_lookup(ctx, address)
+        if name is not None:
+            recent_names.put(address, name)
+            return name
+        return f"[{address}]"
     try:
-        if ctx.resolver is not None:
-            result = ctx.resolver(address)
-            if inspect.isawaitable(result):
-                result = await asyncio.wait_for(result, ctx.reverse_lookup_timeout)
-            name = str(result or "")
-        else:
-            info = await asyncio.wait_for(
-                loop.getnameinfo((address, 0), socket.NI_NAMEREQD), ctx.reverse_lookup_timeout
-            )
-            name = info[0]
+        result = ctx.resolver(address)
+        if inspect.isawaitable(result):
+            result = await asyncio.wait_for(result, ctx.reverse_lookup_timeout)
+        name = str(result or "")
     except (OSError, asyncio.TimeoutError, UnicodeError, ValueError):
         return f"[{address}]"
     except Exception as error:  # a custom resolver failing must not end the session
         log.warning("reverse lookup failed: %r", error)
         return f"[{address}]"
+    return _checked(name, address)
+
+
+async def _system_lookup(ctx: ConnectionContext, address: str) -> str | None:
+    """getnameinfo's answer, checked; None when there is no answer to keep."""
+    loop = asyncio.get_running_loop()
+    try:
+        info = await asyncio.wait_for(loop.getnameinfo((address, 0), socket.NI_NAMEREQD), ctx.reverse_lookup_timeout)
+    except socket.gaierror as error:
+        # "No such name" is an answer and kept; a resolver failing for now is not.
+        return f"[{address}]" if error.errno == socket.EAI_NONAME else None
+    except (asyncio.TimeoutError, OSError, UnicodeError, ValueError):
+        return None
+    return _checked(info[0], address)
+
+
+def _checked(name: str, address: str) -> str:
     name = name.rstrip(".").lower()
     return name if _HOSTNAME.fullmatch(name) else f"[{address}]"
