@@ -8,10 +8,10 @@ import dataclasses
 import json
 import os
 import time
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 from ..sinks import Delivery, MessageInfo, SinkFull
-from ..sinks.files import fsync_dir
+from ..sinks.files import StagedFile, fsync_dir
 from .base import FileBody, QueuedMessage, RecipientState, new_message_id
 
 __all__ = [
@@ -129,28 +129,28 @@ class _Owner(Protocol):
 
 
 class QueueDelivery(Delivery):
-    """A message on its way into the queue: a file in ``tmp/`` renamed at commit."""
+    """A message on its way into the queue: a file in ``tmp/`` (a `StagedFile`: no file
+    I/O on the event loop) renamed into ``active/`` at commit."""
 
     def __init__(self, queue: _Owner, info: MessageInfo) -> None:
         self._queue = queue
         self.message_id = new_message_id()
-        self._temp = os.path.join(queue.path, "tmp", self.message_id + ".msg")
-        self._file: IO[bytes] | None = open(self._temp, "xb")
         header = {"v": 1, "id": self.message_id, "queued": time.time(), "info": info_to_json(info)}
         line = json.dumps(header).encode() + b"\n"
-        self._file.write(line)
+        temp = os.path.join(queue.path, "tmp", self.message_id + ".msg")
+        self._file: StagedFile | None = StagedFile(temp, line)
         self._offset = len(line)
         self._size = 0
 
     async def write(self, chunk: bytes) -> None:
         if self._file is None:
             raise RuntimeError("the delivery is closed")
-        self._file.write(chunk)
         self._size += len(chunk)
+        await self._file.write(chunk)
 
     async def commit(self) -> str:
-        handle = self._file
-        if handle is None:
+        staged = self._file
+        if staged is None:
             raise RuntimeError("the delivery is closed")
         queue = self._queue
         if not queue.has_room(self._size + self._offset):
@@ -160,33 +160,22 @@ class QueueDelivery(Delivery):
         self._file = None
 
         def store() -> None:
-            try:
-                handle.flush()
-                os.fsync(handle.fileno())
-            finally:
-                handle.close()
-            os.rename(self._temp, final)
+            staged.finish()
+            os.rename(staged.path, final)
             fsync_dir(os.path.dirname(final))
 
         try:
             await asyncio.to_thread(store)
         except BaseException:
-            unlink_quietly(self._temp)
+            staged.discard()
             raise
         queue.added(self.message_id, self._size + self._offset)
         return self.message_id
 
     def abort(self) -> None:
-        handle, self._file = self._file, None
-        if handle is not None:
-            try:
-                handle.close()
-            except OSError:
-                pass
-            try:
-                os.unlink(self._temp)
-            except OSError:
-                pass
+        staged, self._file = self._file, None
+        if staged is not None:
+            staged.discard()
 
 
 def valid_id(message_id: str) -> bool:
