@@ -38,7 +38,8 @@ DISK_THREADS = 32
 """Threads of the loop's default executor, where every commit waits on ``fsync`` and the
 delivery worker reads and removes queue files. asyncio's default (CPU count + 4: six on
 two cores) lets a few slow fsyncs hold every thread while the worker's quick file work
-queues behind them (bench/queue_bench.py measures the difference)."""
+queues behind them. (On a quiet 2-core machine bench/queue_bench.py shows no difference
+either way: there the CPU is the limit; on a busy one the larger pool did better.)"""
 
 
 class StartupError(Exception):
