@@ -67,12 +67,22 @@ def _secret_key(secret: str) -> bytes:
         raise ValueError("the webhook secret must be 'whsec_' followed by base64") from None
 
 
+def _signer(secret: str, message_id: str, timestamp: int) -> hmac.HMAC:
+    """The HMAC-SHA256 keyed with the secret (``whsec_`` + base64), fed ``{id}.{timestamp}.``:
+    the body follows, in one piece or several."""
+    return hmac.new(_secret_key(secret), f"{message_id}.{timestamp}.".encode(), hashlib.sha256)
+
+
+def _signature(mac: hmac.HMAC) -> str:
+    return "v1," + base64.b64encode(mac.digest()).decode("ascii")
+
+
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` value: ``v1,`` and the base64 HMAC-SHA256 of
     ``{id}.{timestamp}.{body}`` keyed with the secret (``whsec_`` + base64)."""
-    signed = f"{message_id}.{timestamp}.".encode() + body
-    digest = hmac.new(_secret_key(secret), signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode("ascii")
+    mac = _signer(secret, message_id, timestamp)
+    mac.update(body)
+    return _signature(mac)
 
 
 def verify(secret: str, headers: Mapping[str, str], body: bytes, *, tolerance: float = 300.0) -> None:
@@ -198,14 +208,15 @@ class WebhookDeliverer:
             return data
         mac = None
         if self.secret is not None:
-            mac = hmac.new(_secret_key(self.secret), f"{message.id}.{timestamp}.".encode() + prefix, hashlib.sha256)
+            mac = _signer(self.secret, message.id, timestamp)
+            mac.update(prefix)
         length = len(prefix)
         async for chunk in message.iter_body():
             length += len(chunk)
             if mac is not None:
                 mac.update(chunk)
         if mac is not None:
-            headers["webhook-signature"] = "v1," + base64.b64encode(mac.digest()).decode("ascii")
+            headers["webhook-signature"] = _signature(mac)
         headers["Content-Length"] = str(length)
 
         async def stream() -> AsyncIterator[bytes]:
