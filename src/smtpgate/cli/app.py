@@ -48,23 +48,19 @@ class StartupError(Exception):
 
 def new_event_loop(use_uvloop: bool) -> tuple[asyncio.AbstractEventLoop, str]:
     """A new event loop: uvloop's when wanted and importable, else asyncio's."""
+    loop: asyncio.AbstractEventLoop | None = None
+    name = "asyncio"
     if use_uvloop:
         try:
             uvloop: Any = importlib.import_module("uvloop")
         except ImportError:
             pass
         else:
-            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-            _disk_threads(loop)
-            return loop, "uvloop"
-    loop = asyncio.new_event_loop()
-    _disk_threads(loop)
-    return loop, "asyncio"
-
-
-def _disk_threads(loop: asyncio.AbstractEventLoop) -> None:
-    executor = concurrent.futures.ThreadPoolExecutor(DISK_THREADS, thread_name_prefix="smtpgate-disk")
-    loop.set_default_executor(executor)
+            loop, name = uvloop.new_event_loop(), "uvloop"
+    if loop is None:
+        loop = asyncio.new_event_loop()
+    loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(DISK_THREADS, thread_name_prefix="smtpgate-disk"))
+    return loop, name
 
 
 class _Headers:
