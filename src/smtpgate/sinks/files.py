@@ -169,12 +169,8 @@ class _FileDelivery(_Delivery):
     def _commit(self) -> str:
         staged = self._file
         assert staged is not None
-        try:
-            staged.finish()
-            os.rename(staged.path, self._final)
-        except BaseException:
-            staged.discard()
-            raise
+        staged.finish()  # on failure, commit() calls abort(), which discards the file
+        os.rename(staged.path, self._final)
         self._file = None
         fsync_dir(self._directory)
         return self._final
