@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -13,7 +12,7 @@ import threading
 from typing import Any
 
 import pytest
-from tls_support import cert_pem, client_context, key_pem, starttls
+from tls_support import client_context, require_tool, starttls, tls_pair
 
 from smtpgate.readbuffer import READ_BUFFER_SIZE
 from smtpgate.tls import TLSOptions, build_context
@@ -131,9 +130,8 @@ class _App:
         pass
 
 
-def _server_context(certs: Any) -> ssl.SSLContext:
-    leaf = certs.server["mx.test"]
-    return build_context(TLSOptions(key=key_pem(leaf), cert=cert_pem(leaf)))
+def _server_context(certs: Any, **options: Any) -> ssl.SSLContext:
+    return build_context(TLSOptions(**tls_pair(certs.server["mx.test"]), **options))
 
 
 def _pair(certs: Any) -> tuple[TLSLayer, _Raw, _App, ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO]:
@@ -218,10 +216,8 @@ def test_layer_handshake_failure_is_the_futures_error(certs):
 
 def test_layer_refused_handshake_sends_the_alert(certs):
     loop = asyncio.new_event_loop()
-    leaf = certs.server["mx.test"]
-    server = build_context(TLSOptions(key=key_pem(leaf), cert=cert_pem(leaf), min_version="TLSv1.3"))
     raw, app = _Raw(), _App()
-    layer = TLSLayer(loop, raw, app, server)  # type: ignore[arg-type]
+    layer = TLSLayer(loop, raw, app, _server_context(certs, min_version="TLSv1.3"))  # type: ignore[arg-type]
     to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
     client = client_context(certs, maximum_version=ssl.TLSVersion.TLSv1_2).wrap_bio(
         to_client, to_server, server_hostname="mx.test"
@@ -243,10 +239,16 @@ class _Interactive:
     """``openssl s_client`` driven line by line; its output collected by a thread."""
 
     def __init__(self, port: int, *args: str) -> None:
-        openssl = shutil.which("openssl")
-        if openssl is None:
-            pytest.skip("openssl is not installed")
-        command = [openssl, "s_client", "-connect", f"127.0.0.1:{port}", "-starttls", "smtp", "-crlf", *args]
+        command = [
+            require_tool("openssl"),
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{port}",
+            "-starttls",
+            "smtp",
+            "-crlf",
+            *args,
+        ]
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
