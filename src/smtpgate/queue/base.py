@@ -146,7 +146,9 @@ class QueuedMessage:
         return self.body.open()
 
     async def read_body(self) -> bytes:
-        """The whole body (read in a thread)."""
+        """The whole body (read in a thread unless it is held in memory)."""
+        if isinstance(self.body, BytesBody):
+            return self.body.data
 
         def read() -> bytes:
             with self.open_body() as handle:
@@ -158,6 +160,12 @@ class QueuedMessage:
         """The body in chunks of up to ``chunk_size`` bytes (each read in a thread; the
         first with the opening, and a short chunk is the last: a body that fits in one
         chunk costs one trip to a thread)."""
+
+        if isinstance(self.body, BytesBody):
+            data = self.body.data
+            for start in range(0, len(data), chunk_size):
+                yield data[start : start + chunk_size]
+            return
 
         def first() -> tuple[BinaryIO, bytes]:
             handle = self.open_body()

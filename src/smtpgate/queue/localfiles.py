@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from ..sinks import Delivery, MessageInfo, SinkFull
 from ..sinks.files import StagedFile, fsync_dir
-from .base import FileBody, QueuedMessage, RecipientState, new_message_id
+from .base import BytesBody, FileBody, QueuedMessage, RecipientState, new_message_id
 
 __all__ = [
     "ACTIVE",
@@ -85,11 +85,16 @@ def state_to_json(message: QueuedMessage) -> bytes:
     return json.dumps(state).encode()
 
 
-def load_message(message_id: str, msg_path: str, state_path: str) -> QueuedMessage:
-    """Read one message's envelope and state; raises ``FileNotFoundError`` if gone."""
+def load_message(message_id: str, msg_path: str, state_path: str, *, in_memory: int = 0) -> QueuedMessage:
+    """Read one message's envelope and state; raises ``FileNotFoundError`` if gone. A
+    message of at most ``in_memory`` bytes is read whole (a `BytesBody`: a deliverer then
+    needs no more trips to a thread); a larger one stays a `FileBody`."""
+    data: bytes | None = None
     with open(msg_path, "rb") as handle:
         line = handle.readline(_MAX_HEADER)
         size = os.fstat(handle.fileno()).st_size - len(line)
+        if size <= in_memory:
+            data = handle.read(size + 1)
     header = json.loads(line)
     info = info_from_json(header["info"])
     state: dict[str, Any] = {}
@@ -108,7 +113,7 @@ def load_message(message_id: str, msg_path: str, state_path: str) -> QueuedMessa
         size=size,
         queued=float(header["queued"]),
         recipients=recipients,
-        body=FileBody(msg_path, len(line)),
+        body=FileBody(msg_path, len(line)) if data is None or len(data) != size else BytesBody(data),
         attempts=int(state.get("attempts", 0)),
         first_attempt=state.get("first_attempt"),
         last_attempt=state.get("last_attempt"),

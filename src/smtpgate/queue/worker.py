@@ -13,13 +13,14 @@ import asyncio
 import dataclasses
 import logging
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from .base import (
     Delivered,
     Deliverer,
+    DeliveryResult,
     Failed,
     MessageQueue,
     Outcome,
@@ -109,9 +110,10 @@ class DeliveryWorker:
         self.on_dead = on_dead
         self.target = _describe(deliverer)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._slot_freed = asyncio.Event()
+        self._wake = asyncio.Event()  # a slot freed, the queue has news, or stop
         self._stopping = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        self._queue_waiter: asyncio.Task[None] | None = None
 
     @property
     def in_flight(self) -> int:
@@ -127,6 +129,7 @@ class DeliveryWorker:
         """Stop claiming; let attempts in flight finish for ``grace`` seconds, then
         cancel them (their messages are released, still queued)."""
         self._stopping.set()
+        self._wake.set()
         if self._runner is not None:
             try:
                 await self._runner
@@ -142,45 +145,54 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         """Claim and deliver until `stop`."""
-        while not self._stopping.is_set():
-            free = self.concurrency - len(self._tasks)
-            idle = True
-            if free > 0:
-                try:
-                    batch = await self.queue.claim(free)
-                except Exception:
-                    logger.exception("queue %s: cannot claim messages", self.queue.describe())
-                    await asyncio.sleep(_CLAIM_PAUSE)  # not a tight loop of the same error
-                    continue
-                for message in batch:
-                    task = asyncio.create_task(self._attempt(message), name=f"smtpgate-deliver-{message.id}")
-                    self._tasks.add(task)
-                    task.add_done_callback(self._done)
-                if batch:
-                    continue
-            else:
-                idle = False
-            await self._wait(idle)
-
-    async def _wait(self, idle: bool) -> None:
-        """Until a slot frees, the queue has news (when idle) or `stop`."""
-        self._slot_freed.clear()
-        waiters: list[asyncio.Future[Any]] = [
-            asyncio.ensure_future(self._stopping.wait()),
-            asyncio.ensure_future(self._slot_freed.wait()),
-        ]
-        if idle:
-            waiters.append(asyncio.ensure_future(self.queue.wait(_IDLE)))
         try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            while not self._stopping.is_set():
+                if self.concurrency > len(self._tasks):
+                    try:
+                        batch = await self.queue.claim(self.concurrency - len(self._tasks))
+                    except Exception:
+                        logger.exception("queue %s: cannot claim messages", self.queue.describe())
+                        await asyncio.sleep(_CLAIM_PAUSE)  # not a tight loop of the same error
+                        continue
+                    for message in batch:
+                        task = asyncio.create_task(self._attempt(message), name=f"smtpgate-deliver-{message.id}")
+                        self._tasks.add(task)
+                        task.add_done_callback(self._done)
+                    if batch:
+                        continue
+                    self._watch_queue()
+                # Until a slot frees, the queue has news or `stop`; a wake-up that came
+                # while claiming is kept, so none is lost.
+                await self._wake.wait()
+                self._wake.clear()
         finally:
-            for waiter in waiters:
+            waiter, self._queue_waiter = self._queue_waiter, None
+            if waiter is not None:
                 waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+                await asyncio.gather(waiter, return_exceptions=True)
+
+    def _watch_queue(self) -> None:
+        """Wait for the queue's news in one task that lives until it has some (not one
+        task per turn of the loop)."""
+        if self._queue_waiter is None or self._queue_waiter.done():
+            self._queue_waiter = asyncio.create_task(self.queue.wait(_IDLE), name="smtpgate-queue-wait")
+            self._queue_waiter.add_done_callback(self._queue_news)
+
+    def _queue_news(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("queue %s: cannot wait for news", self.queue.describe(), exc_info=task.exception())
+        self._wake.set()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        self._slot_freed.set()
+        self._wake.set()
+
+    async def _deliver(self, message: QueuedMessage) -> DeliveryResult:
+        """The deliverer's result within ``attempt_timeout`` (raises ``TimeoutError``)."""
+        if sys.version_info >= (3, 11):
+            async with asyncio.timeout(self.attempt_timeout):  # no extra task, unlike wait_for
+                return await self.deliverer(message)
+        return await asyncio.wait_for(self.deliverer(message), self.attempt_timeout)
 
     async def _attempt(self, message: QueuedMessage) -> None:
         """One delivery attempt and its bookkeeping; the message's hold always ends."""
@@ -189,7 +201,7 @@ class DeliveryWorker:
         try:
             try:
                 if message.pending:
-                    result = await asyncio.wait_for(self.deliverer(message), self.attempt_timeout)
+                    result = await self._deliver(message)
                     outcomes = per_recipient(message, result)
                 else:  # every outcome was in, the crash came before the removal
                     outcomes = {}
