@@ -34,10 +34,10 @@ from email.utils import parsedate_to_datetime
 from typing import Literal
 from urllib.parse import quote
 
-import aiohttp
 from yarl import URL
 
 from ..queue.base import Delivered, DeliveryResult, Failed, QueuedMessage, Retry
+from .http1 import Body, CertificateError, HTTPClient, HTTPError
 from .parsed import message_json
 
 __all__ = ["WebhookDeliverer", "PERMANENT_STATUSES", "sign", "verify", "WebhookFormat", "WebhookVerificationError"]
@@ -152,28 +152,22 @@ class WebhookDeliverer:
         self.timeout = timeout
         self.tls_context = tls_context
         self.concurrency = concurrency
-        self._session: aiohttp.ClientSession | None = None
+        self._http: HTTPClient | None = None
 
     def describe(self) -> str:
         """The URL without its credentials."""
         return str(self.url.with_user(None))
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            ssl_option: ssl.SSLContext | bool = self.tls_context if self.tls_context is not None else True
-            connector = aiohttp.TCPConnector(limit=self.concurrency, ssl=ssl_option)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-                headers={"User-Agent": "smtpgate"},
-            )
-        return self._session
+    def _client(self) -> HTTPClient:
+        if self._http is None:
+            self._http = HTTPClient(str(self.url), tls=self.tls_context, limit=self.concurrency, timeout=self.timeout)
+        return self._http
 
     async def close(self) -> None:
         """Close the connections."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
     def _headers(self, message: QueuedMessage) -> dict[str, str]:
         info = message.info
@@ -193,19 +187,17 @@ class WebhookDeliverer:
         lines.extend(f"X-Original-To: {address}" for address in message.pending)
         return "".join(line + "\r\n" for line in lines).encode("utf-8")
 
-    async def _raw(
-        self, message: QueuedMessage, headers: dict[str, str], timestamp: int
-    ) -> bytes | AsyncIterator[bytes]:
-        """The raw body: read whole when small, else as a stream (never whole in memory):
-        a first pass over the file signs it and counts its bytes, the request sends it in
-        a second."""
+    async def _raw(self, message: QueuedMessage, headers: dict[str, str], timestamp: int) -> tuple[Body, int]:
+        """The raw body and its length: read whole when small, else as a stream (never
+        whole in memory): a first pass over the file signs it and counts its bytes, the
+        request sends it in a second."""
         prefix = self._envelope(message)
         headers["Content-Type"] = "message/rfc822"
         if message.size <= _IN_MEMORY:
             data = prefix + await message.read_body()
             if self.secret is not None:
                 headers["webhook-signature"] = sign(self.secret, message.id, timestamp, data)
-            return data
+            return data, len(data)
         mac = None
         if self.secret is not None:
             mac = _signer(self.secret, message.id, timestamp)
@@ -217,43 +209,43 @@ class WebhookDeliverer:
                 mac.update(chunk)
         if mac is not None:
             headers["webhook-signature"] = _signature(mac)
-        headers["Content-Length"] = str(length)
 
         async def stream() -> AsyncIterator[bytes]:
             yield prefix
             async for chunk in message.iter_body():
                 yield chunk
 
-        return stream()
+        return stream, length
 
     async def __call__(self, message: QueuedMessage) -> DeliveryResult:
         timestamp = int(time.time())
         headers = self._headers(message)
         headers["webhook-timestamp"] = str(timestamp)
-        data: bytes | AsyncIterator[bytes]
+        data: Body
         if self.format == "json":
             raw = await message.read_body()
             data = json.dumps(message_json(message, raw), ensure_ascii=False).encode("utf-8")
+            length = len(data)
             headers["Content-Type"] = "application/json"
             if self.secret is not None:
                 headers["webhook-signature"] = sign(self.secret, message.id, timestamp, data)
         else:
-            data = await self._raw(message, headers, timestamp)
+            data, length = await self._raw(message, headers, timestamp)
         try:
-            async with self._client().post(self.url, data=data, headers=headers, allow_redirects=False) as response:
-                status = response.status
-                if 200 <= status < 300:
-                    return Delivered(f"HTTP {status}")
-                text = (await response.content.read(_REASON_BODY)).decode("utf-8", "replace")
-                reason = f"HTTP {status} {response.reason or ''}".rstrip()
-                if text.strip():
-                    reason += ": " + " ".join(text.split())
-                if status in PERMANENT_STATUSES:
-                    return Failed(reason)
-                return Retry(reason, _retry_after(response.headers.get("Retry-After")))
-        except asyncio.TimeoutError:
+            response = await self._client().post(headers, data, length, keep=_REASON_BODY)
+        except (asyncio.TimeoutError, TimeoutError):
             return Retry(f"no response within {self.timeout:g} seconds")
-        except aiohttp.ClientConnectorCertificateError as error:
-            return Retry(f"TLS certificate not accepted: {error.certificate_error}")
-        except aiohttp.ClientError as error:
-            return Retry(f"{type(error).__name__}: {error}".rstrip(": "))
+        except CertificateError as error:
+            return Retry(f"TLS certificate not accepted: {error}")
+        except HTTPError as error:
+            return Retry(str(error))
+        status = response.status
+        if 200 <= status < 300:
+            return Delivered(f"HTTP {status}")
+        text = response.body.decode("utf-8", "replace")
+        reason = f"HTTP {status} {response.reason}".rstrip()
+        if text.strip():
+            reason += ": " + " ".join(text.split())
+        if status in PERMANENT_STATUSES:
+            return Failed(reason)
+        return Retry(reason, _retry_after(response.headers.get("retry-after")))
