@@ -1,7 +1,7 @@
 """Deliverers: where the delivery worker hands queued messages on.
 
-* `webhook.WebhookDeliverer`: HTTP POST, signed per Standard Webhooks (needs the
-  ``deliver`` extra: aiohttp);
+* `webhook.WebhookDeliverer`: HTTP POST, signed per Standard Webhooks (its own small
+  HTTP/1.1 client: no extra package);
 * `relay.RelayDeliverer`: SMTP to a smarthost;
 * `lmtp.LMTPDeliverer`: LMTP to a mailbox server;
 * `sink.SinkDeliverer`: into any sink;
@@ -43,12 +43,8 @@ def parse_deliverer(
     scheme = parts.scheme.lower()
     extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
     if scheme in ("http", "https"):
-        try:
-            from .webhook import WebhookDeliverer
-        except ImportError as error:
-            raise ValueError(
-                f"webhooks need a package that is missing: {error.name} (pip install 'smtpgate[deliver]')"
-            ) from None
+        from .webhook import WebhookDeliverer
+
         if webhook_format not in ("raw", "json"):
             raise ValueError(f"invalid webhook format {webhook_format!r}: expected raw or json")
         return WebhookDeliverer(

@@ -32,9 +32,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Literal
-from urllib.parse import quote
-
-from yarl import URL
+from urllib.parse import quote, urlsplit
 
 from ..queue.base import Delivered, DeliveryResult, Failed, QueuedMessage, Retry
 from .http1 import Body, CertificateError, HTTPClient, HTTPError
@@ -139,14 +137,14 @@ class WebhookDeliverer:
         tls_context: ssl.SSLContext | None = None,
         concurrency: int = 10,
     ) -> None:
-        parsed = URL(url)
-        if parsed.scheme not in ("http", "https") or not parsed.host:
+        parsed = urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(f"invalid webhook URL {url!r}: expected http(s)://HOST/PATH")
         if format not in ("raw", "json"):
             raise ValueError(f"invalid webhook format {format!r}: expected raw or json")
         if secret is not None:
             _secret_key(secret)  # fail now, not at the first message
-        self.url = parsed
+        self.url = url
         self.secret = secret
         self.format = format
         self.timeout = timeout
@@ -156,11 +154,12 @@ class WebhookDeliverer:
 
     def describe(self) -> str:
         """The URL without its credentials."""
-        return str(self.url.with_user(None))
+        parsed = urlsplit(self.url)
+        return parsed._replace(netloc=parsed.netloc.rpartition("@")[2]).geturl()
 
     def _client(self) -> HTTPClient:
         if self._http is None:
-            self._http = HTTPClient(str(self.url), tls=self.tls_context, limit=self.concurrency, timeout=self.timeout)
+            self._http = HTTPClient(self.url, tls=self.tls_context, limit=self.concurrency, timeout=self.timeout)
         return self._http
 
     async def close(self) -> None:
