@@ -185,3 +185,93 @@ def test_refused_connection_and_bad_urls() -> None:
     for bad in ("ftp://host/x", "http:///nohost"):
         with pytest.raises(ValueError):
             HTTPClient(bad)
+
+
+def test_a_connection_is_not_reused_after_a_refusal_or_a_close_in_a_list() -> None:
+    """A server that refuses early and leaves the body unread (or says close among other
+    tokens) must not have its next bytes taken for the next request's reply."""
+    connections = 0
+    replies = [b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n", b"HTTP/1.1 200 OK\r\n"]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        number = connections
+        await reader.readuntil(b"\r\n\r\n")  # the head only: the body stays unread
+        if number == 1:
+            writer.write(replies[0])
+            await writer.drain()
+            await reader.read(100)  # the unread body, taken as a new request...
+            writer.write(b"HTTP/1.1 400 Bad\r\nContent-Length: 0\r\n\r\n")  # ...and refused
+        elif number == 2:
+            writer.write(b"HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 0\r\n\r\n")
+        else:
+            writer.write(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+        writer.close()
+
+    async def main() -> None:
+        server, url = await serve(handler)
+        client = HTTPClient(url, limit=1)
+        try:
+            assert (await client.post({}, b"x" * 50, 50)).status == 413
+            assert (await client.post({}, b"y", 1)).status == 200
+            assert (await client.post({}, b"z", 1)).status == 503
+        finally:
+            await client.close()
+            server.close()
+
+    run(main())
+    assert connections == 3
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-2\r\nxx\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxxyy0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello",
+    ],
+)
+def test_bad_framing_is_an_error(reply: bytes) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(reply)
+        await writer.drain()
+        await asyncio.sleep(1)
+        writer.close()
+
+    async def main() -> None:
+        server, url = await serve(handler)
+        client = HTTPClient(url)
+        try:
+            with pytest.raises(HTTPError):
+                await client.post({}, b"x", 1)
+        finally:
+            await client.close()
+            server.close()
+
+    run(main())
+
+
+def test_a_streamed_body_that_changed_length_is_not_sent_short() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(1)
+        writer.close()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"abc"
+
+    async def main() -> None:
+        server, url = await serve(handler)
+        client = HTTPClient(url)
+        try:
+            with pytest.raises(HTTPError, match="changed"):
+                await client.post({}, chunks, 10)
+        finally:
+            await client.close()
+            server.close()
+
+    run(main())

@@ -7,24 +7,29 @@ A general client (aiohttp) spends about four times the CPU per request; at a tho
 deliveries a second that is most of a core.
 
 A kept-alive connection the server closed meanwhile fails at once; the request is then
-sent again on a new connection (it can have had no effect: no response byte came).
+sent again on a new connection (no response byte came; should the server have acted on it
+anyway, the receiver sees the same ``webhook-id`` twice, which at-least-once allows). A
+connection is reused only after a 2xx whose body was read to its end, with nothing more
+waiting on it: after a refusal the server may not have read the whole request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import ssl
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 __all__ = ["HTTPClient", "HTTPResponse", "HTTPError", "CertificateError"]
 
 _MAX_HEAD = 64 * 1024  # bytes of a response's status line and headers
 _MAX_DRAIN = 1024 * 1024  # bytes of a response body read (and dropped) to keep the connection
 _MAX_INTERIM = 10  # 1xx responses skipped before the final one
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
 
 Body = bytes | Callable[[], AsyncIterator[bytes]]
 """The request body: bytes, or a function giving a fresh iterator of its chunks (called
@@ -71,17 +76,20 @@ class HTTPClient:
         host = f"[{self.host}]" if ":" in self.host else self.host
         default_port = 443 if parts.scheme == "https" else 80
         authority = host if self.port == default_port else f"{host}:{self.port}"
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        path = quote(parts.path or "/", safe="/%!$&'()*+,;=:@~-._")
+        target = path + (f"?{quote(parts.query, safe='/%!$&()*+,;=:@~-._?')}" if parts.query else "")
         lines = [f"POST {target} HTTP/1.1", f"Host: {authority}", "User-Agent: smtpgate"]
-        if parts.username is not None:
+        if parts.username:
             credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
             lines.append("Authorization: Basic " + base64.b64encode(credentials.encode()).decode("ascii"))
         self._head = "\r\n".join(lines) + "\r\n"
         self._slots = asyncio.Semaphore(limit)
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._closed = False
 
     async def close(self) -> None:
-        """Close the idle connections."""
+        """Close the idle connections (those in use close when their request ends)."""
+        self._closed = True
         idle, self._idle = self._idle, []
         for _, writer in idle:
             writer.close()
@@ -93,20 +101,20 @@ class HTTPClient:
         async with self._slots:
             if sys.version_info >= (3, 11):
                 async with asyncio.timeout(self.timeout):
-                    return await self._post(head.encode("latin-1"), body, keep)
-            return await asyncio.wait_for(self._post(head.encode("latin-1"), body, keep), self.timeout)
+                    return await self._post(head.encode("latin-1"), body, length, keep)
+            return await asyncio.wait_for(self._post(head.encode("latin-1"), body, length, keep), self.timeout)
 
-    async def _post(self, head: bytes, body: Body, keep: int) -> HTTPResponse:
+    async def _post(self, head: bytes, body: Body, length: int, keep: int) -> HTTPResponse:
         while self._idle:
             connection = self._idle.pop()
-            if connection[0].at_eof() or connection[1].is_closing():
+            if connection[0].at_eof() or connection[1].is_closing() or _buffered(connection[0]):
                 connection[1].close()
                 continue
             try:
-                return await self._exchange(connection, head, body, keep, reused=True)
+                return await self._exchange(connection, head, body, length, keep, reused=True)
             except _Stale:
                 continue
-        return await self._exchange(await self._connect(), head, body, keep, reused=False)
+        return await self._exchange(await self._connect(), head, body, length, keep, reused=False)
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
@@ -122,11 +130,35 @@ class HTTPClient:
         except (OSError, ssl.SSLError) as error:
             raise HTTPError(f"cannot connect to {self.host}:{self.port}: {error.strerror or error}") from None
 
+    @staticmethod
+    async def _send(writer: asyncio.StreamWriter, head: bytes, body: Body, length: int) -> None:
+        if isinstance(body, bytes):
+            writer.write(head + body)
+        else:
+            writer.write(head)
+            sent = 0
+            chunks = body()
+            try:
+                async for chunk in chunks:
+                    sent += len(chunk)
+                    if sent > length:
+                        break
+                    writer.write(chunk)
+                    await writer.drain()
+            finally:
+                aclose = getattr(chunks, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            if sent != length:
+                raise HTTPError(f"the body changed while sent: {sent} bytes where {length} were announced")
+        await writer.drain()
+
     async def _exchange(
         self,
         connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
         head: bytes,
         body: Body,
+        length: int,
         keep: int,
         *,
         reused: bool,
@@ -135,14 +167,13 @@ class HTTPClient:
         reusable = False
         answered = False
         try:
-            if isinstance(body, bytes):
-                writer.write(head + body)
-            else:
-                writer.write(head)
-                async for chunk in body():
-                    writer.write(chunk)
-                    await writer.drain()
-            await writer.drain()
+            try:
+                await self._send(writer, head, body, length)
+            except OSError:
+                # A server that refuses early (a 413, a 401) may close before reading it
+                # all: its reply, if it came, still counts.
+                if reused or not _buffered(reader):
+                    raise
             for _ in range(_MAX_INTERIM):
                 status, reason, headers = await self._read_head(reader, reused and not answered)
                 answered = True
@@ -151,10 +182,11 @@ class HTTPClient:
             else:
                 raise HTTPError("too many interim responses")
             data, complete = await self._read_body(reader, status, headers, keep)
-            reusable = complete and headers.get("connection", "").lower() != "close"
+            reusable = complete and 200 <= status < 300 and "close" not in _tokens(headers.get("connection"))
+            reusable = reusable and not self._closed and not _buffered(reader)
             return HTTPResponse(status, reason, headers, data)
-        except (ConnectionError, asyncio.IncompleteReadError) as error:
-            if reused and not answered:
+        except (OSError, asyncio.IncompleteReadError) as error:
+            if reused and not answered and not _buffered(reader) and not isinstance(error, ssl.SSLError):
                 raise _Stale() from None
             raise HTTPError(f"connection lost: {_describe(error)}") from None
         except (asyncio.LimitOverrunError, ValueError) as error:
@@ -187,7 +219,7 @@ class HTTPClient:
                 raise ValueError(f"bad header line {line[:100]!r}")
             key = name.strip().lower()
             headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
-        if version == "HTTP/1.0" and headers.get("connection", "").lower() != "keep-alive":
+        if version == "HTTP/1.0" and "keep-alive" not in _tokens(headers.get("connection")):
             headers["connection"] = "close"
         return int(code), reason, headers
 
@@ -203,8 +235,10 @@ class HTTPClient:
         if "chunked" in headers.get("transfer-encoding", "").lower():
             total = 0
             while True:
-                size_line = await reader.readuntil(b"\r\n")
-                size = int(size_line.split(b";")[0].strip() or b"x", 16)
+                size_line = (await reader.readuntil(b"\r\n")).split(b";")[0].strip()
+                if not _CHUNK_SIZE.fullmatch(size_line):
+                    raise ValueError(f"bad chunk size {size_line[:20]!r}")
+                size = int(size_line, 16)
                 if size == 0:
                     for _ in range(_MAX_INTERIM * 10):  # trailer lines, then an empty one
                         if await reader.readuntil(b"\r\n") == b"\r\n":
@@ -214,11 +248,14 @@ class HTTPClient:
                 if total > _MAX_DRAIN:
                     return bytes(kept), False
                 chunk = await reader.readexactly(size + 2)
+                if chunk[size:] != b"\r\n":
+                    raise ValueError("a chunk does not end with CRLF")
                 kept += chunk[:size][: max(0, keep - len(kept))]
         if "content-length" in headers:
-            length = int(headers["content-length"])
-            if length < 0:
-                raise ValueError("negative Content-Length")
+            values = set(_tokens(headers["content-length"]))
+            if len(values) != 1 or not next(iter(values)).isdigit():
+                raise ValueError(f"bad Content-Length {headers['content-length'][:40]!r}")
+            length = int(values.pop())
             if length > _MAX_DRAIN:
                 kept += await reader.readexactly(min(keep, length))
                 return bytes(kept), False
@@ -227,6 +264,16 @@ class HTTPClient:
         # Neither: the body runs to the end of the connection.
         data = await reader.read(keep)
         return data, False
+
+
+def _tokens(value: str | None) -> list[str]:
+    """A comma-separated header value's items, in lower case."""
+    return [item.strip().lower() for item in value.split(",")] if value else []
+
+
+def _buffered(reader: asyncio.StreamReader) -> bool:
+    """Bytes the server sent that nobody asked for yet (a stray reply)."""
+    return bool(getattr(reader, "_buffer", b""))
 
 
 def _describe(error: BaseException) -> str:

@@ -150,16 +150,19 @@ class WebhookDeliverer:
         self.timeout = timeout
         self.tls_context = tls_context
         self.concurrency = concurrency
-        self._http: HTTPClient | None = None
+        self._http: HTTPClient | None = self._new_client()  # checks the URL now, not at the first message
 
     def describe(self) -> str:
         """The URL without its credentials."""
         parsed = urlsplit(self.url)
         return parsed._replace(netloc=parsed.netloc.rpartition("@")[2]).geturl()
 
+    def _new_client(self) -> HTTPClient:
+        return HTTPClient(self.url, tls=self.tls_context, limit=self.concurrency, timeout=self.timeout)
+
     def _client(self) -> HTTPClient:
         if self._http is None:
-            self._http = HTTPClient(self.url, tls=self.tls_context, limit=self.concurrency, timeout=self.timeout)
+            self._http = self._new_client()
         return self._http
 
     async def close(self) -> None:

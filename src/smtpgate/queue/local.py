@@ -412,14 +412,16 @@ class LocalQueue(MessageQueue):
                     unlink_quietly(self._state_path(ACTIVE, message_id))
                 except OSError as error:
                     errors[message_id] = error
-                finally:
-                    if fd is not None:
+                if fd is not None:
+                    try:
                         os.close(fd)  # the last reference: the file's blocks are freed here, off the loop
+                    except OSError:
+                        pass  # the lock is gone with the descriptor either way
             return errors
 
         def finished(future: asyncio.Future[dict[str, OSError]]) -> None:
             if future.cancelled():
-                done.cancel()
+                done.set_exception(OSError("the removal was interrupted"))
             elif future.exception() is not None:
                 done.set_exception(future.exception())  # type: ignore[arg-type]
             else:
