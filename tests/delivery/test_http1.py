@@ -31,7 +31,24 @@ async def serve(handler: Handler) -> tuple[asyncio.Server, str]:
 
 
 def run(coro: Awaitable[None]) -> None:
-    asyncio.run(asyncio.wait_for(coro, 30))  # type: ignore[arg-type]
+    asyncio.run(asyncio.wait_for(coro, 30))
+
+
+def talk(
+    handler: Handler, use: Callable[[HTTPClient], Awaitable[None]], make: Callable[[str], HTTPClient] = HTTPClient
+) -> None:
+    """Serve ``handler`` on loopback, ``use`` a client made by ``make(url)``, stop both."""
+
+    async def main() -> None:
+        server, url = await serve(handler)
+        client = make(url)
+        try:
+            await use(client)
+        finally:
+            await client.close()
+            server.close()
+
+    run(main())
 
 
 def test_keep_alive_reuses_one_connection_and_sends_the_request_whole() -> None:
@@ -50,18 +67,12 @@ def test_keep_alive_reuses_one_connection_and_sends_the_request_whole() -> None:
             await writer.drain()
         writer.close()
 
-    async def main() -> None:
-        server, url = await serve(handler)
-        client = HTTPClient(url.replace("127.0.0.1", "user:p%40ss@127.0.0.1"), limit=1)
-        try:
-            for number in range(5):
-                response = await client.post({"webhook-id": str(number)}, b"body", 4)
-                assert (response.status, response.body) == (200, b"ok")
-        finally:
-            await client.close()
-            server.close()
+    async def use(client: HTTPClient) -> None:
+        for number in range(5):
+            response = await client.post({"webhook-id": str(number)}, b"body", 4)
+            assert (response.status, response.body) == (200, b"ok")
 
-    run(main())
+    talk(handler, use, lambda url: HTTPClient(url.replace("127.0.0.1", "user:p%40ss@127.0.0.1"), limit=1))
     assert connections == 1
     head, body = requests[0]
     assert head.startswith(b"POST /hook?x=1 HTTP/1.1\r\n")
@@ -83,20 +94,14 @@ def test_chunked_interim_and_close_delimited_responses() -> None:
         await writer.drain()
         writer.close()
 
-    async def main() -> None:
-        server, url = await serve(handler)
-        client = HTTPClient(url)
-        try:
-            first = await client.post({}, b"x", 1, keep=8)
-            assert (first.status, first.reason, first.body) == (503, "Busy", b"hello wo")
-            assert first.headers["retry-after"] == "7"
-            second = await client.post({}, b"x", 1)
-            assert (second.status, second.body) == (500, b"the rest of the connection")
-        finally:
-            await client.close()
-            server.close()
+    async def use(client: HTTPClient) -> None:
+        first = await client.post({}, b"x", 1, keep=8)
+        assert (first.status, first.reason, first.body) == (503, "Busy", b"hello wo")
+        assert first.headers["retry-after"] == "7"
+        second = await client.post({}, b"x", 1)
+        assert (second.status, second.body) == (500, b"the rest of the connection")
 
-    run(main())
+    talk(handler, use, lambda url: HTTPClient(url))
 
 
 def test_a_kept_alive_connection_closed_by_the_server_is_replaced() -> None:
@@ -113,18 +118,12 @@ def test_a_kept_alive_connection_closed_by_the_server_is_replaced() -> None:
         yield b"stre"
         yield b"amed"
 
-    async def main() -> None:
-        server, url = await serve(handler)
-        client = HTTPClient(url, limit=1)
-        try:
-            assert (await client.post({}, b"one", 3)).status == 204
-            await asyncio.sleep(0.2)  # the server's close reaches the idle connection
-            assert (await client.post({}, chunks, 8)).status == 204
-        finally:
-            await client.close()
-            server.close()
+    async def use(client: HTTPClient) -> None:
+        assert (await client.post({}, b"one", 3)).status == 204
+        await asyncio.sleep(0.2)  # the server's close reaches the idle connection
+        assert (await client.post({}, chunks, 8)).status == 204
 
-    run(main())
+    talk(handler, use, lambda url: HTTPClient(url, limit=1))
     assert bodies == [b"one", b"streamed"]
 
 
@@ -139,17 +138,11 @@ def test_malformed_or_cut_responses_are_errors(reply: bytes) -> None:
         await writer.drain()
         writer.close()
 
-    async def main() -> None:
-        server, url = await serve(handler)
-        client = HTTPClient(url)
-        try:
-            with pytest.raises(HTTPError):
-                await client.post({}, b"x", 1)
-        finally:
-            await client.close()
-            server.close()
+    async def use(client: HTTPClient) -> None:
+        with pytest.raises(HTTPError):
+            await client.post({}, b"x", 1)
 
-    run(main())
+    talk(handler, use, lambda url: HTTPClient(url))
 
 
 def test_the_timeout_bounds_a_silent_server_and_the_connection_is_dropped() -> None:
@@ -158,18 +151,12 @@ def test_the_timeout_bounds_a_silent_server_and_the_connection_is_dropped() -> N
         await asyncio.sleep(5)
         writer.close()
 
-    async def main() -> None:
-        server, url = await serve(handler)
-        client = HTTPClient(url, timeout=0.3)
-        try:
-            with pytest.raises(asyncio.TimeoutError):
-                await client.post({}, b"x", 1)
-            assert client._idle == []
-        finally:
-            await client.close()
-            server.close()
+    async def use(client: HTTPClient) -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await client.post({}, b"x", 1)
+        assert client._idle == []
 
-    run(main())
+    talk(handler, use, lambda url: HTTPClient(url, timeout=0.3))
 
 
 def test_refused_connection_and_bad_urls() -> None:
@@ -211,18 +198,12 @@ def test_a_connection_is_not_reused_after_a_refusal_or_a_close_in_a_list() -> No
         await asyncio.sleep(1)
         writer.close()
 
-    async def main() -> None:
-        server, url = await serve(handler)
-        client = HTTPClient(url, limit=1)
-        try:
-            assert (await client.post({}, b"x" * 50, 50)).status == 413
-            assert (await client.post({}, b"y", 1)).status == 200
-            assert (await client.post({}, b"z", 1)).status == 503
-        finally:
-            await client.close()
-            server.close()
+    async def use(client: HTTPClient) -> None:
+        assert (await client.post({}, b"x" * 50, 50)).status == 413
+        assert (await client.post({}, b"y", 1)).status == 200
+        assert (await client.post({}, b"z", 1)).status == 503
 
-    run(main())
+    talk(handler, use, lambda url: HTTPClient(url, limit=1))
     assert connections == 3
 
 
@@ -243,17 +224,11 @@ def test_bad_framing_is_an_error(reply: bytes) -> None:
         await asyncio.sleep(1)
         writer.close()
 
-    async def main() -> None:
-        server, url = await serve(handler)
-        client = HTTPClient(url)
-        try:
-            with pytest.raises(HTTPError):
-                await client.post({}, b"x", 1)
-        finally:
-            await client.close()
-            server.close()
+    async def use(client: HTTPClient) -> None:
+        with pytest.raises(HTTPError):
+            await client.post({}, b"x", 1)
 
-    run(main())
+    talk(handler, use, lambda url: HTTPClient(url))
 
 
 def test_a_streamed_body_that_changed_length_is_not_sent_short() -> None:
@@ -264,14 +239,8 @@ def test_a_streamed_body_that_changed_length_is_not_sent_short() -> None:
     async def chunks() -> AsyncIterator[bytes]:
         yield b"abc"
 
-    async def main() -> None:
-        server, url = await serve(handler)
-        client = HTTPClient(url)
-        try:
-            with pytest.raises(HTTPError, match="changed"):
-                await client.post({}, chunks, 10)
-        finally:
-            await client.close()
-            server.close()
+    async def use(client: HTTPClient) -> None:
+        with pytest.raises(HTTPError, match="changed"):
+            await client.post({}, chunks, 10)
 
-    run(main())
+    talk(handler, use, lambda url: HTTPClient(url))
