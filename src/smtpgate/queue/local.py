@@ -107,8 +107,8 @@ class LocalQueue(MessageQueue):
         self._dead_sizes: dict[str, int] = {}
         self._heap: list[tuple[float, str]] = []
         self._held: dict[str, int] = {}  # message ID -> locked file descriptor
-        self._removals: tuple[list[tuple[str, int | None]], asyncio.Future[dict[str, OSError]]] | None = None
-        self._removing: asyncio.Future[dict[str, OSError]] | None = None
+        self._removals: list[tuple[str, int | None, asyncio.Future[OSError | None]]] = []
+        self._remover: asyncio.Task[None] | None = None
         self._bytes = 0
         self._changed: asyncio.Event | None = None
         self._last_scan = 0.0
@@ -380,55 +380,48 @@ class LocalQueue(MessageQueue):
             self._set_entry(message.id, _Entry(message.next_attempt, self._entries[message.id].size, mtime))
 
     async def remove(self, message_id: str) -> None:
-        # Removals that come while others are on their way wait for the next trip to a
-        # thread together: under load, one trip removes several messages.
-        fd = self._held.pop(message_id, None)
-        if self._removals is None:
-            self._removals = ([], asyncio.get_running_loop().create_future())
-            asyncio.get_running_loop().call_soon(self._start_removals)
-        batch, done = self._removals
-        batch.append((message_id, fd))
-        errors = await asyncio.shield(done)
+        # Removals that come while one trip to a thread is on its way wait for the next
+        # trip together: under load, one trip removes several messages.
+        done: asyncio.Future[OSError | None] = asyncio.get_running_loop().create_future()
+        self._removals.append((message_id, self._held.pop(message_id, None), done))
+        if self._remover is None or self._remover.done():
+            self._remover = asyncio.create_task(self._remove_pending(), name="smtpgate-queue-remove")
+        error = await asyncio.shield(done)
         self._drop_entry(message_id)
-        if message_id in errors:
-            raise errors[message_id]
+        if error is not None:
+            raise error
 
-    def _start_removals(self) -> None:
-        if self._removals is None:
-            return
-        batch, done = self._removals
-        if self._removing is not None and not self._removing.done():
-            self._removing.add_done_callback(lambda _: self._start_removals())
-            return
-        self._removals = None
+    async def _remove_pending(self) -> None:
+        while self._removals:
+            batch, self._removals = self._removals, []
+            try:
+                errors = await asyncio.to_thread(self._drop_files, [(i, fd) for i, fd, _ in batch])
+            except BaseException:
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_result(OSError("the removal was interrupted"))
+                raise
+            for message_id, _, done in batch:
+                if not done.done():
+                    done.set_result(errors.get(message_id))
 
-        def drop() -> dict[str, OSError]:
-            # No fsync of the folder: should a removal be lost in a crash, the message is
-            # delivered once more, which at-least-once allows.
-            errors: dict[str, OSError] = {}
-            for message_id, fd in batch:
+    def _drop_files(self, batch: list[tuple[str, int | None]]) -> dict[str, OSError]:
+        """(In a thread.) Remove delivered messages' files, then release their locks. No
+        fsync of the folder: should a removal be lost in a crash, the message is delivered
+        once more, which at-least-once allows."""
+        errors: dict[str, OSError] = {}
+        for message_id, fd in batch:
+            try:
+                unlink_quietly(self._msg_path(ACTIVE, message_id))
+                unlink_quietly(self._state_path(ACTIVE, message_id))
+            except OSError as error:
+                errors[message_id] = error
+            if fd is not None:
                 try:
-                    unlink_quietly(self._msg_path(ACTIVE, message_id))
-                    unlink_quietly(self._state_path(ACTIVE, message_id))
-                except OSError as error:
-                    errors[message_id] = error
-                if fd is not None:
-                    try:
-                        os.close(fd)  # the last reference: the file's blocks are freed here, off the loop
-                    except OSError:
-                        pass  # the lock is gone with the descriptor either way
-            return errors
-
-        def finished(future: asyncio.Future[dict[str, OSError]]) -> None:
-            if future.cancelled():
-                done.set_exception(OSError("the removal was interrupted"))
-            elif future.exception() is not None:
-                done.set_exception(future.exception())  # type: ignore[arg-type]
-            else:
-                done.set_result(future.result())
-
-        self._removing = asyncio.ensure_future(asyncio.to_thread(drop))
-        self._removing.add_done_callback(finished)
+                    os.close(fd)  # the last reference: the file's blocks are freed here, off the loop
+                except OSError:
+                    pass  # the lock is gone with the descriptor either way
+        return errors
 
     async def bury(self, message: QueuedMessage, reason: str) -> None:
         dead = dataclasses.replace(message, dead_reason=reason or "failed")
