@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from asyncio.protocols import BufferedProtocol
 from typing import Any, cast
 
+from .compiled import mypyc_attr
 from .context import ConnectionContext
 from .decisions import Decisions
 from .lifecycle import Stage, Waiting
@@ -58,7 +60,8 @@ _ENDED = Stage.ENDED
 _INPUT = Waiting.INPUT  # (a module name is read faster than an enum member)
 
 
-class SMTPConnection(asyncio.BufferedProtocol):
+@mypyc_attr(native_class=False)  # compiled, it still subclasses asyncio's protocol
+class SMTPConnection(BufferedProtocol):
     """The asyncio protocol for one client."""
 
     def __init__(
@@ -100,6 +103,9 @@ class SMTPConnection(asyncio.BufferedProtocol):
         self._pending_event: Event | None = None  # taken by _pump, for the session task
         self._decisions: Decisions  # made with the session, in connection_made
 
+    def _is_ended(self) -> bool:
+        return self._stage is _ENDED
+
     def _end(self) -> None:
         """The transport is gone (or aborted): nothing more is read or written."""
         self._stage = Stage.ENDED
@@ -116,7 +122,7 @@ class SMTPConnection(asyncio.BufferedProtocol):
         self.session = session = new_session(peer, local, self._proxy)
         self.log = ConnectionLogger(logger, {"connection_id": session.id})
         self.core = core = ServerProtocol(ctx.protocol, session)
-        self._decisions = Decisions(ctx, session, core, self.log, self._wait_on, lambda: self._stage is _ENDED)
+        self._decisions = Decisions(ctx, session, core, self.log, self._wait_on, self._is_ended)
         core.xclient_allowed = session.remote_address in ctx.xclient_trust
         core.xforward_allowed = session.remote_address in ctx.xforward_trust
         if self._proxy is not None:

@@ -76,14 +76,15 @@ async def outcome_of(
                 result = await (result if timeout is None else asyncio.wait_for(result, timeout))
             finally:
                 wait_on(_INPUT)
-    except SMTPError as error:
-        return Outcome(error=error)
+    # (one name per clause: compiled, a name keeps the type of its first binding)
+    except SMTPError as refusal:
+        return Outcome(error=refusal)
     except asyncio.TimeoutError:
         return Outcome(error=HANDLER_TIMEOUT, timed_out=True)
-    except DataStreamError as error:
-        if stream is not None and stream.error is error:
-            return Outcome(body_refused=error)
-        return Outcome(error=INTERNAL_ERROR, failure=error)
-    except Exception as error:
-        return Outcome(error=INTERNAL_ERROR, failure=error)
+    except DataStreamError as stream_error:
+        if stream is not None and stream.error is stream_error:
+            return Outcome(body_refused=stream_error)
+        return Outcome(error=INTERNAL_ERROR, failure=stream_error)
+    except Exception as failure:
+        return Outcome(error=INTERNAL_ERROR, failure=failure)
     return Outcome(result, result if isinstance(result, SMTPError) else None)

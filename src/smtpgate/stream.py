@@ -5,22 +5,27 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
+from .compiled import mypyc_attr
+
 __all__ = ["DataStream", "DataStreamError", "MessageTooLarge"]
 
 HIGH_WATER = 256 * 1024  # bytes buffered for the handler before the socket stops being read
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # public: users may subclass it
 class DataStreamError(Exception):
     """The body did not arrive whole: the client went away, or the message was refused
     while it was being received (e.g. a bare LF with ``bare_lf="reject"``)."""
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # public: users may subclass it
 class MessageTooLarge(DataStreamError):
     """The message outgrew the server's ``size`` (with ``reject_oversized=True``, the
     default): reads raise it once the first ``size`` bytes are read, so a truncated
     message cannot pass for a whole one. The server answers ``552 5.3.4``."""
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # public: users may subclass it
 class DataStream:
     """An async iterator of ``bytes`` chunks, dot-unstuffed, ending exactly at the end of
     the message. ``read()`` returns the rest in one piece.
