@@ -57,6 +57,7 @@ class Server:
     tls: bool = True
     python: bool = False
     skip: tuple[str, ...] = ()  # scenarios it sits out
+    env: dict[str, str] | None = None  # added to the environment
 
 
 def server_table() -> list[Server]:
@@ -72,6 +73,11 @@ def server_table() -> list[Server]:
         Server("smtpgate-defaults-uvloop", "smtpgate defaults (uvloop)",
                [PY, "servers/smtpgate_sink.py", "--port", "{port}", "--loop", "uvloop", "--defaults", *cert],
                python=True),
+        # The checkout's sources first on the path: the same defaults, not compiled (what an
+        # editable install or a machine without a C compiler runs).
+        Server("smtpgate-pure", "smtpgate defaults, pure Python (asyncio)",
+               [PY, "servers/smtpgate_sink.py", "--port", "{port}", "--loop", "asyncio", "--defaults", *cert],
+               python=True, env={"PYTHONPATH": str(ROOT / "src")}),
         Server("aiosmtpd", "aiosmtpd (asyncio)",
                [PY, "servers/aiosmtpd_sink.py", "--port", "{port}", "--loop", "asyncio", *cert], python=True),
         Server("aiosmtpd-uvloop", "aiosmtpd (uvloop)",
@@ -305,7 +311,8 @@ def start_server(server: Server, logs: Path) -> tuple[subprocess.Popen[Any], int
     port = free_port()
     values = {"port": str(port), "cert": str(WORK / "cert.pem"), "key": str(WORK / "key.pem")}
     argv = [part.format(**values) for part in server.argv]
-    proc = spawn(argv, logs / f"{server.name}.log")
+    env = {**os.environ, **server.env} if server.env else None
+    proc = spawn(argv, logs / f"{server.name}.log", env=env)
     try:
         wait_ready(proc, port)
     except Exception:
@@ -601,7 +608,8 @@ def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: li
     add("## At a glance\n")
     add("Medians; CPU is user + system time of the server process per message (per MiB in `large`),")
     add("the figure that depends least on how busy the machine was. `smtpgate-defaults` is the library")
-    add("with every option at its default (only `on_data` set); `smtpgate` is the tuned bench sink.\n")
+    add("with every option at its default (only `on_data` set); `smtpgate` is the tuned bench sink;")
+    add("`smtpgate-pure` is `smtpgate-defaults` without the compiled modules (an editable install).\n")
     out.extend(summary.headline(runs, servers))
     add("")
     chart = path.parent / CHART_FILE
@@ -728,6 +736,15 @@ def machine_info() -> dict[str, str]:
     }
 
 
+def smtpgate_build() -> str:
+    """Whether the installed smtpgate (every variant but smtpgate-pure) runs compiled."""
+    try:
+        from smtpgate.compiled import is_compiled
+    except ImportError:
+        return "build unknown"
+    return "compiled with mypyc" if is_compiled() else "pure Python"
+
+
 def versions() -> dict[str, str]:
     commit = command_output(["git", "-C", str(ROOT), "describe", "--always", "--dirty"])
     smtp_server = "?"
@@ -737,7 +754,7 @@ def versions() -> dict[str, str]:
         pass
     return {
         "Python": platform.python_version(),
-        "smtpgate": f"{package_version('smtpgate')} (git {commit})",
+        "smtpgate": f"{package_version('smtpgate')} (git {commit}), {smtpgate_build()}",
         "uvloop": package_version("uvloop"),
         "aiosmtpd": package_version("aiosmtpd"),
         "Node": command_output(["node", "--version"]),
@@ -915,8 +932,8 @@ def main() -> int:
     parser.add_argument("--scenarios", help="comma-separated: small,conn,large,tls,idle,idle-tls")
     parser.add_argument(
         "--servers",
-        help="comma-separated: smtpgate,smtpgate-uvloop,smtpgate-defaults,smtpgate-defaults-uvloop,aiosmtpd,"
-        "aiosmtpd-uvloop,node,node-nodelay,smtp-sink (default: all)",
+        help="comma-separated: smtpgate,smtpgate-uvloop,smtpgate-defaults,smtpgate-defaults-uvloop,smtpgate-pure,"
+        "aiosmtpd,aiosmtpd-uvloop,node,node-nodelay,smtp-sink (default: all)",
     )
     parser.add_argument("--out", help="directory for RESULTS.md and results.json")
     parser.add_argument("--note", default="", help="a line shown at the top of the report")

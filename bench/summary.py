@@ -38,6 +38,7 @@ COLORS = {
     "smtpgate-uvloop": "#5aa3e0",
     "smtpgate-defaults": "#174f80",
     "smtpgate-defaults-uvloop": "#8cc2ee",
+    "smtpgate-pure": "#7a5aa8",
     "aiosmtpd": "#b0b0b0",
     "aiosmtpd-uvloop": "#d0d0d0",
     "node": "#3c9a3c",
