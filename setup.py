@@ -40,6 +40,10 @@ COMPILED = [
     "outcome.py",
     "decisions.py",
     "connection.py",
+    "opening.py",
+    "registry.py",
+    "readbuffer.py",
+    "tlslayer.py",
 ]
 REQUIRED = os.environ.get("SMTPGATE_REQUIRE_COMPILED", "") not in ("", "0")
 

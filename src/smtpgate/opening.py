@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any
 
+from .compiled import mypyc_attr
 from .context import ConnectionContext
 from .protocol.addresses import plain_ip
 from .proxy import ProxyInfo
@@ -69,6 +70,7 @@ def new_session_id() -> str:
     return base64.b32encode(secrets.token_bytes(10)).decode("ascii").lower()
 
 
+@mypyc_attr(native_class=False)  # compiled, it still subclasses LoggerAdapter
 class ConnectionLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     """Log records of one connection, prefixed with its id (also in ``extra``)."""
 

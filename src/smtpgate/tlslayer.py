@@ -22,8 +22,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import Any, Protocol, cast
+from asyncio.protocols import BufferedProtocol
+from asyncio.transports import Transport
+from typing import Any, Protocol
 
+from .compiled import mypyc_attr
 from .readbuffer import read_buffer
 
 __all__ = ["TLSLayer", "upgrade"]
@@ -45,7 +48,8 @@ class _App(Protocol):
     def resume_writing(self) -> None: ...
 
 
-class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
+@mypyc_attr(native_class=False)  # compiled, it still subclasses asyncio's classes
+class TLSLayer(BufferedProtocol, Transport):
     """The server side of one TLS session over ``transport``, for ``app``.
 
     ``handshake`` is a future: its result once the handshake is done, its exception if it
@@ -111,13 +115,16 @@ class TLSLayer(asyncio.BufferedProtocol, asyncio.Transport):
     def _decrypt(self) -> None:
         """Everything the incoming BIO holds, decrypted into the shared buffer and handed on
         (in pieces of the buffer's size); then the end of the stream, if it came."""
-        buffer, incoming, tls = self._buffer, self._incoming, self._ssl
+        buffer, incoming = self._buffer, self._incoming
+        # typeshed says read() returns bytes; given a buffer it returns a count (Any, so
+        # that the compiled build does not check the call's result for bytes)
+        tls: Any = self._ssl
         size = len(buffer)
         filled = 0
         ended = False
         try:
             while True:
-                count = cast(int, tls.read(size - filled, buffer[filled:]))  # (typeshed: bytes)
+                count: int = tls.read(size - filled, buffer[filled:])
                 if not count:  # close_notify
                     ended = True
                     break
