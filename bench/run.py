@@ -736,6 +736,12 @@ def machine_info() -> dict[str, str]:
     }
 
 
+def caller_path(path: str) -> Path:
+    """A path given on the command line, relative to where ``bench/run`` was called from
+    (the wrapper changes into bench/ and says where that was in ``BENCH_CALLER_CWD``)."""
+    return Path(os.environ.get("BENCH_CALLER_CWD", ".")) / path
+
+
 def smtpgate_build() -> str:
     """Whether the installed smtpgate (every variant but smtpgate-pure) runs compiled."""
     try:
@@ -959,7 +965,7 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.render:
-        return render(Path(args.render), Path(args.out) if args.out else None)
+        return render(caller_path(args.render), caller_path(args.out) if args.out else None)
     global PIN
     PIN = PIN_CHOICES[args.pin]
     nofile = raise_nofile()
@@ -992,7 +998,7 @@ def benchmark(args: argparse.Namespace, nofile: int) -> int:
             sys.exit(f"unknown server(s): {', '.join(sorted(unknown))}")
         servers = [s for s in servers if s.name in wanted]
     reps = args.reps or (1 if args.quick else 3)
-    out = Path(args.out) if args.out else (WORK / "quick" if args.quick else BENCH)
+    out = caller_path(args.out) if args.out else (WORK / "quick" if args.quick else BENCH)
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc)
     logs = WORK / "logs" / stamp.strftime("%Y%m%d-%H%M%S")
