@@ -40,6 +40,7 @@ COMPILED = [
     "outcome.py",
     "decisions.py",
     "connection.py",
+    "smtpprotocol.py",
     "opening.py",
     "registry.py",
     "readbuffer.py",

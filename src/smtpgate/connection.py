@@ -4,7 +4,8 @@ It moves bytes between the socket and the core, calls the user's handlers for th
 that need a decision, feeds the ``on_data`` stream with backpressure, runs the idle timer
 and the TLS handshakes, and guarantees exactly one ``on_close`` per session.
 
-It is a buffered protocol: transports read into the loop's shared buffer (readbuffer.py)
+The transport talks to an `SMTPProtocol`, a buffered protocol that hands every call on to
+the `SMTPConnection`: transports read into the loop's shared buffer (readbuffer.py)
 instead of allocating one per read.
 
 Its state is explicit: a `Stage` (opening, serving, ended), what the session task is
@@ -17,10 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from asyncio.protocols import BufferedProtocol
 from typing import Any, cast
 
-from .compiled import mypyc_attr
 from .context import ConnectionContext
 from .decisions import Decisions
 from .lifecycle import Stage, Waiting
@@ -43,11 +42,12 @@ from .protocol.events import (
 from .proxy import ProxyInfo, ProxySniffer, Sniffed
 from .readbuffer import read_buffer
 from .session import Session
+from .smtpprotocol import SMTPProtocol
 from .stream import DataStream, DataStreamError
 from .tls import tls_details, tls_info
 from .tlslayer import upgrade
 
-__all__ = ["SMTPConnection"]
+__all__ = ["SMTPConnection", "SMTPProtocol"]
 
 logger = logging.getLogger("smtpgate")
 
@@ -60,9 +60,8 @@ _ENDED = Stage.ENDED
 _INPUT = Waiting.INPUT  # (a module name is read faster than an enum member)
 
 
-@mypyc_attr(native_class=False)  # compiled, it still subclasses asyncio's protocol
-class SMTPConnection(BufferedProtocol):
-    """The asyncio protocol for one client."""
+class SMTPConnection:
+    """One client's session: what `SMTPProtocol` hands on from the transport."""
 
     def __init__(
         self,
@@ -78,6 +77,7 @@ class SMTPConnection(BufferedProtocol):
         self._local = local
         self._sniffer = ProxySniffer() if context.watch_for_proxy and not proxy_trusted else None
         self.loop = asyncio.get_running_loop()
+        self.protocol = SMTPProtocol(self)  # the transport's protocol
         self._read_buffer = read_buffer()  # shared: see read_buffer
         self.transport: asyncio.Transport | None = None
         self.core: ServerProtocol | None = None
@@ -155,13 +155,6 @@ class SMTPConnection(BufferedProtocol):
             self._greet()
             greeted = self._close_owed = True
         self._task = self.loop.create_task(self._run(greeted))
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._read_buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
-        # Copy out first: the buffer is the next connection's as soon as this returns.
-        self.data_received(self._read_buffer[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         """Bytes from the client (from `buffer_updated`, or fed by our own code)."""
@@ -577,7 +570,9 @@ class SMTPConnection(BufferedProtocol):
         try:
             before_tls, self._before_tls = self._before_tls, None
             context = self.ctx.tls_context()
-            new_transport = await upgrade(self.loop, transport, self, context, self.ctx.socket_timeout, before_tls)
+            new_transport = await upgrade(
+                self.loop, transport, self, self.protocol, context, self.ctx.socket_timeout, before_tls
+            )
         except (ssl.SSLError, OSError, ConnectionError, asyncio.TimeoutError, RuntimeError) as error:
             self._early = None
             reason = getattr(error, "reason", None) or type(error).__name__

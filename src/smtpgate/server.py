@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .connection import SMTPConnection
+from .connection import SMTPConnection, SMTPProtocol
 from .context import ConnectionContext
 from .listener import ProxyListener, bind_socket
 from .options import HANDLER_ARGUMENTS, HANDLER_NAMES, ServerOptions, ServerSettings, build_options
@@ -360,9 +360,9 @@ class SMTPServer:
         proxy_trusted: bool = False,
         peer: Any = None,
         local: Any = None,
-    ) -> SMTPConnection:
+    ) -> SMTPProtocol:
         context = self._connection_context
-        return SMTPConnection(context, proxy=proxy, proxy_trusted=proxy_trusted, peer=peer, local=local)
+        return SMTPConnection(context, proxy=proxy, proxy_trusted=proxy_trusted, peer=peer, local=local).protocol
 
     async def close(self) -> None:
         """Stop listening; let sessions finish their transaction for up to

@@ -266,6 +266,7 @@ async def upgrade(
     loop: asyncio.AbstractEventLoop,
     transport: asyncio.Transport,
     app: _App,
+    app_protocol: asyncio.BaseProtocol,
     context: ssl.SSLContext,
     handshake_timeout: float,
     read_too_early: list[bytes] | None = None,
@@ -275,9 +276,11 @@ async def upgrade(
     No byte read from the moment of this call reaches ``app`` unencrypted: the TLS
     protocol is on the transport before this first waits. ``read_too_early``: bytes the
     plain protocol read before (implicit TLS on loops that read right after accepting).
+    ``app_protocol`` is what a loop's own ``start_tls`` is given: an asyncio protocol that
+    hands on to ``app`` (this layer calls ``app`` itself).
     Raises what the handshake raised, or ``asyncio.TimeoutError``; the caller aborts."""
     if not _own_layer_fits(loop):
-        return await _loop_start_tls(loop, transport, app, context, handshake_timeout, read_too_early)
+        return await _loop_start_tls(loop, transport, app_protocol, context, handshake_timeout, read_too_early)
     layer = TLSLayer(loop, transport, app, context)
     transport.set_protocol(layer)
     if read_too_early:

@@ -26,7 +26,7 @@ def test_tls_sessions_share_the_loops_read_buffer(start_server, certs, mx, raw_c
         assert isinstance(layer, TLSLayer)
         assert layer.get_extra_info("ssl_object").version() in ("TLSv1.2", "TLSv1.3")
         buffers.add(id(layer.get_buffer(-1).obj))
-        buffers.add(id(connection.get_buffer(-1).obj))
+        buffers.add(id(connection.protocol.get_buffer(-1).obj))
     assert len(buffers) == 1
     for client in clients:
         assert client.command("NOOP")[0] == 250

@@ -1,0 +1,54 @@
+"""SMTPProtocol: what asyncio's transports call for an SMTP client connection."""
+
+from __future__ import annotations
+
+import asyncio
+from asyncio.protocols import BufferedProtocol
+from typing import TYPE_CHECKING
+
+from .compiled import mypyc_attr
+
+if TYPE_CHECKING:
+    from .connection import SMTPConnection
+
+__all__ = ["SMTPProtocol"]
+
+
+@mypyc_attr(native_class=False)  # it subclasses asyncio's protocol
+class SMTPProtocol(BufferedProtocol):
+    """What the transport talks to: every call goes on to the connection.
+
+    A class of its own so that `SMTPConnection` need not subclass asyncio's protocol: then
+    the compiled build makes it a native class, whose attributes the compiled code reads
+    straight from the object (a subclass of a Python class keeps them in a dict)."""
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: SMTPConnection) -> None:
+        self.connection = connection
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.connection.connection_made(transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.connection._read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        connection = self.connection
+        # Copy out first: the buffer is the next connection's as soon as this returns.
+        connection.data_received(connection._read_buffer[:nbytes].tobytes())
+
+    def data_received(self, data: bytes) -> None:
+        self.connection.data_received(data)
+
+    def eof_received(self) -> bool:
+        return self.connection.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connection.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.connection.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.connection.resume_writing()
