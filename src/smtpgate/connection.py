@@ -40,7 +40,6 @@ from .protocol.events import (
     XClient,
 )
 from .proxy import ProxyInfo, ProxySniffer, Sniffed
-from .readbuffer import read_buffer
 from .session import Session
 from .smtpprotocol import SMTPProtocol
 from .stream import DataStream, DataStreamError
@@ -78,7 +77,6 @@ class SMTPConnection:
         self._sniffer = ProxySniffer() if context.watch_for_proxy and not proxy_trusted else None
         self.loop = asyncio.get_running_loop()
         self.protocol = SMTPProtocol(self)  # the transport's protocol
-        self._read_buffer = read_buffer()  # shared: see read_buffer
         self.transport: asyncio.Transport | None = None
         self.core: ServerProtocol | None = None
         self.session: Session | None = None

@@ -7,6 +7,7 @@ from asyncio.protocols import BufferedProtocol
 from typing import TYPE_CHECKING
 
 from .compiled import mypyc_attr
+from .readbuffer import read_buffer
 
 if TYPE_CHECKING:
     from .connection import SMTPConnection
@@ -22,21 +23,21 @@ class SMTPProtocol(BufferedProtocol):
     the compiled build makes it a native class, whose attributes the compiled code reads
     straight from the object (a subclass of a Python class keeps them in a dict)."""
 
-    __slots__ = ("connection",)
+    __slots__ = ("connection", "_buffer")
 
     def __init__(self, connection: SMTPConnection) -> None:
         self.connection = connection
+        self._buffer = read_buffer()  # shared by the loop's connections: see read_buffer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.connection.connection_made(transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self.connection._read_buffer
+        return self._buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        connection = self.connection
         # Copy out first: the buffer is the next connection's as soon as this returns.
-        connection.data_received(connection._read_buffer[:nbytes].tobytes())
+        self.connection.data_received(self._buffer[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         self.connection.data_received(data)
