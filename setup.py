@@ -41,6 +41,7 @@ COMPILED = [
     "decisions.py",
     "connection.py",
     "smtpprotocol.py",
+    "sockettransport.py",
     "opening.py",
     "registry.py",
     "readbuffer.py",

@@ -1,8 +1,9 @@
 """Listening sockets: binding, and the accept path that reads a PROXY header first.
 
-Without ``use_proxy`` the sockets go to ``loop.create_server``. With it, smtpgate accepts
+Without ``use_proxy`` the sockets go to a `SocketListener` (sockettransport.py) on
+asyncio's own loops, to ``loop.create_server`` on others. With it, smtpgate accepts
 connections itself and reads exactly the PROXY header (never a byte more: with implicit
-TLS the ClientHello follows) before handing the socket to asyncio.
+TLS the ClientHello follows) before handing the socket to its transport.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .proxy import V2_SIGNATURE, ProxyError, ProxyInfo, header_length, parse_proxy_header
+from .sockettransport import fits, open_transport
 
 if TYPE_CHECKING:
     from .server import SMTPServer
@@ -129,9 +131,12 @@ class ProxyListener:
         except OSError:
             local = None
         try:
-            await self._loop.connect_accepted_socket(
-                lambda: self._factory(proxy=info, proxy_trusted=trusted, peer=address, local=local), client
-            )
+            if fits(self._loop):
+                open_transport(self._loop, client, self._factory(info, trusted, address, local), address)
+            else:
+                await self._loop.connect_accepted_socket(
+                    lambda: self._factory(proxy=info, proxy_trusted=trusted, peer=address, local=local), client
+                )
         except OSError as error:
             logger.info("connection from %s lost before it started: %s", peer, error)
             client.close()

@@ -19,6 +19,7 @@ from .options import HANDLER_ARGUMENTS, HANDLER_NAMES, ServerOptions, ServerSett
 from .protocol.core import ProtocolConfig
 from .proxy import ProxyInfo, TrustList
 from .registry import ConnectionRegistry
+from .sockettransport import SocketListener, fits
 from .tls import TLS_OPTION_NAMES, TLSContexts, TLSOptions, TLSSettings, check_tls_options
 
 if sys.version_info >= (3, 11):
@@ -152,7 +153,7 @@ class SMTPServer:
         self.xclient_trust = TrustList(opts.use_xclient)
         self.xforward_trust = TrustList(opts.use_xforward)
         self.connections: ConnectionRegistry[SMTPConnection] = ConnectionRegistry()
-        self._servers: list[Any] = []  # asyncio Servers or ProxyListeners
+        self._servers: list[Any] = []  # SocketListeners, asyncio Servers or ProxyListeners
         self._listeners: dict[str, list[Callable[..., Any]]] = {name: [] for name in EVENTS}
         self._closing = False
         self._all_closed: asyncio.Event | None = None
@@ -223,6 +224,8 @@ class SMTPServer:
                 raise OSError(errno, f"cannot listen on {item}:{port}: {reason}") from None
             if self.proxy_trust.enabled:
                 started.append(ProxyListener(self, sock, self._new_connection))
+            elif fits(loop):
+                started.append(SocketListener(loop, sock, self._new_connection, backlog))
             else:
                 started.append(await loop.create_server(self._new_connection, sock=sock, backlog=backlog))
             if port == 0:
