@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 from smtpgate import ProtocolConfig
 from smtpgate.protocol.addresses import (
+    MAX_ADDRESS_LENGTH,
     SyntaxProblem,
+    _parse_mailbox_fully,
     parse_mailbox,
     parse_params,
     split_path_argument,
@@ -97,6 +99,45 @@ def test_parse_mail_and_rcpt_only_refuse(text):
             except Refusal as refusal:
                 assert 400 <= refusal.code < 600
                 assert refusal.text
+
+
+def outcome(call, *args, **kwargs):
+    try:
+        return ("ok", call(*args, **kwargs))
+    except SyntaxProblem as problem:
+        return ("refused", str(problem))
+
+
+# Near the edges of the one-match fast path: hyphens at label ends, dots, long labels,
+# the length limit, non-ASCII, a bare "postmaster".
+EDGES = ["a", "-", ".", "@", "é", "0", "x" * 63, "x" * 64, "postmaster", '"', "[", "]", "_", "\u00ff", " "]
+mailbox_text = st.one_of(
+    argument_text,
+    valid_address,
+    st.lists(st.sampled_from(EDGES) | st.text(ATEXT, max_size=5), max_size=12).map("".join),
+    st.integers(MAX_ADDRESS_LENGTH - 3, MAX_ADDRESS_LENGTH + 3).map(lambda n: "a@" + "b" * (n - 2)),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(mailbox_text, st.booleans(), st.booleans())
+def test_the_fast_path_agrees_with_the_full_checks(text, allow_null, allow_postmaster):
+    """parse_mailbox decides the common mailbox in one match: always as the full checks do."""
+    options = {"allow_null": allow_null, "allow_postmaster": allow_postmaster}
+    assert outcome(parse_mailbox, text, **options) == outcome(_parse_mailbox_fully, text, **options)
+
+
+def split_with_the_pattern_only(argument: str, keyword: str):
+    """split_path_argument with its fast path for a plain ``FROM:`` disabled."""
+    return split_path_argument(" " + argument if argument[:1] != " " else argument, keyword)
+
+
+@settings(max_examples=300, deadline=None)
+@given(argument_text, st.sampled_from(["FROM", "TO"]))
+def test_the_plain_keyword_fast_path_agrees_with_the_pattern(text, keyword):
+    # A leading space is allowed by the pattern and skips the fast path, so the two agree
+    # exactly when the fast path does what the pattern would.
+    assert outcome(split_path_argument, text, keyword) == outcome(split_with_the_pattern_only, text, keyword)
 
 
 @settings(max_examples=150, deadline=None)

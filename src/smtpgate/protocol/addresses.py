@@ -29,6 +29,11 @@ _PARAM_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*")
 _XTEXT = re.compile(r"\+([0-9A-F]{2})")
 # Characters that never belong in an address: controls, C1 controls, invisible spacing.
 _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u200b\u2060\ufeff]")
+# The common mailbox, decided in one match: an ASCII dot-atom at an ASCII host name. All it
+# matches (within MAX_ADDRESS_LENGTH) the full checks accept as it is; the rest goes to them.
+_ASCII_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]"
+_ASCII_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
+_PLAIN_MAILBOX = re.compile(rf"{_ASCII_ATEXT}+(?:\.{_ASCII_ATEXT}+)*@{_ASCII_LABEL}(?:\.{_ASCII_LABEL})*")
 
 
 _PATH_HEADS: dict[str, re.Pattern[str]] = {}
@@ -44,13 +49,20 @@ def split_path_argument(argument: str, keyword: str) -> tuple[str, str]:
     Spaces around the colon are tolerated, the angle brackets are required. Quoted local
     parts may contain ``>`` and spaces.
     """
-    pattern = _PATH_HEADS.get(keyword)
-    if pattern is None:
-        pattern = _PATH_HEADS[keyword] = re.compile(rf"\s*{keyword}\s*:\s*", re.IGNORECASE)
-    head = pattern.match(argument)
-    if head is None:
-        raise SyntaxProblem(f"syntax: {keyword}:<address>")
-    rest = argument[head.end() :]
+    size = len(keyword) + 1
+    head_text = argument[:size]
+    if head_text.isascii() and head_text.upper() == keyword + ":":  # the common "FROM:<...>"
+        rest = argument[size:]
+        if rest[:1].isspace():
+            rest = rest.lstrip()
+    else:
+        pattern = _PATH_HEADS.get(keyword)
+        if pattern is None:
+            pattern = _PATH_HEADS[keyword] = re.compile(rf"\s*{keyword}\s*:\s*", re.IGNORECASE)
+        head = pattern.match(argument)
+        if head is None:
+            raise SyntaxProblem(f"syntax: {keyword}:<address>")
+        rest = argument[head.end() :]
     if not rest.startswith("<"):
         raise SyntaxProblem("address must be enclosed in <>")
     if '"' not in rest:  # the common case: no quoted local part, the first ">" ends the path
@@ -87,6 +99,13 @@ def split_path_argument(argument: str, keyword: str) -> tuple[str, str]:
 
 def parse_mailbox(path: str, *, allow_null: bool, allow_postmaster: bool) -> str:
     """Validate the text inside ``<>`` and return the mailbox (source routes dropped)."""
+    if len(path) <= MAX_ADDRESS_LENGTH and _PLAIN_MAILBOX.fullmatch(path) is not None:
+        return path
+    return _parse_mailbox_fully(path, allow_null=allow_null, allow_postmaster=allow_postmaster)
+
+
+def _parse_mailbox_fully(path: str, *, allow_null: bool, allow_postmaster: bool) -> str:
+    """`parse_mailbox` for any path: quoted local parts, UTF-8, address literals, routes."""
     if path.startswith("@"):
         # A source route (RFC 5321 appendix C): "@a,@b:user@domain". Obsolete; ignored.
         route, sep, path = path.partition(":")
