@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from .context import ConnectionContext
 from .decisions import Decisions
@@ -50,13 +50,13 @@ __all__ = ["SMTPConnection", "SMTPProtocol"]
 
 logger = logging.getLogger("smtpgate")
 
-_BODY_PROGRESS_BYTES = 1024  # body bytes without a line end that count as activity
-_CLOSE_FLUSH_GRACE = 5.0  # seconds unread replies may take to drain once we close
-_HANDLER_CLEANUP_TIME = 5.0  # seconds an on_data handler gets to finish after a disconnect
-MAX_PENDING_INPUT = 64 * 1024  # unprocessed bytes before the socket stops being read
-_GONE = "connection closed before the message was received in full"
-_ENDED = Stage.ENDED
-_INPUT = Waiting.INPUT  # (a module name is read faster than an enum member)
+_BODY_PROGRESS_BYTES: Final = 1024  # body bytes without a line end that count as activity
+_CLOSE_FLUSH_GRACE: Final = 5.0  # seconds unread replies may take to drain once we close
+_HANDLER_CLEANUP_TIME: Final = 5.0  # seconds an on_data handler gets to finish after a disconnect
+MAX_PENDING_INPUT: Final = 64 * 1024  # unprocessed bytes before the socket stops being read
+_GONE: Final = "connection closed before the message was received in full"
+_ENDED: Final = Stage.ENDED
+_INPUT: Final = Waiting.INPUT  # (a module name is read faster than an enum member)
 
 
 class SMTPConnection:

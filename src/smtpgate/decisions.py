@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from .context import ConnectionContext
 from .errors import SMTPError
@@ -25,7 +25,7 @@ from .stream import DataStream, DataStreamError
 
 __all__ = ["Decisions"]
 
-_ON_DATA = Waiting.ON_DATA
+_ON_DATA: Final = Waiting.ON_DATA
 
 
 class Decisions:

@@ -11,7 +11,7 @@ import asyncio
 import inspect
 from collections.abc import Callable
 from types import CoroutineType
-from typing import Any
+from typing import Any, Final
 
 from .errors import SMTPError
 from .lifecycle import Waiting
@@ -19,10 +19,10 @@ from .stream import DataStream, DataStreamError
 
 __all__ = ["Outcome", "outcome_of", "INTERNAL_ERROR", "HANDLER_TIMEOUT", "AUTH_FAILED"]
 
-_INPUT = Waiting.INPUT
-INTERNAL_ERROR = SMTPError(451, "Error: internal server error", enhanced="4.3.0")
-HANDLER_TIMEOUT = SMTPError(451, "Error: timeout while processing, try again later", enhanced="4.3.0")
-AUTH_FAILED = SMTPError(535, "Error: authentication failed", enhanced="5.7.8")
+_INPUT: Final = Waiting.INPUT
+INTERNAL_ERROR: Final = SMTPError(451, "Error: internal server error", enhanced="4.3.0")
+HANDLER_TIMEOUT: Final = SMTPError(451, "Error: timeout while processing, try again later", enhanced="4.3.0")
+AUTH_FAILED: Final = SMTPError(535, "Error: authentication failed", enhanced="5.7.8")
 
 
 class Outcome:

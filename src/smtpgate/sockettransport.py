@@ -24,7 +24,7 @@ import socket
 from asyncio.protocols import BufferedProtocol
 from asyncio.trsock import TransportSocket
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Final
 
 from .connection import SMTPConnection
 from .readbuffer import read_buffer
@@ -34,10 +34,10 @@ __all__ = ["SocketTransport", "SocketListener", "fits", "open_transport"]
 
 logger = logging.getLogger("smtpgate")
 
-HIGH_WATER = 64 * 1024  # unsent bytes above which the protocol is asked to pause writing
-_ACCEPT_RETRY_DELAY = 1.0  # seconds without accepting after the process ran out of sockets
-_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
-_WRITES_AFTER_LOSS_LOGGED = 5  # writes to a lost connection before a warning, as asyncio
+HIGH_WATER: Final = 64 * 1024  # unsent bytes above which the protocol is asked to pause writing
+_ACCEPT_RETRY_DELAY: Final = 1.0  # seconds without accepting after the process ran out of sockets
+_OUT_OF_RESOURCES: Final = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_WRITES_AFTER_LOSS_LOGGED: Final = 5  # writes to a lost connection before a warning, as asyncio
 
 
 def fits(loop: asyncio.AbstractEventLoop) -> bool:

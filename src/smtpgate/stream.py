@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import Final
 
 from .compiled import mypyc_attr
 
 __all__ = ["DataStream", "DataStreamError", "MessageTooLarge"]
 
-HIGH_WATER = 256 * 1024  # bytes buffered for the handler before the socket stops being read
+HIGH_WATER: Final = 256 * 1024  # bytes buffered for the handler before the socket stops being read
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # public: users may subclass it

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+from typing import Final
 
 __all__ = [
     "SyntaxProblem",
@@ -18,22 +19,22 @@ __all__ = [
     "xtext_decode",
 ]
 
-MAX_ADDRESS_LENGTH = 254  # a path is at most 256 octets including the angle brackets
+MAX_ADDRESS_LENGTH: Final = 254  # a path is at most 256 octets including the angle brackets
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]"
-_DOT_ATOM = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
-_QUOTED = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])*"')
+_DOT_ATOM: Final = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
+_QUOTED: Final = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])*"')
 _LABEL = r"(?!-)[A-Za-z0-9\-\u0080-\U0010ffff]{1,63}(?<!-)"
-_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")  # labels of 1-63, no hyphen at either end
-_PARAM_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*")
-_XTEXT = re.compile(r"\+([0-9A-F]{2})")
+_DOMAIN: Final = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")  # labels of 1-63, no hyphen at either end
+_PARAM_KEY: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*")
+_XTEXT: Final = re.compile(r"\+([0-9A-F]{2})")
 # Characters that never belong in an address: controls, C1 controls, invisible spacing.
-_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u200b\u2060\ufeff]")
+_FORBIDDEN: Final = re.compile("[\x00-\x1f\x7f-\x9f\u200b\u2060\ufeff]")
 # The common mailbox, decided in one match: an ASCII dot-atom at an ASCII host name. All it
 # matches (within MAX_ADDRESS_LENGTH) the full checks accept as it is; the rest goes to them.
 _ASCII_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]"
 _ASCII_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
-_PLAIN_MAILBOX = re.compile(rf"{_ASCII_ATEXT}+(?:\.{_ASCII_ATEXT}+)*@{_ASCII_LABEL}(?:\.{_ASCII_LABEL})*")
+_PLAIN_MAILBOX: Final = re.compile(rf"{_ASCII_ATEXT}+(?:\.{_ASCII_ATEXT}+)*@{_ASCII_LABEL}(?:\.{_ASCII_LABEL})*")
 
 
 _PATH_HEADS: dict[str, re.Pattern[str]] = {}

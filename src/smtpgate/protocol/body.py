@@ -7,6 +7,8 @@ that belong to it; the core decides when (its phase table) and what the commands
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..errors import SMTPError
 from ..session import Envelope, Session
 from .buffer import InputBuffer
@@ -22,8 +24,8 @@ __all__ = ["BodyReceiver", "BodyResult", "parse_bdat"]
 # or, in LMTP, one of those per accepted recipient.
 BodyResult = str | SMTPError | None
 
-_MAX_CHUNK_DIGITS = 15
-_GO_AHEAD = format_reply(354, ["End data with <CR><LF>.<CR><LF>"], None)
+_MAX_CHUNK_DIGITS: Final = 15
+_GO_AHEAD: Final = format_reply(354, ["End data with <CR><LF>.<CR><LF>"], None)
 
 
 def parse_bdat(argument: str) -> tuple[int, bool] | None:

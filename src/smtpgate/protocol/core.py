@@ -15,6 +15,7 @@ this class owns and drives.
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from ..errors import SMTPError
 from ..session import Envelope, Session
@@ -42,19 +43,36 @@ from .state import STEP, Phase, PhaseError, Trigger
 
 __all__ = ["ProtocolConfig", "ServerProtocol"]
 
-_HTTP_REQUEST = re.compile(r"^(?:OPTIONS|GET|HEAD|POST|PUT|DELETE|TRACE|CONNECT|PATCH) \S* HTTP/\d(?:\.\d)?$", re.I)
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_HTTP_REQUEST: Final = re.compile(
+    r"^(?:OPTIONS|GET|HEAD|POST|PUT|DELETE|TRACE|CONNECT|PATCH) \S* HTTP/\d(?:\.\d)?$", re.I
+)
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
-_GREETING, _COMMAND, _AWAITING = Phase.GREETING, Phase.COMMAND, Phase.AWAITING
-_DATA, _BDAT, _AUTH, _TLS, _CLOSED = Phase.DATA, Phase.BDAT, Phase.AUTH, Phase.TLS, Phase.CLOSED
-_GREET, _DECISION_NEEDED, _DECIDED = Trigger.GREET, Trigger.DECISION_NEEDED, Trigger.DECIDED
-_BODY_STARTED, _CHUNK_STARTED, _CHUNK_DONE = Trigger.BODY_STARTED, Trigger.CHUNK_STARTED, Trigger.CHUNK_DONE
-_CHALLENGE, _SASL_ENDED, _CLOSE = Trigger.CHALLENGE, Trigger.SASL_ENDED, Trigger.CLOSE
-_TLS_ACCEPTED, _TLS_DONE = Trigger.TLS_ACCEPTED, Trigger.TLS_DONE
+# Enum members read as module names (compiled, a Final module name is a C static, not a
+# lookup in the module's dict).
+_GREETING: Final = Phase.GREETING
+_COMMAND: Final = Phase.COMMAND
+_AWAITING: Final = Phase.AWAITING
+_DATA: Final = Phase.DATA
+_BDAT: Final = Phase.BDAT
+_AUTH: Final = Phase.AUTH
+_TLS: Final = Phase.TLS
+_CLOSED: Final = Phase.CLOSED
+_GREET: Final = Trigger.GREET
+_DECISION_NEEDED: Final = Trigger.DECISION_NEEDED
+_DECIDED: Final = Trigger.DECIDED
+_BODY_STARTED: Final = Trigger.BODY_STARTED
+_CHUNK_STARTED: Final = Trigger.CHUNK_STARTED
+_CHUNK_DONE: Final = Trigger.CHUNK_DONE
+_CHALLENGE: Final = Trigger.CHALLENGE
+_SASL_ENDED: Final = Trigger.SASL_ENDED
+_CLOSE: Final = Trigger.CLOSE
+_TLS_ACCEPTED: Final = Trigger.TLS_ACCEPTED
+_TLS_DONE: Final = Trigger.TLS_DONE
 # The hottest moves (a decision needed, a decision made, the body started) read the table
 # directly, without `ServerProtocol.fire`'s method call: a move missing from it is a
 # KeyError there rather than a PhaseError; the table is the same.
-_STEP = STEP.__getitem__
+_STEP: Final = STEP.__getitem__
 
 
 def _text(message: object) -> str | None:
@@ -486,4 +504,4 @@ def _context_code(event: Event, code: int) -> str | None:
 
 
 # Verb -> command function (:mod:`smtpgate.protocol.commands`); one table for all connections.
-_COMMANDS = COMMANDS
+_COMMANDS: Final = COMMANDS

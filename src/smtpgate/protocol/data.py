@@ -10,10 +10,11 @@ back between calls, so its cost does not depend on the number of lines.
 from __future__ import annotations
 
 import re
+from typing import Final
 
 __all__ = ["DataDecoder"]
 
-_BARE_LF = re.compile(rb"(?<!\r)\n")
+_BARE_LF: Final = re.compile(rb"(?<!\r)\n")
 
 
 class DataDecoder:

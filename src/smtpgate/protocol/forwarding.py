@@ -8,6 +8,7 @@ Whether a connection may use them is the driver's decision (``xclient_allowed`` 
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from ..session import Session
 from .addresses import plain_ip, xtext_decode
@@ -16,11 +17,11 @@ from .replies import ReplyWriter
 
 __all__ = ["Forwarding", "XCLIENT_ATTRIBUTES", "XFORWARD_ATTRIBUTES"]
 
-XCLIENT_ATTRIBUTES = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN", "DESTADDR", "DESTPORT")
-XFORWARD_ATTRIBUTES = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
-_SPECIAL = ("[UNAVAILABLE]", "[TEMPUNAVAIL]")
-_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
-_HELO = re.compile(r"[\x21-\x7e]{1,255}")
+XCLIENT_ATTRIBUTES: Final = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN", "DESTADDR", "DESTPORT")
+XFORWARD_ATTRIBUTES: Final = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
+_SPECIAL: Final = ("[UNAVAILABLE]", "[TEMPUNAVAIL]")
+_NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,255}")
+_HELO: Final = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 class Forwarding:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ..session import Address, Envelope
 from .addresses import SyntaxProblem, parse_mailbox, parse_params, split_path_argument
@@ -19,9 +19,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Refusal", "MailRequest", "parse_mail", "parse_rcpt"]
 
-_SIZE_VALUE = re.compile(r"\d{1,20}")
-_NOTIFY_VALUES = ("NEVER", "SUCCESS", "FAILURE", "DELAY")
-_ORCPT = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*;\S.*", re.S)
+_SIZE_VALUE: Final = re.compile(r"\d{1,20}")
+_NOTIFY_VALUES: Final = ("NEVER", "SUCCESS", "FAILURE", "DELAY")
+_ORCPT: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*;\S.*", re.S)
 
 
 class Refusal(Exception):

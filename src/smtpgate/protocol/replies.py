@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import Final
 
 from ..errors import default_enhanced_code
 
 __all__ = ["format_reply", "ReplyWriter", "SIZE_EXCEEDED_CODE", "size_exceeded_text"]
 
 # Anything that could break a reply line or a terminal: C0 and C1 controls, DEL.
-_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_UNSAFE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_LINE_BREAK: Final = re.compile(r"\r\n|\r|\n")
 
-SIZE_EXCEEDED_CODE = "5.3.4"
+SIZE_EXCEEDED_CODE: Final = "5.3.4"
 """The enhanced code of every 552 about the message size (RFC 3463: message too big)."""
 
 
