@@ -68,6 +68,9 @@ class TLSLayer(BufferedProtocol, Transport):
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._ssl = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        # What SSLObject's read, write and pending hand every call on to (its OpenSSL
+        # connection): called directly, each record skips a Python frame of ssl.py.
+        self._records: Any = getattr(self._ssl, "_sslobj", self._ssl)
         self._buffer = read_buffer()
         self.handshake: asyncio.Future[None] = loop.create_future()
         self._established = False
@@ -118,7 +121,7 @@ class TLSLayer(BufferedProtocol, Transport):
         buffer, incoming = self._buffer, self._incoming
         # typeshed says read() returns bytes; given a buffer it returns a count (Any, so
         # that the compiled build does not check the call's result for bytes)
-        tls: Any = self._ssl
+        tls = self._records
         size = len(buffer)
         filled = 0
         ended = False
@@ -189,11 +192,12 @@ class TLSLayer(BufferedProtocol, Transport):
         if not self._established:
             raise RuntimeError("write before the TLS handshake is done")
         try:
-            written = self._ssl.write(data)  # all of it: memory BIOs never push back
+            records = self._records
+            written = records.write(data)  # all of it: memory BIOs never push back
             if written < len(data):
                 view = memoryview(data)[written:]
                 while view:
-                    view = view[self._ssl.write(view) :]
+                    view = view[records.write(view) :]
         except ssl.SSLError as error:
             self._fatal(error)
             return
