@@ -29,6 +29,7 @@ from typing import Any, Final
 from .connection import SMTPConnection
 from .readbuffer import read_buffer
 from .smtpprotocol import SMTPProtocol
+from .tlslayer import TLSLayer
 
 __all__ = ["SocketTransport", "SocketListener", "fits", "open_transport"]
 
@@ -69,6 +70,7 @@ class SocketTransport:
         self._writing_paused = False  # the protocol was told to pause writing
         self._protocol: Any = None
         self._connection: SMTPConnection | None = None
+        self._tls: TLSLayer | None = None
         self._buffered = False
         self.set_protocol(protocol)
 
@@ -91,6 +93,7 @@ class SocketTransport:
     def set_protocol(self, protocol: Any) -> None:
         self._protocol = protocol
         self._connection = protocol.connection if type(protocol) is SMTPProtocol else None
+        self._tls = protocol if type(protocol) is TLSLayer else None
         self._buffered = isinstance(protocol, BufferedProtocol)
 
     def get_protocol(self) -> Any:
@@ -151,10 +154,16 @@ class SocketTransport:
             self._fatal_error(error, "Fatal error: protocol.data_received() call failed.")
 
     def _read_for_protocol(self) -> None:
-        """Any other protocol (the TLS layer, after STARTTLS): asyncio's calls."""
+        """The TLS layer (after STARTTLS), or any other protocol with asyncio's calls."""
         protocol = self._protocol
+        tls = self._tls
         try:
-            if self._buffered:
+            if tls is not None:
+                buffer = self._buffer  # (the layer's own buffer is the same one)
+                count = self._sock.recv_into(buffer)
+                if count:
+                    tls.feed(buffer[:count])
+            elif self._buffered:
                 buffer = protocol.get_buffer(-1)
                 count = self._sock.recv_into(buffer)
                 if count:
@@ -334,6 +343,7 @@ class SocketTransport:
             # The transport, its protocol and the connection refer to each other: let go.
             self._protocol = None
             self._connection = None
+            self._tls = None
 
 
 def open_transport(loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: Any, peer: Any) -> SocketTransport:

@@ -9,7 +9,9 @@ read. OpenSSL does the cryptography in both cases. Other loops keep their own
 ``start_tls`` (uvloop's is compiled, and faster than this layer would be on it).
 
 One object plays two parts: it is the plain transport's protocol (bytes from the socket
-come in here) and the SMTP connection's transport (its replies go out through here).
+come in here) and the SMTP connection's transport (its replies go out through here). It
+subclasses neither asyncio class, so that the compiled build makes it a native class: the
+plain transport of asyncio's own loops (sockettransport.py) calls it directly.
 
 The layer is the server side only. TLS 1.2 renegotiation is refused by the context
 (``OP_NO_RENEGOTIATION``); post-handshake messages of TLS 1.3 are handled by OpenSSL
@@ -22,11 +24,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from asyncio.protocols import BufferedProtocol
-from asyncio.transports import Transport
+from collections.abc import Iterable
 from typing import Any, Protocol
 
-from .compiled import mypyc_attr
 from .readbuffer import read_buffer
 
 __all__ = ["TLSLayer", "upgrade"]
@@ -48,9 +48,9 @@ class _App(Protocol):
     def resume_writing(self) -> None: ...
 
 
-@mypyc_attr(native_class=False)  # compiled, it still subclasses asyncio's classes
-class TLSLayer(BufferedProtocol, Transport):
-    """The server side of one TLS session over ``transport``, for ``app``.
+class TLSLayer:
+    """The server side of one TLS session over ``transport``, for ``app``: a buffered
+    protocol for the transport below, a transport for the app above.
 
     ``handshake`` is a future: its result once the handshake is done, its exception if it
     failed (the alert, if any, was sent) or the connection ended first."""
@@ -62,7 +62,6 @@ class TLSLayer(BufferedProtocol, Transport):
         app: _App,
         context: ssl.SSLContext,
     ) -> None:
-        super().__init__()
         self._raw = transport
         self._app = app
         self._incoming = ssl.MemoryBIO()
@@ -84,6 +83,13 @@ class TLSLayer(BufferedProtocol, Transport):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.feed(self._buffer[:nbytes])
+
+    def data_received(self, data: bytes) -> None:
+        """For transports that do not read into `get_buffer` (not asyncio's own)."""
+        self.feed(data)
+
+    def connection_made(self, transport: Any) -> None:
+        """(The layer is put on a transport already connected: see `upgrade`.)"""
 
     def feed(self, ciphertext: bytes | memoryview) -> None:
         """Bytes from the client: advance the handshake or decrypt and hand on."""
@@ -203,6 +209,12 @@ class TLSLayer(BufferedProtocol, Transport):
             return
         self._raw.write(self._outgoing.read())
 
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        self.write(b"".join(list_of_data))
+
+    def write_eof(self) -> None:
+        raise NotImplementedError("a TLS session cannot be half-closed")
+
     def close(self) -> None:
         """Send ``close_notify`` and what is buffered, then close the socket."""
         if self._closing:
@@ -253,6 +265,13 @@ class TLSLayer(BufferedProtocol, Transport):
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         self._raw.set_write_buffer_limits(high, low)
 
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        limits: tuple[int, int] = self._raw.get_write_buffer_limits()
+        return limits
+
+    def set_protocol(self, protocol: Any) -> None:
+        self._app = protocol
+
     def get_protocol(self) -> Any:
         return self._app
 
@@ -286,12 +305,12 @@ async def upgrade(
     if not _own_layer_fits(loop):
         return await _loop_start_tls(loop, transport, app_protocol, context, handshake_timeout, read_too_early)
     layer = TLSLayer(loop, transport, app, context)
-    transport.set_protocol(layer)
+    transport.set_protocol(layer)  # type: ignore[arg-type]  # (a buffered protocol in all but name)
     if read_too_early:
         layer.feed(b"".join(read_too_early))
     transport.resume_reading()
     await asyncio.wait_for(layer.handshake, handshake_timeout)
-    return layer
+    return layer  # type: ignore[return-value]  # (a transport in all but name)
 
 
 async def _loop_start_tls(
