@@ -57,16 +57,22 @@ class InputBuffer:
         """The next line with its line end, or None if no LF was received yet (an
         unterminated line longer than ``limit`` is then cut: see `drop_overlong`)."""
         data = self.data
-        idx = data.find(b"\n", self.pos)
+        pos = self.pos
+        size = len(data)
+        if pos == size:
+            return None  # (nothing pending: nothing to compact or cut either)
+        idx = data.find(b"\n", pos)
         if idx < 0:
             self.compact()
             self.drop_overlong(limit)
             return None
-        line = bytes(data[self.pos : idx + 1])
-        self.pos = idx + 1
-        if self.pos == len(data):
+        if idx + 1 == size:  # the last line received (the usual case): one copy
+            line = bytes(data) if pos == 0 else bytes(data[pos:])
             data.clear()
             self.pos = 0
+            return line
+        line = bytes(data[pos : idx + 1])
+        self.pos = idx + 1
         return line
 
     def take(self, count: int) -> bytes:
