@@ -167,21 +167,26 @@ class BodyReceiver:
 
     def finish(self, event: DataEnd, results: list[BodyResult]) -> None:
         """Write the reply for the message, or one per recipient in LMTP."""
+        if not self._config.lmtp:  # one reply, whatever the recipients
+            (result,) = results
+            self._finish_one(event, result, "")
+            return
+        for address, result in zip(self._reply_targets(), results, strict=True):
+            self._finish_one(event, result, address)
+
+    def _finish_one(self, event: DataEnd, result: BodyResult, address: str) -> None:
         config = self._config
         reply = self._writer.reply
-        for address, result in zip(self._reply_targets(), results, strict=True):
-            if event.bare_lf and config.bare_lf == "reject":
-                reply(550, "Error: bare <LF> received in message, use CRLF line endings", "5.6.0")
-            elif isinstance(result, SMTPError):
-                reply(
-                    result.code, result.message, result.enhanced or (SIZE_EXCEEDED_CODE if result.code == 552 else None)
-                )
-            elif event.size_exceeded and config.reject_oversized:
-                reply(552, size_exceeded_text(config.size), SIZE_EXCEEDED_CODE)
-            elif config.lmtp:
-                reply(250, result or f"<{address}> OK: message accepted", "2.6.0")
-            else:
-                reply(250, result or "OK: message queued", "2.6.0")
+        if event.bare_lf and config.bare_lf == "reject":
+            reply(550, "Error: bare <LF> received in message, use CRLF line endings", "5.6.0")
+        elif isinstance(result, SMTPError):
+            reply(result.code, result.message, result.enhanced or (SIZE_EXCEEDED_CODE if result.code == 552 else None))
+        elif event.size_exceeded and config.reject_oversized:
+            reply(552, size_exceeded_text(config.size), SIZE_EXCEEDED_CODE)
+        elif config.lmtp:
+            reply(250, result or f"<{address}> OK: message accepted", "2.6.0")
+        else:
+            reply(250, result or "OK: message queued", "2.6.0")
 
     def _reply_targets(self) -> list[str]:
         rcpts = self._session.envelope.rcpt_to
@@ -191,7 +196,7 @@ class BodyReceiver:
 
     def results(self, result: BodyResult | list[BodyResult]) -> list[BodyResult]:
         """Spread the driver's answer over the replies owed (one, or one per recipient)."""
-        count = len(self._reply_targets())
+        count = len(self._reply_targets()) if self._config.lmtp else 1
         if not isinstance(result, list):
             return [result] * count
         for entry in result:
