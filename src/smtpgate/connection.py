@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
+from collections.abc import Callable
 from typing import Any, Final, cast
 
 from .context import ConnectionContext
@@ -59,6 +61,14 @@ _ENDED: Final = Stage.ENDED
 _INPUT: Final = Waiting.INPUT  # (a module name is read faster than an enum member)
 
 
+def loop_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
+    """``loop.time`` for the idle timer: ``time.monotonic`` itself (a C call) when that is all
+    the loop's own method would do, as on asyncio's loops."""
+    if isinstance(loop, asyncio.BaseEventLoop) and type(loop).time is asyncio.BaseEventLoop.time:
+        return time.monotonic
+    return loop.time
+
+
 class SMTPConnection:
     """One client's session: what `SMTPProtocol` hands on from the transport."""
 
@@ -76,6 +86,7 @@ class SMTPConnection:
         self._local = local
         self._sniffer = ProxySniffer() if context.watch_for_proxy and not proxy_trusted else None
         self.loop = asyncio.get_running_loop()
+        self._clock = loop_clock(self.loop)
         self.protocol = SMTPProtocol(self)  # the transport's protocol
         self.transport: asyncio.Transport | None = None
         self.core: ServerProtocol | None = None
@@ -144,7 +155,7 @@ class SMTPConnection:
             # start reading after connection_made regardless: what arrives is kept for TLS.
             self._before_tls = []
             transport.pause_reading()
-        self._last_activity = self.loop.time()
+        self._last_activity = self._clock()
         self._timer = self.loop.call_at(self._last_activity + ctx.socket_timeout, self._on_timer)
         greeted = False
         if not ctx.secure and ctx.disable_reverse_lookup and ctx.on_connect is None:
@@ -183,7 +194,7 @@ class SMTPConnection:
             self._body_progress += len(data)
             if self._body_progress >= _BODY_PROGRESS_BYTES or b"\n" in data:
                 self._body_progress = 0
-                self._last_activity = self.loop.time()
+                self._last_activity = self._clock()
         core.receive_data(data)
         if not self._reading_paused and core.buffered > MAX_PENDING_INPUT and self.transport is not None:
             self._reading_paused = True
@@ -274,7 +285,7 @@ class SMTPConnection:
         core = self.core
         if core is not None and core.progress != self._seen_progress:
             self._seen_progress = core.progress
-            self._last_activity = self.loop.time()
+            self._last_activity = self._clock()
 
     def _resume_reading_if_drained(self) -> None:
         if self._reading_paused and self.core is not None and self.core.buffered <= MAX_PENDING_INPUT // 2:
@@ -350,7 +361,7 @@ class SMTPConnection:
         if self._stage is _ENDED or self.core is None:
             return
         timeout = self.ctx.socket_timeout
-        now = self.loop.time()
+        now = self._clock()
         if self._waiting is not Waiting.INPUT:
             # Not the client's turn (a handler, backpressure, or a TLS handshake, which has
             # its own timeout and is reported as a handshake failure).
@@ -597,7 +608,7 @@ class SMTPConnection:
         if ssl_object is not None:
             session.tls_options = tls_info(ssl_object)
             session.tls = tls_details(ssl_object, session.servername)
-        self._last_activity = self.loop.time()
+        self._last_activity = self._clock()
         self.log.debug("TLS established: %s", session.tls_options)
         return True
 
