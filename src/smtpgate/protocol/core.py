@@ -469,7 +469,8 @@ class ServerProtocol:
         except UnicodeDecodeError:
             self.bad_command("Error: command is not valid UTF-8", "5.5.2")
             return None
-        if _CONTROL.search(line):
+        # (printable ASCII, the usual command, has no control character: spare the search)
+        if not (line.isascii() and line.isprintable()) and _CONTROL.search(line):
             self.bad_command("Error: control characters are not allowed in commands", "5.5.2")
             return None
         verb, _, argument = line.partition(" ")
