@@ -1,5 +1,6 @@
 """The lean plain-TCP transport (sockettransport.py) that serves connections on asyncio's
-own loops: the asyncio transport contract, over real loopback sockets."""
+own loops: the asyncio transport contract, over real loopback sockets (always on asyncio's
+loop, whatever SMTPGATE_TEST_LOOP says; the last test checks the server's choice)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,9 @@ from typing import Any
 
 import pytest
 
+from conftest import loop_factory
 from smtpgate import SMTPServer
 from smtpgate.sockettransport import HIGH_WATER, SocketTransport, fits, open_transport
-
-pytestmark = pytest.mark.skipif(
-    os.environ.get("SMTPGATE_TEST_LOOP") == "uvloop", reason="the transport of asyncio's own loops (uvloop has its own)"
-)
 
 
 def in_loop(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
@@ -256,25 +254,32 @@ async def test_a_failing_protocol_ends_its_connection_only() -> None:
     client.close()
 
 
-@in_loop
-async def test_the_server_uses_it_on_the_default_loop() -> None:
+def test_the_server_uses_it_on_asyncio_loops_only() -> None:
+    """asyncio's own loop gets this transport; uvloop (SMTPGATE_TEST_LOOP=uvloop) its own."""
     seen: list[Any] = []
 
-    async def on_connect(session: Any) -> None:
-        connection = next(iter(server.connections.everyone()))
-        seen.append(connection.transport)
+    async def session() -> None:
+        async def on_connect(session: Any) -> None:
+            connection = next(iter(server.connections.everyone()))
+            seen.append(connection.transport)
 
-    server = SMTPServer(name="mx.test", disable_reverse_lookup=True, on_connect=on_connect)
-    await server.listen(0, host="127.0.0.1")
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"220 ")
-        writer.write(b"QUIT\r\n")
-        assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"221 ")
-        writer.close()
-    finally:
-        await server.close()
-    assert type(seen[0]) is SocketTransport
+        server = SMTPServer(name="mx.test", disable_reverse_lookup=True, on_connect=on_connect)
+        await server.listen(0, host="127.0.0.1")
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"220 ")
+            writer.write(b"QUIT\r\n")
+            assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"221 ")
+            writer.close()
+        finally:
+            await server.close()
+
+    factory = loop_factory()
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(asyncio.wait_for(session(), 30))
+        asyncio_loop = fits(runner.get_loop())
+    assert asyncio_loop == (factory is None)
+    assert (type(seen[0]) is SocketTransport) == asyncio_loop
 
 
 def test_accept_backs_off_when_out_of_file_descriptors(tmp_path: Any) -> None:
