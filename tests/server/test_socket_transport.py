@@ -17,9 +17,17 @@ from typing import Any
 
 import pytest
 
-from conftest import loop_factory
 from smtpgate import SMTPServer
 from smtpgate.sockettransport import HIGH_WATER, SocketTransport, fits, open_transport
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The loop the suite's servers run on (SMTPGATE_TEST_LOOP, as tests/conftest.py reads it)."""
+    if os.environ.get("SMTPGATE_TEST_LOOP") == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return None
 
 
 def in_loop(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
