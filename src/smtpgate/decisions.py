@@ -15,8 +15,16 @@ from typing import Any, Final
 from .context import ConnectionContext
 from .errors import SMTPError
 from .lifecycle import Waiting
-from .ondata import OnDataCall
-from .outcome import AUTH_FAILED, HANDLER_TIMEOUT, INTERNAL_ERROR, Outcome, outcome_of
+from .ondata import SUSPENDED, OnDataCall
+from .outcome import (
+    AUTH_FAILED,
+    HANDLER_TIMEOUT,
+    INTERNAL_ERROR,
+    Outcome,
+    outcome_of,
+    outcome_of_failure,
+    outcome_of_value,
+)
 from .protocol.core import ServerProtocol
 from .protocol.events import AuthAttempt, DataEnd
 from .sasl import AuthResult
@@ -144,6 +152,28 @@ class Decisions:
         if not self._ended():
             core.reject(refusal)
 
+    def end_data_now(self, message: OnDataCall | None, event: DataEnd) -> bool:
+        """The end of a message, answered at once if on_data does not suspend: True if it
+        was answered, False if the handler suspended (or runs beside the session) and
+        `end_data` must finish the job. The caller runs this as the session task."""
+        handler = self.ctx.on_data
+        if message is None or handler is None:
+            self.core.accept()
+            return True
+        if not message.deferred:
+            return False
+        self._end_stream(message.stream, event)
+        try:
+            value = message.run_now()
+        except Exception as failure:
+            outcome = outcome_of_failure(failure, message.stream)
+        else:
+            if value is SUSPENDED:
+                return False
+            outcome = outcome_of_value(value)
+        self._answer_data(handler, message, outcome)
+        return True
+
     async def end_data(self, message: OnDataCall | None, event: DataEnd) -> None:
         """The end of a message: on_data's verdict (or the body's own refusal) answers it."""
         core, ctx = self.core, self.ctx
@@ -151,15 +181,23 @@ class Decisions:
             core.accept()
             return
         stream = message.stream
-        if event.bare_lf and ctx.bare_lf == "reject":
-            stream.abort(DataStreamError("message refused: bare LF in the body"))
-        else:
-            stream.finish()
+        if not stream.ended:  # (it has, if end_data_now began the handler)
+            self._end_stream(stream, event)
         outcome = await outcome_of(
             message.verdict, timeout=ctx.handler_timeout, wait_on=self._wait_on, waiting=_ON_DATA, stream=stream
         )
+        self._answer_data(ctx.on_data, message, outcome)
+
+    def _end_stream(self, stream: DataStream, event: DataEnd) -> None:
+        if event.bare_lf and self.ctx.bare_lf == "reject":
+            stream.abort(DataStreamError("message refused: bare LF in the body"))
+        else:
+            stream.finish()
+
+    def _answer_data(self, handler: Callable[..., Any], message: OnDataCall, outcome: Outcome) -> None:
+        core = self.core
         if outcome.timed_out or outcome.failure is not None:
-            self._report(ctx.on_data, outcome, "on_data")
+            self._report(handler, outcome, "on_data")
         if outcome.body_refused is not None:
             self.log.info("message refused while being received: %s", outcome.body_refused)
             core.accept()  # the core turns a refused body into its 5xx reply
@@ -172,7 +210,7 @@ class Decisions:
             try:
                 core.accept(value if isinstance(value, (str, list)) else None)
             except (ValueError, TypeError) as error:  # an LMTP result list that does not fit
-                self.failed(ctx.on_data, error)
+                self.failed(handler, error)
                 core.reject(INTERNAL_ERROR)
 
     async def abort_data(self, message: OnDataCall | None, reason: str) -> None:

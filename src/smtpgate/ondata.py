@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from types import CoroutineType
+from typing import Any, Final
 
 from .session import Session
 from .stream import DataStream, DataStreamError
 
-__all__ = ["OnDataCall"]
+__all__ = ["OnDataCall", "SUSPENDED"]
+
+SUSPENDED: Final = object()  # what `OnDataCall.run_now` returns for a handler that suspended
+_NOTHING: Final = object()
 
 
 class OnDataCall:
@@ -20,10 +24,11 @@ class OnDataCall:
     async one is *deferred*: it runs in the session task at the end of the message, unless
     it must read while the rest arrives (the body outgrew the stream's buffer) or must see
     an abort, in which case `start` runs it beside the session as ``task``. Most messages
-    then cost no task of their own.
+    then cost no task of their own. `run_now` takes a deferred handler's first step at
+    once, so that one which does not suspend is answered without waking the session task.
     """
 
-    __slots__ = ("stream", "task", "_handler", "_session", "_deferred")
+    __slots__ = ("stream", "task", "_handler", "_session", "_deferred", "_rest")
 
     def __init__(self, handler: Callable[..., Any], is_async: bool, session: Session, stream: DataStream) -> None:
         self.stream = stream
@@ -31,12 +36,22 @@ class OnDataCall:
         self._handler = handler
         self._session = session
         self._deferred = is_async
+        self._rest: Awaitable[Any] | None = None  # the rest of a handler that run_now left suspended
+
+    @property
+    def deferred(self) -> bool:
+        """The handler has not been called yet (and will be at the end of the message)."""
+        return self._deferred
 
     def start(self) -> None:
-        """Run a deferred handler now, beside the session (big body, or an abort)."""
+        """Run the handler now, beside the session (big body, or an abort); or the rest of
+        one that `run_now` left suspended."""
         if self._deferred:
             self._deferred = False
             self.task = asyncio.ensure_future(self.run())
+        elif self._rest is not None:
+            rest, self._rest = self._rest, None
+            self.task = asyncio.ensure_future(rest)
 
     def abort(self, reason: str) -> None:
         """The message will not be complete: the handler's next read raises."""
@@ -46,7 +61,47 @@ class OnDataCall:
     def verdict(self) -> Any:
         """What to await for the handler's result at the end of the message."""
         self._deferred = False
-        return self.task if self.task is not None else self.run()
+        if self.task is not None:
+            return self.task
+        rest = self._rest
+        if rest is not None:
+            self._rest = None
+            return rest
+        return self.run()
+
+    def run_now(self) -> Any:
+        """Call a deferred handler now (the stream has ended), up to its first suspension.
+
+        Returns what it returned, or raises what it raised (an ``Exception``), as `run`
+        would; or `SUSPENDED`, and `verdict` is then the rest of the call. The caller runs
+        this as the session task, in its context: the handler cannot tell the difference.
+        """
+        self._deferred = False
+        stream = self.stream
+        done = True
+        try:
+            result = self._handler(stream, self._session)
+            if type(result) is CoroutineType:
+                try:
+                    step = result.send(None)
+                except StopIteration as stop:
+                    return stop.value
+                self._rest = Suspended(result, step, stream)
+                done = False
+                return SUSPENDED
+            if inspect.isawaitable(result):  # not a coroutine: awaited by the session task
+                self._rest = _rest_of(result, stream)
+                done = False
+                return SUSPENDED
+            return result
+        except Exception:
+            raise
+        except BaseException as error:  # cancellation, exit: raised in the session task
+            self._rest = _reraise(error)
+            return SUSPENDED
+        finally:
+            if done:
+                stream.discard()
 
     async def run(self) -> Any:
         try:
@@ -56,3 +111,68 @@ class OnDataCall:
             return result
         finally:
             self.stream.discard()  # whatever the handler left unread is drained
+
+
+class Suspended:
+    """The rest of a coroutine that was started by hand and suspended at ``step``.
+
+    Awaiting it hands ``step`` (the future the coroutine waits on) to the awaiting task and
+    then goes on with the coroutine, exactly as if the task had awaited it from its start:
+    results, exceptions, cancellation and ``close`` all go through. The stream is discarded
+    when the coroutine ends.
+    """
+
+    __slots__ = ("_coroutine", "_step", "_stream")
+
+    def __init__(self, coroutine: Any, step: Any, stream: DataStream) -> None:
+        self._coroutine = coroutine
+        self._step = step
+        self._stream = stream
+
+    def __await__(self) -> Suspended:
+        return self
+
+    def __iter__(self) -> Suspended:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    def send(self, value: Any) -> Any:
+        step = self._step
+        if step is not _NOTHING:
+            self._step = _NOTHING
+            return step
+        try:
+            return self._coroutine.send(value)
+        except BaseException:  # StopIteration (the handler returned) included
+            self._stream.discard()
+            raise
+
+    def throw(self, kind: Any, value: Any = None, traceback: Any = None) -> Any:
+        self._step = _NOTHING
+        error = value if value is not None else kind
+        if traceback is not None and isinstance(error, BaseException):
+            error = error.with_traceback(traceback)
+        try:
+            return self._coroutine.throw(error)
+        except BaseException:
+            self._stream.discard()
+            raise
+
+    def close(self) -> None:
+        try:
+            self._coroutine.close()
+        finally:
+            self._stream.discard()
+
+
+async def _rest_of(awaitable: Awaitable[Any], stream: DataStream) -> Any:
+    try:
+        return await awaitable
+    finally:
+        stream.discard()
+
+
+async def _reraise(error: BaseException) -> Any:
+    raise error

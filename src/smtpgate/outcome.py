@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from types import CoroutineType
 from typing import Any, Final
 
@@ -17,12 +18,25 @@ from .errors import SMTPError
 from .lifecycle import Waiting
 from .stream import DataStream, DataStreamError
 
-__all__ = ["Outcome", "outcome_of", "INTERNAL_ERROR", "HANDLER_TIMEOUT", "AUTH_FAILED"]
+__all__ = [
+    "Outcome",
+    "outcome_of",
+    "outcome_of_value",
+    "outcome_of_failure",
+    "INTERNAL_ERROR",
+    "HANDLER_TIMEOUT",
+    "AUTH_FAILED",
+]
 
 _INPUT: Final = Waiting.INPUT
 INTERNAL_ERROR: Final = SMTPError(451, "Error: internal server error", enhanced="4.3.0")
 HANDLER_TIMEOUT: Final = SMTPError(451, "Error: timeout while processing, try again later", enhanced="4.3.0")
 AUTH_FAILED: Final = SMTPError(535, "Error: authentication failed", enhanced="5.7.8")
+
+# asyncio.timeout (Python 3.11+) bounds a handler in the task that awaits it, so the handler
+# runs in the session task whether or not handler_timeout is set; wait_for on 3.10 runs it
+# in a task of its own.
+_TIMEOUT: Final[Callable[[float], AbstractAsyncContextManager[Any]] | None] = getattr(asyncio, "timeout", None)
 
 
 class Outcome:
@@ -73,18 +87,35 @@ async def outcome_of(
         if type(result) is CoroutineType or inspect.isawaitable(result):  # the first test is the fast one
             wait_on(waiting)
             try:
-                result = await (result if timeout is None else asyncio.wait_for(result, timeout))
+                if timeout is None:
+                    result = await result
+                elif _TIMEOUT is not None:
+                    async with _TIMEOUT(timeout):
+                        result = await result
+                else:
+                    result = await asyncio.wait_for(result, timeout)
             finally:
                 wait_on(_INPUT)
     # (one name per clause: compiled, a name keeps the type of its first binding)
     except SMTPError as refusal:
         return Outcome(error=refusal)
-    except asyncio.TimeoutError:
-        return Outcome(error=HANDLER_TIMEOUT, timed_out=True)
-    except DataStreamError as stream_error:
-        if stream is not None and stream.error is stream_error:
-            return Outcome(body_refused=stream_error)
-        return Outcome(error=INTERNAL_ERROR, failure=stream_error)
     except Exception as failure:
-        return Outcome(error=INTERNAL_ERROR, failure=failure)
-    return Outcome(result, result if isinstance(result, SMTPError) else None)
+        return outcome_of_failure(failure, stream)
+    return outcome_of_value(result)
+
+
+def outcome_of_value(value: Any) -> Outcome:
+    """A handler returned ``value`` (an `SMTPError` returned refuses, as one raised does)."""
+    return Outcome(value, value if isinstance(value, SMTPError) else None)
+
+
+def outcome_of_failure(error: Exception, stream: DataStream | None = None) -> Outcome:
+    """A handler raised ``error``: a refusal, a timeout, the stream's own refusal of the body
+    (``stream``'s error passed on), or a failure answered 451."""
+    if isinstance(error, SMTPError):
+        return Outcome(error=error)
+    if isinstance(error, asyncio.TimeoutError):
+        return Outcome(error=HANDLER_TIMEOUT, timed_out=True)
+    if isinstance(error, DataStreamError) and stream is not None and stream.error is error:
+        return Outcome(body_refused=error)
+    return Outcome(error=INTERNAL_ERROR, failure=error)

@@ -20,6 +20,8 @@ def refuse(error):
 
 
 def as_style(handler, style):
+    """``handler`` as a plain function, a coroutine that suspends first, or one that never
+    suspends (on_data then finishes in the server's read callback)."""
     if style == "sync":
         return handler
 
@@ -27,10 +29,13 @@ def as_style(handler, style):
         await asyncio.sleep(0)
         return handler(*args)
 
-    return wrapped
+    async def at_once(*args):
+        return handler(*args)
+
+    return wrapped if style == "async" else at_once
 
 
-STYLES = pytest.mark.parametrize("style", ["sync", "async"])
+STYLES = pytest.mark.parametrize("style", ["sync", "async", "async-now"])
 
 
 @STYLES
