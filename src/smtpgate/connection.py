@@ -16,7 +16,6 @@ flow control. What it knows of the server is a `ConnectionContext`.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import ssl
 import time
@@ -44,6 +43,7 @@ from .protocol.events import (
 )
 from .proxy import ProxyInfo, ProxySniffer, Sniffed
 from .session import Session
+from .sessiontask import SessionTask
 from .smtpprotocol import SMTPProtocol
 from .stream import DataStream, DataStreamError
 from .tls import tls_details, tls_info
@@ -60,13 +60,6 @@ MAX_PENDING_INPUT: Final = 64 * 1024  # unprocessed bytes before the socket stop
 _GONE: Final = "connection closed before the message was received in full"
 _ENDED: Final = Stage.ENDED
 _INPUT: Final = Waiting.INPUT  # (a module name is read faster than an enum member)
-
-# To run on_data's first step in a transport callback as the session task (see
-# _end_data_now): asyncio's own bookkeeping of the current task, and create_task(context=)
-# and asyncio.timeout, which are Python 3.11's. Without them the session task does it all.
-_enter_task: Final[Callable[[Any, Any], None] | None] = getattr(asyncio.tasks, "_enter_task", None)
-_leave_task: Final[Callable[[Any, Any], None] | None] = getattr(asyncio.tasks, "_leave_task", None)
-_EAGER: Final = _enter_task is not None and _leave_task is not None and hasattr(asyncio, "timeout")
 
 
 def loop_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
@@ -107,8 +100,7 @@ class SMTPConnection:
         self._reading_paused = False
         self._writing_paused = False
         self._stream_full = False  # a body chunk filled on_data's stream: wait before the next
-        self._task: asyncio.Task[None] | None = None
-        self._task_context: contextvars.Context | None = None  # the task's, when it is ours to enter
+        self._task: SessionTask | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._write_ready: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -172,11 +164,7 @@ class SMTPConnection:
             # early-talker check then holds on every event loop) and without a task hop.
             self._greet()
             greeted = self._close_owed = True
-        if _EAGER and self.loop.get_task_factory() is None:
-            self._task_context = contextvars.copy_context()
-            self._task = cast(Any, self.loop).create_task(self._run(greeted), context=self._task_context)
-        else:
-            self._task = self.loop.create_task(self._run(greeted))
+        self._task = SessionTask(self.loop, self._run(greeted))
 
     def data_received(self, data: bytes) -> None:
         """Bytes from the client (from `buffer_updated`, or fed by our own code)."""
@@ -299,20 +287,11 @@ class SMTPConnection:
 
         The handler runs as the session task (``asyncio.current_task()``) and in its
         context, so it cannot tell; if it suspends, the task goes on with it (False)."""
-        task, context = self._task, self._task_context
-        if task is None or context is None or _enter_task is None or _leave_task is None:
+        task = self._task
+        if task is None or not task.step_in(self._decisions.end_data_now, self._message, event):
             return False
-        try:
-            _enter_task(self.loop, task)
-        except RuntimeError:  # called from inside a task (not a transport callback)
-            return False
-        try:
-            answered: bool = context.run(self._decisions.end_data_now, self._message, event)
-        finally:
-            _leave_task(self.loop, task)
-        if answered:
-            self._message = None
-        return answered
+        self._message = None
+        return True
 
     def _note_progress(self) -> None:
         """Completed commands count as activity for the idle timer."""
@@ -679,5 +658,5 @@ class SMTPConnection:
         if task is not None and not task.done():
             task.cancel()
         if self._waiting is Waiting.ON_DATA and self._task is not None:
-            self._task.cancel()
+            self._task.task.cancel()
         self._wake()

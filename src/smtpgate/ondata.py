@@ -8,13 +8,13 @@ from collections.abc import Awaitable, Callable
 from types import CoroutineType
 from typing import Any, Final
 
+from .firststep import Suspended, first_step
 from .session import Session
 from .stream import DataStream, DataStreamError
 
 __all__ = ["OnDataCall", "SUSPENDED"]
 
 SUSPENDED: Final = object()  # what `OnDataCall.run_now` returns for a handler that suspended
-_NOTHING: Final = object()
 
 
 class OnDataCall:
@@ -82,11 +82,10 @@ class OnDataCall:
         try:
             result = self._handler(stream, self._session)
             if type(result) is CoroutineType:
-                try:
-                    step = result.send(None)
-                except StopIteration as stop:
-                    return stop.value
-                self._rest = Suspended(result, step, stream)
+                returned, value = first_step(result)
+                if returned:
+                    return value
+                self._rest = Suspended(result, value, stream.discard)
                 done = False
                 return SUSPENDED
             if inspect.isawaitable(result):  # not a coroutine: awaited by the session task
@@ -111,60 +110,6 @@ class OnDataCall:
             return result
         finally:
             self.stream.discard()  # whatever the handler left unread is drained
-
-
-class Suspended:
-    """The rest of a coroutine that was started by hand and suspended at ``step``.
-
-    Awaiting it hands ``step`` (the future the coroutine waits on) to the awaiting task and
-    then goes on with the coroutine, exactly as if the task had awaited it from its start:
-    results, exceptions, cancellation and ``close`` all go through. The stream is discarded
-    when the coroutine ends.
-    """
-
-    __slots__ = ("_coroutine", "_step", "_stream")
-
-    def __init__(self, coroutine: Any, step: Any, stream: DataStream) -> None:
-        self._coroutine = coroutine
-        self._step = step
-        self._stream = stream
-
-    def __await__(self) -> Suspended:
-        return self
-
-    def __iter__(self) -> Suspended:
-        return self
-
-    def __next__(self) -> Any:
-        return self.send(None)
-
-    def send(self, value: Any) -> Any:
-        step = self._step
-        if step is not _NOTHING:
-            self._step = _NOTHING
-            return step
-        try:
-            return self._coroutine.send(value)
-        except BaseException:  # StopIteration (the handler returned) included
-            self._stream.discard()
-            raise
-
-    def throw(self, kind: Any, value: Any = None, traceback: Any = None) -> Any:
-        self._step = _NOTHING
-        error = value if value is not None else kind
-        if traceback is not None and isinstance(error, BaseException):
-            error = error.with_traceback(traceback)
-        try:
-            return self._coroutine.throw(error)
-        except BaseException:
-            self._stream.discard()
-            raise
-
-    def close(self) -> None:
-        try:
-            self._coroutine.close()
-        finally:
-            self._stream.discard()
 
 
 async def _rest_of(awaitable: Awaitable[Any], stream: DataStream) -> Any:
