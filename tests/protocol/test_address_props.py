@@ -110,12 +110,34 @@ def outcome(call, *args, **kwargs):
 
 # Near the edges of the one-match fast path: hyphens at label ends, dots, long labels,
 # the length limit, non-ASCII, a bare "postmaster".
-EDGES = ["a", "-", ".", "@", "é", "0", "x" * 63, "x" * 64, "postmaster", '"', "[", "]", "_", "\u00ff", " "]
+EDGES = [
+    "a",
+    "-",
+    ".",
+    "@",
+    "é",
+    "0",
+    "x" * 63,
+    "x" * 64,
+    "postmaster",
+    '"',
+    "[",
+    "]",
+    "_",
+    "\u00ff",
+    " ",
+    "-.",
+    ".-",
+    "@-",
+]
 mailbox_text = st.one_of(
     argument_text,
     valid_address,
     st.lists(st.sampled_from(EDGES) | st.text(ATEXT, max_size=5), max_size=12).map("".join),
     st.integers(MAX_ADDRESS_LENGTH - 3, MAX_ADDRESS_LENGTH + 3).map(lambda n: "a@" + "b" * (n - 2)),
+    st.tuples(dot_atom, st.lists(st.sampled_from(EDGES[:7]) | label, min_size=1, max_size=8)).map(
+        lambda parts: parts[0] + "@" + "".join(parts[1])
+    ),
 )
 
 
@@ -244,3 +266,12 @@ def test_core_survives_random_input(config, pieces):
     for envelope, _, _ in client.messages:
         assert envelope.mail_from is not None
         assert envelope.rcpt_to
+
+
+def test_the_common_mailboxes_take_the_fast_path():
+    from smtpgate.protocol.addresses import _is_plain_mailbox
+
+    for plain in ["b@bench.local", "first.last+tag@mail-1.example.com", "x@" + "y" * 63 + ".test"]:
+        assert _is_plain_mailbox(plain), plain
+    for other in ["a@-b.test", "a@b-.test", "a@b..test", ".a@b.test", "a.@b.test", "a@b.test.", "a@" + "y" * 64 + ".t"]:
+        assert not _is_plain_mailbox(other), other

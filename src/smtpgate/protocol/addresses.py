@@ -30,11 +30,10 @@ _PARAM_KEY: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*")
 _XTEXT: Final = re.compile(r"\+([0-9A-F]{2})")
 # Characters that never belong in an address: controls, C1 controls, invisible spacing.
 _FORBIDDEN: Final = re.compile("[\x00-\x1f\x7f-\x9f\u200b\u2060\ufeff]")
-# The common mailbox, decided in one match: an ASCII dot-atom at an ASCII host name. All it
-# matches (within MAX_ADDRESS_LENGTH) the full checks accept as it is; the rest goes to them.
-_ASCII_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]"
-_ASCII_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
-_PLAIN_MAILBOX: Final = re.compile(rf"{_ASCII_ATEXT}+(?:\.{_ASCII_ATEXT}+)*@{_ASCII_LABEL}(?:\.{_ASCII_LABEL})*")
+# The common mailbox: ASCII atext and dots, "@", an ASCII host name. One match of plain
+# character runs (no backtracking), then `_is_plain_mailbox` checks the dots and hyphens.
+# All it accepts the full checks accept as it is; the rest goes to them.
+_PLAIN_MAILBOX: Final = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]+@[A-Za-z0-9.\-]+")
 
 
 _PATH_HEADS: dict[str, re.Pattern[str]] = {}
@@ -100,9 +99,21 @@ def split_path_argument(argument: str, keyword: str) -> tuple[str, str]:
 
 def parse_mailbox(path: str, *, allow_null: bool, allow_postmaster: bool) -> str:
     """Validate the text inside ``<>`` and return the mailbox (source routes dropped)."""
-    if len(path) <= MAX_ADDRESS_LENGTH and _PLAIN_MAILBOX.fullmatch(path) is not None:
+    if _is_plain_mailbox(path):
         return path
     return _parse_mailbox_fully(path, allow_null=allow_null, allow_postmaster=allow_postmaster)
+
+
+def _is_plain_mailbox(path: str) -> bool:
+    """A dot-atom at a host name, all ASCII, within the length limit (the common case)."""
+    if len(path) > MAX_ADDRESS_LENGTH or _PLAIN_MAILBOX.fullmatch(path) is None:
+        return False
+    if path[0] == "." or path[-1] == "." or ".." in path or ".@" in path or "@." in path:
+        return False  # an empty atom or label
+    domain = path[path.find("@") + 1 :]
+    if "-" in domain and (domain[0] == "-" or domain[-1] == "-" or "-." in domain or ".-" in domain):
+        return False  # a label that starts or ends with a hyphen
+    return len(domain) <= 63 or max(map(len, domain.split("."))) <= 63
 
 
 def _parse_mailbox_fully(path: str, *, allow_null: bool, allow_postmaster: bool) -> str:
