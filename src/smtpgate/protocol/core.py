@@ -59,9 +59,7 @@ _AUTH: Final = Phase.AUTH
 _TLS: Final = Phase.TLS
 _CLOSED: Final = Phase.CLOSED
 _GREET: Final = Trigger.GREET
-_DECISION_NEEDED: Final = Trigger.DECISION_NEEDED
 _DECIDED: Final = Trigger.DECIDED
-_BODY_STARTED: Final = Trigger.BODY_STARTED
 _CHUNK_STARTED: Final = Trigger.CHUNK_STARTED
 _CHUNK_DONE: Final = Trigger.CHUNK_DONE
 _CHALLENGE: Final = Trigger.CHALLENGE
@@ -70,9 +68,18 @@ _CLOSE: Final = Trigger.CLOSE
 _TLS_ACCEPTED: Final = Trigger.TLS_ACCEPTED
 _TLS_DONE: Final = Trigger.TLS_DONE
 # The hottest moves (a decision needed, a decision made, the body started) read the table
-# directly, without `ServerProtocol.fire`'s method call: a move missing from it is a
-# KeyError there rather than a PhaseError; the table is the same.
-_STEP: Final = STEP.__getitem__
+# directly, without `ServerProtocol.fire`'s method call and its arithmetic on enum members:
+# the table cut by trigger. A move missing from it is a KeyError there rather than a
+# PhaseError; the table is the same.
+
+
+def _moves_on(trigger: Trigger) -> dict[Phase, Phase]:
+    return {phase: STEP[phase << 4 | trigger] for phase in Phase if phase << 4 | trigger in STEP}
+
+
+_AFTER_DECISION_NEEDED: Final = _moves_on(Trigger.DECISION_NEEDED)
+_AFTER_DECIDED: Final = _moves_on(Trigger.DECIDED)
+_AFTER_BODY_STARTED: Final = _moves_on(Trigger.BODY_STARTED)
 
 
 def _text(message: object) -> str | None:
@@ -315,11 +322,11 @@ class ServerProtocol:
                 self.fire(_CHUNK_STARTED)
             else:
                 self.body.start_data()
-                self._phase = _STEP(self._phase << 4 | _BODY_STARTED)
+                self._phase = _AFTER_BODY_STARTED[self._phase]
             return
         elif type(event) is DataEnd:
             assert results is not None
-            self._phase = _STEP(self._phase << 4 | _DECIDED)
+            self._phase = _AFTER_DECIDED[self._phase]
             self.body.finish(event, results)
             self._end_transaction()
             return
@@ -335,7 +342,7 @@ class ServerProtocol:
             self.input.clear()  # anything pipelined behind STARTTLS is discarded
             self.fire(_TLS_ACCEPTED)
             return
-        self._phase = _STEP(self._phase << 4 | _DECIDED)
+        self._phase = _AFTER_DECIDED[self._phase]
 
     def reject(self, error: SMTPError) -> None:
         """Refuse the awaited event with ``error``'s reply."""
@@ -378,7 +385,7 @@ class ServerProtocol:
             raise PhaseError(f"{trigger.name} is not allowed in {self._phase.name}") from None
 
     def _await(self, event: Event) -> Event:
-        self._phase = _STEP(self._phase << 4 | _DECISION_NEEDED)
+        self._phase = _AFTER_DECISION_NEEDED[self._phase]
         self._awaiting = event
         return event
 
