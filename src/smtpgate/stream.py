@@ -149,6 +149,13 @@ class DataStream:
         """Read up to ``n`` bytes, or (by default) everything up to the end of the message."""
         if n == 0:
             return b""
+        chunks = self._chunks
+        if n < 0 and self._ended and self._error is None:  # all of it is here: no waiting
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            chunks.clear()
+            self._buffered = 0
+            self._wake_writer()
+            return data
         parts: list[bytes] = []
         got = 0
         while n < 0 or got < n:
