@@ -51,6 +51,10 @@ class SocketTransport:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: Any, peer: Any) -> None:
         self._loop = loop
+        # The selector loop's own _add_reader and friends: the public add_reader first
+        # checks that no asyncio transport owns the fd (a KeyError caught for every fd
+        # that is not one of asyncio's), which made registering cost half again as much.
+        self._selector_loop: Any = loop
         self._sock = sock
         self._fd = sock.fileno()
         try:
@@ -107,12 +111,12 @@ class SocketTransport:
     def _start_reading(self) -> None:
         if not self._reading:
             self._reading = True
-            self._loop.add_reader(self._fd, self._read_ready)
+            self._selector_loop._add_reader(self._fd, self._read_ready)
 
     def _stop_reading(self) -> None:
         if self._reading:
             self._reading = False
-            self._loop.remove_reader(self._fd)
+            self._selector_loop._remove_reader(self._fd)
 
     def is_reading(self) -> bool:
         return not self._paused and not self._closing
@@ -214,7 +218,7 @@ class SocketTransport:
                 return
             if sent == len(data):
                 return
-            self._loop.add_writer(self._fd, self._write_ready)
+            self._selector_loop._add_writer(self._fd, self._write_ready)
             self._unsent += memoryview(data)[sent:]
         else:
             self._unsent += data
@@ -231,7 +235,7 @@ class SocketTransport:
         except (BlockingIOError, InterruptedError):
             return
         except Exception as error:
-            self._loop.remove_writer(self._fd)
+            self._selector_loop._remove_writer(self._fd)
             self._unsent.clear()
             self._fatal_error(error, "Fatal write error on socket transport")
             return
@@ -239,7 +243,7 @@ class SocketTransport:
             del self._unsent[:sent]
         self._maybe_resume_protocol()  # (the protocol may write more)
         if not self._unsent:
-            self._loop.remove_writer(self._fd)
+            self._selector_loop._remove_writer(self._fd)
             if self._closing:
                 self._call_connection_lost(None)
             elif self._eof:
@@ -325,7 +329,7 @@ class SocketTransport:
             return
         if self._unsent:
             self._unsent.clear()
-            self._loop.remove_writer(self._fd)
+            self._selector_loop._remove_writer(self._fd)
         if not self._closing:
             self._closing = True
             self._stop_reading()
