@@ -20,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import socket
 from asyncio.protocols import BufferedProtocol
 from asyncio.trsock import TransportSocket
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from .connection import SMTPConnection
 from .readbuffer import read_buffer
@@ -350,9 +351,12 @@ class SocketTransport:
             self._tls = None
 
 
-def open_transport(loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: Any, peer: Any) -> SocketTransport:
-    """Serve an accepted, non-blocking ``sock`` with ``protocol`` (``connection_made`` now)."""
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
+def open_transport(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: Any, peer: Any, tcp: bool | None = None
+) -> SocketTransport:
+    """Serve an accepted, non-blocking ``sock`` with ``protocol`` (``connection_made`` now).
+    ``tcp``: whether it is a TCP socket, if the caller knows (else its family is read)."""
+    if tcp if tcp is not None else sock.family in (socket.AF_INET, socket.AF_INET6):
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # replies go out at once
         except OSError:
@@ -376,13 +380,17 @@ class SocketListener:
         self._backlog = max(1, backlog)
         self._closed = False
         self._retry: asyncio.TimerHandle | None = None
+        # What every accepted socket shares with this one, read once: socket.accept() reads
+        # them again per connection through Python properties that convert to enums.
+        self._family = sock.family
+        self._tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
         loop.add_reader(sock.fileno(), self._accept)
 
     def _accept(self) -> None:
         loop = self._loop
         for _ in range(self._backlog):  # what queued up since the last wake, within the backlog
             try:
-                client, address = self._sock.accept()
+                fd, address = cast(Any, self._sock)._accept()  # (socket.accept without its wrapper)
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return
             except OSError as error:
@@ -395,8 +403,14 @@ class SocketListener:
                 self._retry = loop.call_later(_ACCEPT_RETRY_DELAY, self._resume)
                 return
             try:
+                client = socket.socket(self._family, socket.SOCK_STREAM, 0, fd)
+            except OSError as error:
+                os.close(fd)
+                logger.warning("accept failed: %s", error)
+                continue
+            try:
                 client.setblocking(False)
-                open_transport(loop, client, self._factory(), address)
+                open_transport(loop, client, self._factory(), address, self._tcp)
             except Exception as error:  # a bug of ours: this connection only
                 logger.error("could not serve a connection from %s: %s", address, error, exc_info=error)
                 client.close()
