@@ -14,9 +14,8 @@ import socket
 import pytest
 from server_support import envelope
 
-from smtpgate import SMTPError, SMTPServer
-from smtpgate.compiled import is_compiled
-from smtpgate.decisions import Decisions
+from smtpgate import SMTPError, SMTPServer, ondata
+from smtpgate.firststep import first_step
 from support import Recorder
 
 who = contextvars.ContextVar("who", default="nobody")
@@ -203,19 +202,18 @@ def test_a_handler_that_raises_cancellation_at_once_ends_only_its_session(start_
     envelope(other)
 
 
-@pytest.mark.skipif(is_compiled(), reason="patches a method of a class the compiled build makes native")
 @pytest.mark.parametrize("suspends", [False, True], ids=["at-once", "suspends"])
-def test_only_a_handler_that_suspends_wakes_the_session_task(start_server, raw_client, monkeypatch, suspends):
-    """The point of the first step: a handler that does not suspend is answered in the
-    read callback; the session task's end_data runs only for one that suspends."""
-    session_task_ends = Recorder()
-    end_data = Decisions.end_data
+def test_the_first_step_is_taken_in_the_read_callback(start_server, raw_client, monkeypatch, suspends):
+    """The point of the first step: each message's handler is begun by the read callback
+    (`first_step`, which only that path calls); one that does not suspend ends there."""
+    steps = Recorder()
 
-    async def recorded(self, message, event):
-        session_task_ends.add(event)
-        await end_data(self, message, event)
+    def recorded(coroutine):
+        returned, value = first_step(coroutine)
+        steps.add(returned)
+        return returned, value
 
-    monkeypatch.setattr(Decisions, "end_data", recorded)
+    monkeypatch.setattr(ondata, "first_step", recorded)
 
     async def on_data(stream, session):
         await stream.read()
@@ -230,4 +228,4 @@ def test_only_a_handler_that_suspends_wakes_the_session_task(start_server, raw_c
         assert client.command("x\r\n.")[0] == 250
         assert client.command("MAIL FROM:<a@example.com>")[0] == 250
         assert client.command("RCPT TO:<b@example.com>")[0] == 250
-    assert len(session_task_ends) == (3 if suspends else 0)
+    assert steps.items == [not suspends] * 3
