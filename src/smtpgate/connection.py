@@ -18,13 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
-from collections.abc import Callable
 from typing import Any, Final, cast
 
 from .context import ConnectionContext
 from .decisions import Decisions
-from .lifecycle import Stage, Waiting
+from .lifecycle import Stage, Waiting, loop_clock
 from .ondata import OnDataCall
 from .opening import ConnectionLogger, new_session, reverse_lookup
 from .protocol.core import ServerProtocol
@@ -46,7 +44,7 @@ from .session import Session
 from .sessiontask import SessionTask
 from .smtpprotocol import SMTPProtocol
 from .stream import DataStream, DataStreamError
-from .tls import tls_details, tls_info
+from .tls import note_tls
 from .tlslayer import upgrade
 
 __all__ = ["SMTPConnection", "SMTPProtocol"]
@@ -60,14 +58,6 @@ MAX_PENDING_INPUT: Final = 64 * 1024  # unprocessed bytes before the socket stop
 _GONE: Final = "connection closed before the message was received in full"
 _ENDED: Final = Stage.ENDED
 _INPUT: Final = Waiting.INPUT  # (a module name is read faster than an enum member)
-
-
-def loop_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
-    """``loop.time`` for the idle timer: ``time.monotonic`` itself (a C call) when that is all
-    the loop's own method would do, as on asyncio's loops."""
-    if isinstance(loop, asyncio.BaseEventLoop) and type(loop).time is asyncio.BaseEventLoop.time:
-        return time.monotonic
-    return loop.time
 
 
 class SMTPConnection:
@@ -529,16 +519,9 @@ class SMTPConnection:
             self._timer = None
         message, self._message = self._message, None
         if message is not None:
-            message.abort(_GONE)
-        task = message.task if message is not None else None
-        if task is not None and not task.done():
-            # The handler sees DataStreamError on its next read; give it a moment to clean up.
-            await asyncio.wait({task}, timeout=_HANDLER_CLEANUP_TIME)
-            if not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=_HANDLER_CLEANUP_TIME)
-        if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
-            self.log.debug("on_data ended with %r after the connection closed", task.exception())
+            error = await message.wind_down(_GONE, _HANDLER_CLEANUP_TIME)
+            if error is not None:
+                self.log.debug("on_data ended with %r after the connection closed", error)
         ctx.registry.session_over(self)
         try:
             # on_close pairs with on_connect: once for every session that reached it,
@@ -615,12 +598,7 @@ class SMTPConnection:
             return False
         self.transport = new_transport
         self._reading_paused = False
-        ssl_object = new_transport.get_extra_info("ssl_object")
-        session.secure = True
-        session.servername = getattr(ssl_object, "smtpgate_servername", None)
-        if ssl_object is not None:
-            session.tls_options = tls_info(ssl_object)
-            session.tls = tls_details(ssl_object, session.servername)
+        note_tls(session, new_transport.get_extra_info("ssl_object"))
         self._last_activity = self._clock()
         self.log.debug("TLS established: %s", session.tls_options)
         return True

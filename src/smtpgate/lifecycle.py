@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import time
+from collections.abc import Callable
 
-__all__ = ["Stage", "Waiting"]
+__all__ = ["Stage", "Waiting", "loop_clock"]
 
 
 class Stage(enum.Enum):
@@ -23,3 +26,11 @@ class Waiting(enum.Enum):
     ON_DATA = "on_data"  # on_data's verdict on a whole message (force_close cancels it)
     STREAM = "stream"  # on_data has enough unread body (backpressure)
     HANDSHAKE = "handshake"  # a TLS handshake (bounded by its own timeout)
+
+
+def loop_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
+    """``loop.time`` for the idle timer: ``time.monotonic`` itself (a C call) when that is all
+    the loop's own method would do, as on asyncio's loops."""
+    if isinstance(loop, asyncio.BaseEventLoop) and type(loop).time is asyncio.BaseEventLoop.time:
+        return time.monotonic
+    return loop.time

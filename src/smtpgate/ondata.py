@@ -58,6 +58,23 @@ class OnDataCall:
         self.stream.abort(DataStreamError(reason))
         self.start()  # a deferred handler still sees the broken message
 
+    async def wind_down(self, reason: str, grace: float) -> BaseException | None:
+        """The session is over: a message not received in full is aborted (the handler's
+        next read raises), a handler still running gets ``grace`` seconds to finish, then
+        is cancelled and gets as long again. What it raised, if anything."""
+        self.abort(reason)
+        task = self.task
+        if task is None:
+            return None
+        if not task.done():
+            await asyncio.wait({task}, timeout=grace)
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=grace)
+        if task.done() and not task.cancelled():
+            return task.exception()
+        return None
+
     def verdict(self) -> Any:
         """What to await for the handler's result at the end of the message."""
         self._deferred = False

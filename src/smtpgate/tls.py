@@ -26,6 +26,7 @@ __all__ = [
     "read_pem",
     "tls_info",
     "tls_details",
+    "note_tls",
     "generate_certificate",
 ]
 
@@ -398,3 +399,13 @@ def tls_details(ssl_object: Any, servername: str | None) -> TLSDetails:
         peer_certificate=peer,
         peer_certificate_der=der,
     )
+
+
+def note_tls(session: Any, ssl_object: Any) -> None:
+    """TLS is up on ``session``'s connection: ``secure``, the name the client asked for,
+    ``tls_options`` and ``tls`` (``ssl_object`` may be None for an odd transport)."""
+    session.secure = True
+    session.servername = getattr(ssl_object, "smtpgate_servername", None)
+    if ssl_object is not None:
+        session.tls_options = tls_info(ssl_object)
+        session.tls = tls_details(ssl_object, session.servername)
