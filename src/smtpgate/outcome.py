@@ -96,9 +96,6 @@ async def outcome_of(
                     result = await asyncio.wait_for(result, timeout)
             finally:
                 wait_on(_INPUT)
-    # (one name per clause: compiled, a name keeps the type of its first binding)
-    except SMTPError as refusal:
-        return Outcome(error=refusal)
     except Exception as failure:
         return outcome_of_failure(failure, stream)
     return outcome_of_value(result)

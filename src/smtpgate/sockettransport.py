@@ -51,11 +51,10 @@ class SocketTransport:
     """One accepted TCP socket: an asyncio transport, compiled, for the selector loops."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: Any, peer: Any) -> None:
-        self._loop = loop
-        # The selector loop's own _add_reader and friends: the public add_reader first
-        # checks that no asyncio transport owns the fd (a KeyError caught for every fd
-        # that is not one of asyncio's), which made registering cost half again as much.
-        self._selector_loop: Any = loop
+        # Typed Any for the selector loop's own _add_reader and friends: the public
+        # add_reader first checks that no asyncio transport owns the fd (a KeyError caught
+        # for every fd that is not one of asyncio's), half again the cost of registering.
+        self._loop: Any = loop
         self._sock = sock
         self._fd = sock.fileno()
         try:
@@ -112,12 +111,12 @@ class SocketTransport:
     def _start_reading(self) -> None:
         if not self._reading:
             self._reading = True
-            self._selector_loop._add_reader(self._fd, self._read_ready)
+            self._loop._add_reader(self._fd, self._read_ready)
 
     def _stop_reading(self) -> None:
         if self._reading:
             self._reading = False
-            self._selector_loop._remove_reader(self._fd)
+            self._loop._remove_reader(self._fd)
 
     def is_reading(self) -> bool:
         return not self._paused and not self._closing
@@ -219,7 +218,7 @@ class SocketTransport:
                 return
             if sent == len(data):
                 return
-            self._selector_loop._add_writer(self._fd, self._write_ready)
+            self._loop._add_writer(self._fd, self._write_ready)
             self._unsent += memoryview(data)[sent:]
         else:
             self._unsent += data
@@ -236,7 +235,7 @@ class SocketTransport:
         except (BlockingIOError, InterruptedError):
             return
         except Exception as error:
-            self._selector_loop._remove_writer(self._fd)
+            self._loop._remove_writer(self._fd)
             self._unsent.clear()
             self._fatal_error(error, "Fatal write error on socket transport")
             return
@@ -244,7 +243,7 @@ class SocketTransport:
             del self._unsent[:sent]
         self._maybe_resume_protocol()  # (the protocol may write more)
         if not self._unsent:
-            self._selector_loop._remove_writer(self._fd)
+            self._loop._remove_writer(self._fd)
             if self._closing:
                 self._call_connection_lost(None)
             elif self._eof:
@@ -330,7 +329,7 @@ class SocketTransport:
             return
         if self._unsent:
             self._unsent.clear()
-            self._selector_loop._remove_writer(self._fd)
+            self._loop._remove_writer(self._fd)
         if not self._closing:
             self._closing = True
             self._stop_reading()
@@ -356,7 +355,9 @@ def open_transport(
 ) -> SocketTransport:
     """Serve an accepted, non-blocking ``sock`` with ``protocol`` (``connection_made`` now).
     ``tcp``: whether it is a TCP socket, if the caller knows (else its family is read)."""
-    if tcp if tcp is not None else sock.family in (socket.AF_INET, socket.AF_INET6):
+    if tcp is None:
+        tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
+    if tcp:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # replies go out at once
         except OSError:
