@@ -98,7 +98,7 @@ class SMTPConnection:
         self._seen_progress = 0
         self._body_progress = 0  # body bytes since the idle timer was last refreshed
         self._message: OnDataCall | None = None
-        self._before_tls: list[bytes] | None = None  # implicit TLS: bytes read before start_tls
+        self._before_tls: list[bytes] | None = None  # implicit TLS: bytes read before the TLS layer
         self._early: list[bytes] | None = None  # decrypted bytes held until the core may see them
         self._pending_event: Event | None = None  # taken by _pump, for the session task
         self._decisions: Decisions  # made with the session, in connection_made
@@ -142,7 +142,7 @@ class SMTPConnection:
             return
         registry.add(self)
         if ctx.secure:
-            # The ClientHello should wait in the kernel for start_tls. Some loops (uvloop)
+            # The ClientHello should wait in the kernel for the TLS layer. Some loops (uvloop)
             # start reading after connection_made regardless: what arrives is kept for TLS.
             self._before_tls = []
             transport.pause_reading()
@@ -575,9 +575,7 @@ class SMTPConnection:
         try:
             before_tls, self._before_tls = self._before_tls, None
             context = self.ctx.tls_context()
-            new_transport = await upgrade(
-                self.loop, transport, self, self.protocol, context, self.ctx.socket_timeout, before_tls
-            )
+            new_transport = await upgrade(self.loop, transport, self, context, self.ctx.socket_timeout, before_tls)
         except (ssl.SSLError, OSError, ConnectionError, asyncio.TimeoutError, RuntimeError) as error:
             self._early = None
             reason = getattr(error, "reason", None) or type(error).__name__

@@ -1,17 +1,13 @@
-"""On asyncio's loops a TLS session reads through smtpgate's own TLS layer into the loop's
+"""On every loop a TLS session reads through smtpgate's own TLS layer into the loop's
 shared buffer: no read buffer per connection (asyncio's TLS protocol holds 256 KiB each)."""
 
 from __future__ import annotations
 
-import os
-
-import pytest
 from tls_support import client_context, starttls
 
 from smtpgate.tlslayer import TLSLayer
 
 
-@pytest.mark.skipif(os.environ.get("SMTPGATE_TEST_LOOP") == "uvloop", reason="uvloop keeps its own TLS layer")
 def test_tls_sessions_share_the_loops_read_buffer(start_server, certs, mx, raw_client):
     running = start_server(**mx)
     clients = [raw_client(running.port) for _ in range(2)]
