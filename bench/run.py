@@ -592,7 +592,8 @@ def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: li
     add = out.append
     add("# smtpgate benchmark results\n")
     add(f"Run {meta['date']} with `{meta['command']}`; {meta['reps']} repetition(s) per server and scenario,")
-    add("servers interleaved within each scenario. Cells are **median (min–max)** over the repetitions.\n")
+    add("servers interleaved within each scenario (the order reversed in every second repetition).")
+    add("Cells are **median (min–max)** over the repetitions.\n")
     if meta.get("pin", "none") != "none":
         where = "on CPU 0" if meta["pin"] == "same" else "server on CPU 0, load generator on CPU 1"
         add(f"Pinned with taskset (`--pin {meta['pin']}`): {where}.\n")
@@ -620,6 +621,15 @@ def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: li
     for row in summary.issue17_targets(runs):
         add("| " + " | ".join(row) + " |")
     add("")
+    table = summary.paired_table(runs, servers)
+    if table:
+        add("## Paired ratios\n")
+        add("Server CPU per message of each smtpgate variant ÷ a peer's, taken within each repetition")
+        add("(the two ran minutes apart at most), then median (min–max) and spread over the repetitions.")
+        add("The machine this runs on drifts between repetitions; a ratio taken within one repetition")
+        add("cancels most of that drift, so these are the figures the CPU targets above are judged on.\n")
+        out.extend(table)
+        add("")
     table = summary.spread_table(runs, scenarios, servers)
     if table:
         add("## Run-to-run spread\n")
@@ -982,6 +992,19 @@ def main() -> int:
         stop_all()
 
 
+# The order servers run in within a repetition: Node's two variants in the middle of
+# smtpgate's, so that the paired ratios compare runs a minute or so apart; every second
+# repetition runs the order backwards, so that a steady drift of the machine favours no one.
+RUN_ORDER = ("smtpgate-defaults-uvloop", "smtpgate-defaults", "node", "node-nodelay", "smtpgate", "smtpgate-uvloop",
+             "smtpgate-pure", "aiosmtpd", "aiosmtpd-uvloop", "smtp-sink")  # fmt: skip
+
+
+def run_order(servers: list[Server], rep: int) -> list[Server]:
+    rank = {name: i for i, name in enumerate(RUN_ORDER)}
+    ordered = sorted(servers, key=lambda s: rank.get(s.name, len(RUN_ORDER)))
+    return ordered if rep % 2 else ordered[::-1]
+
+
 def benchmark(args: argparse.Namespace, nofile: int) -> int:
     scenarios = scenario_table(args.quick)
     servers = server_table()
@@ -1018,7 +1041,7 @@ def benchmark(args: argparse.Namespace, nofile: int) -> int:
     began = time.monotonic()
     for scenario in scenarios:
         for rep in range(1, reps + 1):
-            for server in servers:
+            for server in run_order(servers, rep):
                 if (scenario.tls and not server.tls) or scenario.name in server.skip:
                     continue
                 record: dict[str, Any] = {"scenario": scenario.name, "server": server.name, "rep": rep,
