@@ -625,9 +625,10 @@ def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: li
     if table:
         add("## Paired ratios\n")
         add("Server CPU per message of each smtpgate variant ÷ a peer's, taken within each repetition")
-        add("(the two ran minutes apart at most), then median (min–max) and spread over the repetitions.")
-        add("The machine this runs on drifts between repetitions; a ratio taken within one repetition")
-        add("cancels most of that drift, so these are the figures the CPU targets above are judged on.\n")
+        add("(the two ran a minute or two apart), then median (min–max) and spread over the repetitions.")
+        add("A machine that drifts slowly moves both sides of a pair alike, so a wide spread here means")
+        add("noise from one minute to the next rather than drift. The targets above are judged on the")
+        add("medians; the paired median is shown beside them as a second estimate.\n")
         out.extend(table)
         add("")
     table = summary.spread_table(runs, scenarios, servers)
