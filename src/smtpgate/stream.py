@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Awaitable
 from typing import Final
 
 from .compiled import mypyc_attr
+from .streamend import end_of_stream
 
 __all__ = ["DataStream", "DataStreamError", "MessageTooLarge"]
 
@@ -131,7 +133,12 @@ class DataStream:
     def __aiter__(self) -> DataStream:
         return self
 
-    async def __anext__(self) -> bytes:
+    def __anext__(self) -> Awaitable[bytes]:
+        if self._ended and not self._chunks and self._error is None:
+            return end_of_stream()  # (raised from compiled code, it would cost a traceback)
+        return self._next_chunk()
+
+    async def _next_chunk(self) -> bytes:
         while not self._chunks:
             if self._error is not None:
                 raise self._error
@@ -159,8 +166,10 @@ class DataStream:
         parts: list[bytes] = []
         got = 0
         while n < 0 or got < n:
+            if self._ended and not chunks and self._error is None:
+                break
             try:
-                chunk = await self.__anext__()
+                chunk = await self._next_chunk()
             except StopAsyncIteration:
                 break
             if n >= 0 and got + len(chunk) > n:
