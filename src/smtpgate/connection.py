@@ -78,7 +78,6 @@ class SMTPConnection:
         self._sniffer = ProxySniffer() if context.watch_for_proxy and not proxy_trusted else None
         self.loop = asyncio.get_running_loop()
         self._clock = loop_clock(self.loop)
-        self.protocol = SMTPProtocol(self)  # the transport's protocol
         self.transport: asyncio.Transport | None = None
         self.core: ServerProtocol | None = None
         self.session: Session | None = None
@@ -403,7 +402,17 @@ class SMTPConnection:
         except Exception as error:  # a bug of ours: log it, end this session only
             self._session_failed(error)
         finally:
-            await self._finish(connected)
+            try:
+                await self._finish(connected)
+            finally:
+                self._let_go()
+
+    def _let_go(self) -> None:
+        """The session is over: drop the references that lead back to this object (the task
+        that runs this coroutine, the decisions' callbacks), so that reference counting frees
+        the connection and what it holds; a late transport callback still finds it whole."""
+        self._task = None
+        self._decisions.let_go()
 
     def _session_failed(self, error: Exception) -> None:
         """A bug of ours: log it with its traceback, report it, answer 421."""

@@ -36,6 +36,15 @@ __all__ = ["Decisions"]
 _ON_DATA: Final = Waiting.ON_DATA
 
 
+def _wait_on_nothing(waiting: Waiting) -> None:
+    """`Decisions`' ``wait_on`` once the session is over."""
+
+
+def _always_ended() -> bool:
+    """`Decisions`' ``ended`` once the session is over."""
+    return True
+
+
 class Decisions:
     """Runs the handlers of one session and answers the core with what they decided.
 
@@ -58,6 +67,11 @@ class Decisions:
         self.log = log
         self._wait_on = wait_on
         self._ended = ended
+
+    def let_go(self) -> None:
+        """The session is over: drop the connection's callbacks (they refer back to it)."""
+        self._wait_on = _wait_on_nothing
+        self._ended = _always_ended
 
     async def outcome(
         self,

@@ -365,7 +365,9 @@ class SMTPServer:
         local: Any = None,
     ) -> SMTPProtocol:
         context = self._connection_context
-        return SMTPConnection(context, proxy=proxy, proxy_trusted=proxy_trusted, peer=peer, local=local).protocol
+        # The protocol refers to the connection, not the other way round: once the transport lets
+        # go of the protocol, reference counting frees the connection (no cycle for the collector).
+        return SMTPProtocol(SMTPConnection(context, proxy=proxy, proxy_trusted=proxy_trusted, peer=peer, local=local))
 
     async def close(self) -> None:
         """Stop listening; let sessions finish their transaction for up to

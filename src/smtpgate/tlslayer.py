@@ -28,7 +28,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from .readbuffer import read_buffer
 
@@ -49,6 +49,28 @@ class _App(Protocol):
     def pause_writing(self) -> None: ...
 
     def resume_writing(self) -> None: ...
+
+
+class _Gone:
+    """The app of a layer whose connection is lost: nothing more reaches it."""
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pass
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+
+_GONE: Final = _Gone()
 
 
 class TLSLayer:
@@ -181,7 +203,8 @@ class TLSLayer:
         self._closing = True
         if not self.handshake.done():
             self.handshake.set_exception(exc or ConnectionResetError("connection closed during the TLS handshake"))
-        self._app.connection_lost(self._error or exc)
+        app, self._app = self._app, _GONE
+        app.connection_lost(self._error or exc)  # (the app refers to this layer: let go of it)
 
     def pause_writing(self) -> None:
         self._app.pause_writing()

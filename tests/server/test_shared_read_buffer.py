@@ -98,8 +98,9 @@ def test_a_connection_reads_into_the_shared_buffer(start_server, raw_client):
     assert client.reply()[0] == 220
     (connection,) = running.server.connections.everyone()
     assert isinstance(connection, SMTPConnection)
-    assert isinstance(connection.protocol, asyncio.BufferedProtocol)  # what the transport calls
-    buffer = connection.protocol.get_buffer(-1)
+    protocol = connection.transport.get_protocol()  # what the transport calls
+    assert isinstance(protocol, asyncio.BufferedProtocol)
+    buffer = protocol.get_buffer(-1)
     assert len(buffer) == READ_BUFFER_SIZE and not buffer.readonly
     assert buffer.obj is not read_buffer().obj  # another thread (the server's) has its own
     assert client.command("QUIT")[0] == 221
