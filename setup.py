@@ -46,6 +46,7 @@ COMPILED = [
     "registry.py",
     "readbuffer.py",
     "tlslayer.py",
+    "sessiontask.py",
 ]
 REQUIRED = os.environ.get("SMTPGATE_REQUIRE_COMPILED", "") not in ("", "0")
 
