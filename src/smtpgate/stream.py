@@ -118,6 +118,10 @@ class DataStream:
         """True once the whole message (or an error) has arrived."""
         return self._ended
 
+    def _drained(self) -> bool:
+        """The whole message arrived and every byte of it was read."""
+        return self._ended and not self._chunks and self._error is None
+
     def _wake_reader(self) -> None:
         reader = self._reader
         if reader is not None and not reader.done():
@@ -134,7 +138,7 @@ class DataStream:
         return self
 
     def __anext__(self) -> Awaitable[bytes]:
-        if self._ended and not self._chunks and self._error is None:
+        if self._drained():
             return end_of_stream()  # (raised from compiled code, it would cost a traceback)
         return self._next_chunk()
 
@@ -166,7 +170,7 @@ class DataStream:
         parts: list[bytes] = []
         got = 0
         while n < 0 or got < n:
-            if self._ended and not chunks and self._error is None:
+            if self._drained():
                 break
             try:
                 chunk = await self._next_chunk()

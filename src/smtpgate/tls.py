@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal, TypedDict
 
-from .session import TLSDetails, TLSInfo
+from .session import Session, TLSDetails, TLSInfo
 
 __all__ = [
     "TLSOptions",
@@ -401,7 +401,7 @@ def tls_details(ssl_object: Any, servername: str | None) -> TLSDetails:
     )
 
 
-def note_tls(session: Any, ssl_object: Any) -> None:
+def note_tls(session: Session, ssl_object: Any) -> None:
     """TLS is up on ``session``'s connection: ``secure``, the name the client asked for,
     ``tls_options`` and ``tls`` (``ssl_object`` may be None for an odd transport)."""
     session.secure = True
