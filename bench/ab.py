@@ -7,6 +7,7 @@ over the repetitions, CPU is the server process's user + system time.
     bench/.venv/bin/python bench/ab.py before=DIR1 after=DIR2 node-nodelay=node-nodelay
     bench/.venv/bin/python bench/ab.py after=DIR2:uvloop node=node --tls --reps 7
     bench/.venv/bin/python bench/ab.py after=DIR2 node=node --tlsload   # tls's load, no TLS
+    bench/.venv/bin/python bench/ab.py before=DIR1 after=DIR2 --length 1048576 --messages 500
 
 A variant is NAME=WHAT[:LOOP]: WHAT is a directory put first on PYTHONPATH for the
 smtpgate sink (a build unpacked by `scripts/build-compiled DIR`; empty for bench/.venv's
@@ -55,12 +56,12 @@ def start(spec: str, port: int) -> subprocess.Popen[str]:
     return server
 
 
-def load(port: int, messages: int, tls: bool, tlsload: bool = False) -> None:
+def load(port: int, messages: int, tls: bool, tlsload: bool = False, length: int = 1024) -> None:
     if tls or tlsload:
-        argv = [PYTHON, "tlsload.py", f"127.0.0.1:{port}", "-s", "20", "-m", str(messages), "-l", "1024"]
+        argv = [PYTHON, "tlsload.py", f"127.0.0.1:{port}", "-s", "20", "-m", str(messages), "-l", str(length)]
         argv += ["--per-session", "100"] + (["--tls"] if tls else [])
     else:
-        argv = ["smtp-source", "-s", "20", "-m", str(messages), "-l", "1024", "-d", "-M", "bench.local"]
+        argv = ["smtp-source", "-s", "20", "-m", str(messages), "-l", str(length), "-d", "-M", "bench.local"]
         argv += ["-f", "a@bench.local", "-t", "b@bench.local", f"127.0.0.1:{port}"]
     subprocess.run(argv, cwd=BENCH, check=True, stdout=subprocess.DEVNULL, timeout=600)
 
@@ -73,6 +74,7 @@ def main() -> None:
                         help="tlsload.py without TLS: the tls scenario's load pattern in plain text")  # fmt: skip
     parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions (default 5)")
     parser.add_argument("--messages", type=int, default=10_000, help="messages per repetition (default 10,000)")
+    parser.add_argument("--length", type=int, default=1024, help="bytes per message (default 1024)")
     parser.add_argument("--port", type=int, default=30025, help="first port; one per variant (default 30025)")
     args = parser.parse_args()
     variants: list[tuple[str, int, subprocess.Popen[str], list[tuple[float, float]]]] = []
@@ -82,11 +84,11 @@ def main() -> None:
             port = args.port + offset
             variants.append((name, port, start(spec, port), []))
         for _, port, _, _ in variants:  # warm-up
-            load(port, 2_000, args.tls, args.tlsload)
+            load(port, min(2_000, args.messages), args.tls, args.tlsload, args.length)
         for _ in range(args.reps):
             for _, port, server, results in variants:
                 cpu, clock = cpu_seconds(server.pid), time.monotonic()
-                load(port, args.messages, args.tls, args.tlsload)
+                load(port, args.messages, args.tls, args.tlsload, args.length)
                 elapsed = time.monotonic() - clock
                 results.append(((cpu_seconds(server.pid) - cpu) / args.messages * 1e6, args.messages / elapsed))
         for name, _, _, results in variants:

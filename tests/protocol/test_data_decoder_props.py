@@ -132,11 +132,14 @@ def test_bytes_after_the_terminator_are_left_alone(data, after):
 
 
 @pytest.mark.parametrize("mode", ["normalize", "allow", "reject"])
-def test_cost_does_not_depend_on_line_count(mode):
-    """A body of a million short lines decodes in one call (no per-line Python loop)."""
-    body = b"a\r\n" * 1_000_000
+@pytest.mark.parametrize("line", [b"a\r\n", b"a\n"], ids=["crlf", "bare-lf"])
+def test_cost_does_not_depend_on_line_count(mode, line):
+    """A body of a million short lines decodes in one call (no per-line Python loop), with
+    CRLF line ends and with bare LFs."""
+    body = line * 1_000_000
     decoder = DataDecoder(mode)
-    out, used = decoder.decode(body + b".\r\n")
+    out, used = decoder.decode(body + b"\r\n.\r\n")
     assert decoder.ended
-    assert out == body
-    assert used == len(body) + 3
+    assert out == (b"a\r\n" * 1_000_000 if mode == "normalize" else body) + b"\r\n"
+    assert used == len(body) + 5
+    assert decoder.bare_lf_seen == (line == b"a\n")

@@ -3,8 +3,13 @@
 End of data is ``CRLF . CRLF`` and nothing else (``LF . LF``, ``CR . CR``, ``LF . CRLF``
 and friends are content: no SMTP smuggling). A line that starts with a dot loses that dot
 (RFC 5321 section 4.5.2). Only CRLF starts a line, so unstuffing never depends on a bare
-LF. The decoder works on whole buffers with ``bytes.find`` and keeps at most three bytes
-back between calls, so its cost does not depend on the number of lines.
+LF. The decoder works on whole buffers and keeps at most three bytes back between calls,
+so its cost does not depend on the number of lines.
+
+The only places with work to do are an LF before a dot and a bare LF (one not after a
+CR). One regular-expression search finds the first of either, scanning for the literal LF
+in C, so a body of ordinary lines is looked at once, in one call (``bytes.count`` and
+``bytes.find`` with a longer needle cost about three times as much per byte).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from typing import Final
 __all__ = ["DataDecoder"]
 
 _BARE_LF: Final = re.compile(rb"(?<!\r)\n")
+# An LF followed by a dot (maybe a line start, maybe bare) or an LF not after a CR.
+_LF_TO_LOOK_AT: Final = re.compile(rb"\n(?:\.|(?<!\r\n))")
 
 
 class DataDecoder:
@@ -57,8 +64,22 @@ class DataDecoder:
                     return b"", 3
                 pos = 1
         consumed = n
+        look = _LF_TO_LOOK_AT.search
+        bare = False  # a bare LF is in this output: from there on, only line starts matter
         while True:
-            idx = buf.find(b"\r\n.", pos)
+            if bare:
+                idx = buf.find(b"\r\n.", pos)
+            else:
+                found = look(buf, pos)
+                if found is None:
+                    idx = -1
+                else:
+                    lf = found.start()
+                    # (pos never follows a CR: it is 0 or just after a dropped dot)
+                    if lf == 0 or buf[lf - 1] != 0x0D:
+                        bare = True
+                        continue
+                    idx = lf - 1
             if idx < 0:
                 end = n
                 # Hold back a trailing CR or CRLF: it may begin "CRLF." in the next buffer.
@@ -82,17 +103,10 @@ class DataDecoder:
                 break
             pos = dot + 1  # drop the leading dot
         out = bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
-        if out:
-            out = self._bare_lf(out)
-            self.byte_length += len(out)
+        if bare:
+            # CRLF is never split between two outputs, so a lone LF here is a bare LF.
+            self.bare_lf_seen = True
+            if self.bare_lf_mode == "normalize":
+                out = _BARE_LF.sub(b"\r\n", out)
+        self.byte_length += len(out)
         return out, consumed
-
-    def _bare_lf(self, chunk: bytes) -> bytes:
-        lf = chunk.count(b"\n")
-        if not lf or lf == chunk.count(b"\r\n"):
-            return chunk
-        # CRLF is never split between two outputs, so a lone LF here is a bare LF.
-        self.bare_lf_seen = True
-        if self.bare_lf_mode == "normalize":
-            return _BARE_LF.sub(b"\r\n", chunk)
-        return chunk
