@@ -143,3 +143,24 @@ def test_cost_does_not_depend_on_line_count(mode, line):
     assert out == (b"a\r\n" * 1_000_000 if mode == "normalize" else body) + b"\r\n"
     assert used == len(body) + 5
     assert decoder.bare_lf_seen == (line == b"a\n")
+
+
+@pytest.mark.parametrize("mode", ["normalize", "allow", "reject"])
+@pytest.mark.parametrize(
+    "body, bare",
+    [
+        (b"..a\r\nb\nc\r\n", True),  # a bare LF after a dot-stuffed line (found in the output)
+        (b"a\nb\r\n..c\r\n", True),  # a bare LF before one (found by the scan)
+        (b"a\r\n..b\r\n..c\r\nd\r\n", False),  # dot-stuffed lines, no bare LF
+        (b"a\r\n.\nb\r\n", True),  # a dot line whose LF is bare
+        (b"\nx\r\n", True),  # a bare LF first
+    ],
+)
+def test_bare_lf_around_dot_stuffed_lines(mode, body, bare):
+    decoder = DataDecoder(mode)
+    out, used = decoder.decode(body + b".\r\n")
+    assert decoder.ended and used == len(body) + 3
+    assert decoder.bare_lf_seen == bare
+    unstuffed = (b"\r\n" + body).replace(b"\r\n.", b"\r\n")[2:]
+    expected = re.sub(rb"(?<!\r)\n", b"\r\n", unstuffed) if mode == "normalize" else unstuffed
+    assert out == expected

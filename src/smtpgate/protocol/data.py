@@ -19,7 +19,9 @@ from typing import Final
 
 __all__ = ["DataDecoder"]
 
-_BARE_LF: Final = re.compile(rb"(?<!\r)\n")
+# Both start with the literal LF, which the regular-expression engine scans for in a tight
+# loop; a pattern that starts with the look-behind, (?<!\r)\n, tries every byte (7x slower).
+_BARE_LF: Final = re.compile(rb"\n(?<!\r\n)")
 # An LF followed by a dot (maybe a line start, maybe bare) or an LF not after a CR.
 _LF_TO_LOOK_AT: Final = re.compile(rb"\n(?:\.|(?<!\r\n))")
 
@@ -65,9 +67,13 @@ class DataDecoder:
                 pos = 1
         consumed = n
         look = _LF_TO_LOOK_AT.search
-        bare = False  # a bare LF is in this output: from there on, only line starts matter
+        # Scanning, one search finds the next line start or bare LF. After a bare LF only
+        # line starts matter, and after a dot-stuffed line bytes.find goes faster from one
+        # to the next (bare LFs are then looked for in the output, below).
+        scanning = True
+        bare = False  # a bare LF is in this output
         while True:
-            if bare:
+            if not scanning:
                 idx = buf.find(b"\r\n.", pos)
             else:
                 found = look(buf, pos)
@@ -78,6 +84,7 @@ class DataDecoder:
                     # (pos never follows a CR: it is 0 or just after a dropped dot)
                     if lf == 0 or buf[lf - 1] != 0x0D:
                         bare = True
+                        scanning = False
                         continue
                     idx = lf - 1
             if idx < 0:
@@ -102,7 +109,10 @@ class DataDecoder:
                 consumed = dot + 3
                 break
             pos = dot + 1  # drop the leading dot
+            scanning = False
         out = bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
+        if not scanning and not bare:
+            bare = _BARE_LF.search(out) is not None
         if bare:
             # CRLF is never split between two outputs, so a lone LF here is a bare LF.
             self.bare_lf_seen = True
