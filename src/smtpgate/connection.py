@@ -24,7 +24,7 @@ from .context import ConnectionContext
 from .decisions import Decisions
 from .lifecycle import Stage, Waiting, loop_clock
 from .ondata import OnDataCall
-from .opening import ConnectionLogger, new_session, reverse_lookup
+from .opening import ConnectionLogger, new_session, opens_at_once, reverse_lookup
 from .protocol.core import ServerProtocol
 from .protocol.events import (
     AuthAttempt,
@@ -148,7 +148,7 @@ class SMTPConnection:
         self._last_activity = self._clock()
         self._timer = self.loop.call_at(self._last_activity + ctx.socket_timeout, self._on_timer)
         greeted = False
-        if not ctx.secure and ctx.disable_reverse_lookup and ctx.on_connect is None:
+        if opens_at_once(ctx, session):
             # Nothing to wait for: greet now, before any client byte can be read (the
             # early-talker check then holds on every event loop) and without a task hop.
             self._greet()

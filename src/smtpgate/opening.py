@@ -19,7 +19,7 @@ from .protocol.addresses import plain_ip
 from .proxy import ProxyInfo
 from .session import Session
 
-__all__ = ["new_session_id", "new_session", "ConnectionLogger", "reverse_lookup"]
+__all__ = ["new_session_id", "new_session", "ConnectionLogger", "opens_at_once", "reverse_lookup"]
 
 _HOSTNAME = re.compile(r"(?=.{1,253}$)(?:(?!-)[a-z0-9_-]{1,63}(?<!-)\.)*(?!-)[a-z0-9_-]{1,63}(?<!-)")
 
@@ -112,6 +112,21 @@ def new_session(peer: Any, local: Any, proxy: ProxyInfo | None) -> Session:
     session.client_hostname = f"[{session.remote_address}]"
     session.proxy = proxy
     return session
+
+
+def opens_at_once(ctx: ConnectionContext, session: Session) -> bool:
+    """Whether the session has nothing to wait for before its greeting: no implicit TLS, no
+    on_connect, and no reverse lookup or one whose answer the system resolver gave recently
+    (then filled in here; a custom resolver is asked every time)."""
+    if ctx.secure or ctx.on_connect is not None:
+        return False
+    if ctx.disable_reverse_lookup:
+        return True
+    known = recent_names.get(session.remote_address) if ctx.resolver is None else None
+    if known is None:
+        return False
+    session.client_hostname = known
+    return True
 
 
 async def reverse_lookup(ctx: ConnectionContext, address: str, log: Any) -> str:
