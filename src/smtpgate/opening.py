@@ -122,21 +122,26 @@ def opens_at_once(ctx: ConnectionContext, session: Session) -> bool:
         return False
     if ctx.disable_reverse_lookup:
         return True
-    known = recent_names.get(session.remote_address) if ctx.resolver is None else None
+    known = _kept_name(ctx, session.remote_address)
     if known is None:
         return False
     session.client_hostname = known
     return True
 
 
+def _kept_name(ctx: ConnectionContext, address: str) -> str | None:
+    """The system resolver's recent answer for ``address``; None for a custom resolver."""
+    return recent_names.get(address) if ctx.resolver is None else None
+
+
 async def reverse_lookup(ctx: ConnectionContext, address: str, log: Any) -> str:
     """The client's validated, lower-cased reverse DNS name, or ``[address]``. The system
     resolver's answers (a name, or "no such name") are reused for ``REVERSE_CACHE_SECONDS``;
     timeouts and temporary failures are not kept."""
+    known = _kept_name(ctx, address)
+    if known is not None:
+        return known
     if ctx.resolver is None:
-        known = recent_names.get(address)
-        if known is not None:
-            return known
         name = await _system_lookup(ctx, address)
         if name is not None:
             recent_names.put(address, name)
