@@ -24,9 +24,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import run as bench  # bench/run.py: process CPU time, smtp-source command lines
+from summary import spread
+
 BENCH = Path(__file__).resolve().parent
 PYTHON = str(BENCH / ".venv" / "bin" / "python")
-TICKS = os.sysconf("SC_CLK_TCK")
 PROBE = """import time
 t = time.process_time()
 s = 0
@@ -42,18 +44,9 @@ def probe(cpu: str) -> float:
     return float(done.stdout)
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def spread(values: list[float]) -> float:
-    return (max(values) - min(values)) / statistics.median(values)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=12, help="repetitions (default 12)")
+    parser.add_argument("--reps", type=int, default=12, help="repetitions, at least 2 (default 12)")
     parser.add_argument("--messages", type=int, default=10_000, help="messages per repetition (default 10,000)")
     parser.add_argument("--cpu", default="0", help="the CPU for server, load and probe (default 0)")
     parser.add_argument("--port", type=int, default=30201, help="the server's port (default 30201)")
@@ -70,29 +63,33 @@ def main() -> int:
             raise SystemExit("the server did not start")
 
         def load(messages: int) -> None:
-            argv = ["taskset", "-c", args.cpu, "smtp-source", "-s", "20", "-m", str(messages), "-l", "1024", "-d"]
-            argv += ["-M", "bench.local", "-f", "a@bench.local", "-t", "b@bench.local", f"127.0.0.1:{args.port}"]
-            subprocess.run(argv, check=True, timeout=600)
+            argv = bench.smtp_source(args.port, sessions=20, messages=messages, length=1024, keep=True)
+            subprocess.run(["taskset", "-c", args.cpu, *argv], check=True, timeout=600)
 
         load(2_000)  # warm-up
         per_message: list[float] = []
         probes: list[float] = []
         for rep in range(1, args.reps + 1):
             before = probe(args.cpu)
-            cpu = cpu_seconds(server.pid)
+            cpu = bench.cpu_seconds(server.pid)
             load(args.messages)
-            per_message.append((cpu_seconds(server.pid) - cpu) / args.messages * 1e6)
+            per_message.append((bench.cpu_seconds(server.pid) - cpu) / args.messages * 1e6)
             after = probe(args.cpu)
             probes.append((before + after) / 2)
             print(f"{rep:3d}  server {per_message[-1]:6.1f} µs/msg   probe {before:.3f} / {after:.3f} s", flush=True)
     finally:
         server.terminate()
         server.wait(timeout=10)
+    if len(per_message) < 2:
+        return 0  # (a spread needs two repetitions)
     middle = statistics.median(probes)
     scaled = [us * middle / p for us, p in zip(per_message, probes, strict=True)]
+    try:
+        correlation = f"{statistics.correlation(per_message, probes):+.2f}"
+    except statistics.StatisticsError:  # one of the two did not move at all
+        correlation = "undefined"
     print(f"spread: server CPU/msg {spread(per_message):.0%}, probe {spread(probes):.0%}, "
-          f"server scaled by the probe {spread(scaled):.0%}; "
-          f"correlation {statistics.correlation(per_message, probes):+.2f}")  # fmt: skip
+          f"server scaled by the probe {spread(scaled):.0%}; correlation {correlation}")  # fmt: skip
     return 0
 
 
