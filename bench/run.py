@@ -2,8 +2,10 @@
 
 Starts each server as its own process on 127.0.0.1, drives it with smtp-source (Postfix)
 or tlsload.py, and measures throughput, the server's CPU time and memory, the load
-generator's CPU time and how busy the host was. Servers are interleaved within each
-scenario (A B C, A B C, ...). Writes a markdown report and a JSON file of every run.
+generator's CPU time and how busy the host was. In each repetition of a scenario every
+server is started fresh and the load goes out in rounds, the servers taking turns (A B C,
+C B A, ...); a repetition's figure is the median over its rounds. Writes a markdown report
+and a JSON file of every run.
 
     bench/run                      # set-up, then the full run -> bench/RESULTS.md, bench/results.json
     bench/run --quick              # a short run for development -> bench/.work/quick/
@@ -100,7 +102,7 @@ class Scenario:
     kind: str  # "send" or "hold"
     sessions: int = 0
     messages: int = 0  # per round
-    rounds: int = 1
+    rounds: int = 1  # each repetition's figures are medians over its rounds (measure_sends)
     length: int = 1024
     per_session: int = 0  # 0: one message per connection
     tls: bool = False
@@ -115,11 +117,11 @@ def scenario_table(quick: bool) -> list[Scenario]:
         Scenario("small", "1 KiB messages, 20 sessions of 100 messages each (smtp-source -d)", "send",
                  sessions=20, messages=2000, rounds=2 if q else 10, per_session=100),
         Scenario("conn", "1 KiB messages, one message per connection, 50 in parallel (smtp-source)", "send",
-                 sessions=50, messages=1000 if q else 5000),
+                 sessions=50, messages=500, rounds=2 if q else 10),
         Scenario("large", "1 MiB messages, 4 sessions (smtp-source -d)", "send",
-                 sessions=4, messages=40 if q else 200, length=MIB, per_session=50, metric="mib_per_s"),
+                 sessions=4, messages=40, rounds=1 if q else 5, length=MIB, per_session=10, metric="mib_per_s"),
         Scenario("tls", "1 KiB messages, 20 sessions of EHLO, STARTTLS, EHLO + 100 messages (tlsload.py)", "send",
-                 sessions=20, messages=4000 if q else 20000, per_session=100, tls=True),
+                 sessions=20, messages=2000, rounds=2 if q else 10, per_session=100, tls=True),
         Scenario("idle", "idle plaintext connections held open (greeting + EHLO)", "hold",
                  hold=2000 if q else 10000, metric="kib_per_conn"),
         Scenario("idle-tls", "idle connections held open after EHLO, STARTTLS, EHLO", "hold",
@@ -389,63 +391,121 @@ def raise_nofile(wanted: int = 65536) -> int:
 # ----------------------------------------------------------------------------- one run
 
 
-def clients_for(scenario: Scenario, port: int, load: str) -> list[list[str]]:
+def client_for(scenario: Scenario, port: int, load: str) -> list[str]:
+    """The load generator's command line for one round of ``scenario``."""
     if scenario.tls or load == "tlsload":
-        total = scenario.messages * scenario.rounds
-        return [tlsload(port, scenario.sessions, total, scenario.length, scenario.per_session, scenario.tls)]
+        return tlsload(port, scenario.sessions, scenario.messages, scenario.length, scenario.per_session, scenario.tls)
     keep = scenario.per_session > 0
-    return [smtp_source(port, scenario.sessions, scenario.messages, scenario.length, keep)] * scenario.rounds
+    return smtp_source(port, scenario.sessions, scenario.messages, scenario.length, keep)
 
 
-def warm_up(scenario: Scenario, port: int, logs: Path) -> None:
-    """A few messages before measuring (JIT warm-up, first allocations); not counted."""
-    if scenario.tls:
-        argv = tlsload(port, 4, 200, 1024, 50, True)
-    else:
-        argv = smtp_source(port, 4, 200 if scenario.length < MIB else 8, scenario.length, True)
-    code, text = run_client(argv, logs / "client.log", timeout=120)
+def warm_up(scenario: Scenario, port: int, logs: Path, load: str = "") -> None:
+    """One round of the scenario's load before measuring, not counted: the first allocations,
+    caches and, for Node, its JIT compiler (smtp-server's first 2,000 messages in `small`
+    cost it about three times what the next ones do)."""
+    code, text = run_client(client_for(scenario, port, load), logs / "client.log", timeout=600)
     if code != 0:
         raise RuntimeError(f"warm-up failed ({code}): {text[-300:]}")
 
 
-def measure_send(scenario: Scenario, server: Server, logs: Path, load: str = "") -> dict[str, Any]:
-    proc, port = start_server(server, logs)
+@dataclass
+class Live:
+    """A server started for one repetition, and what its rounds measured."""
+
+    server: Server
+    proc: subprocess.Popen[Any] | None
+    port: int
+    rounds: list[dict[str, float]]
+    error: str = ""
+
+
+def one_round(scenario: Scenario, live: Live, logs: Path, load: str) -> dict[str, float]:
+    """Send one round of the scenario to one server; its counters over that round."""
+    assert live.proc is not None
+    pid = live.proc.pid
+    cpu0, ns0, faults0, host0, kids0 = cpu_seconds(pid), cpu_ns(pid), minor_faults(pid), host_cpu(), children_cpu()
+    start = time.monotonic()
+    code, text = run_client(client_for(scenario, live.port, load), logs / "client.log", timeout=600)
+    seconds = time.monotonic() - start
+    if code != 0:
+        raise RuntimeError(f"load generator failed ({code}): {text[-300:]}")
+    cpu1, ns1, faults1, host1, kids1 = cpu_seconds(pid), cpu_ns(pid), minor_faults(pid), host_cpu(), children_cpu()
+    if live.proc.poll() is not None:
+        raise RuntimeError(f"server exited with {live.proc.returncode}")
+    return {
+        "seconds": seconds,
+        "cpu": cpu_delta((cpu0, cpu1), (ns0, ns1)),
+        "faults": faults1 - faults0,
+        "client_cpu": kids1 - kids0,
+        "busy": host1[0] - host0[0],
+        "total": host1[1] - host0[1],
+        "client_errors": tlsload_errors(text),
+    }
+
+
+def measure_sends(scenario: Scenario, servers: list[Server], logs: Path, load: str = "") -> dict[str, Any]:
+    """One repetition of a send scenario for every server: each is started fresh and warmed
+    up, then the rounds go out interleaved, round 1 to every server in turn, round 2 in the
+    reverse order, and so on. A server's figures are medians over its rounds, so that a dip
+    of the machine lasting a few seconds falls on every server alike and moves no median.
+    Returns each server's result, or the text of its error."""
+    live: list[Live] = []
     try:
-        warm_up(scenario, port, logs)
-        argvs = clients_for(scenario, port, load)
-        cpu0, host0, kids0 = cpu_seconds(proc.pid), host_cpu(), children_cpu()
-        faults0, ns0 = minor_faults(proc.pid), cpu_ns(proc.pid)
-        start = time.monotonic()
-        client_errors = 0
-        for argv in argvs:
-            code, text = run_client(argv, logs / "client.log", timeout=600)
-            if code != 0:
-                raise RuntimeError(f"load generator failed ({code}): {text[-300:]}")
-            client_errors += tlsload_errors(text)
-        seconds = time.monotonic() - start
-        cpu1, host1, kids1 = cpu_seconds(proc.pid), host_cpu(), children_cpu()
-        faults1, ns1 = minor_faults(proc.pid), cpu_ns(proc.pid)
-        cpu1 = cpu0 + cpu_delta((cpu0, cpu1), (ns0, ns1))
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        peak = status_kib(proc.pid, "VmHWM")
+        for server in servers:
+            try:
+                proc, port = start_server(server, logs)
+            except Exception as error:
+                live.append(Live(server, None, 0, [], str(error)[:300]))
+                continue
+            entry = Live(server, proc, port, [])
+            live.append(entry)
+            try:
+                warm_up(scenario, port, logs, load)
+            except Exception as error:
+                entry.error = str(error)[:300]
+        for index in range(scenario.rounds):
+            for entry in live if index % 2 == 0 else live[::-1]:
+                if entry.error:
+                    continue
+                try:
+                    entry.rounds.append(one_round(scenario, entry, logs, load))
+                except Exception as error:
+                    entry.error = str(error)[:300]
+        return {
+            entry.server.name: entry.error
+            or summarise_rounds(scenario, entry.rounds, status_kib(entry.proc.pid, "VmHWM") if entry.proc else 0)
+            for entry in live
+        }
     finally:
-        stop(proc)
-    messages = scenario.messages * scenario.rounds
-    busy, total = host1[0] - host0[0], host1[1] - host0[1]
+        for entry in live:
+            if entry.proc is not None:
+                stop(entry.proc)
+
+
+def summarise_rounds(scenario: Scenario, rounds: list[dict[str, float]], peak_kib: int) -> dict[str, Any]:
+    """One repetition's figures from its rounds: rates and CPU per message are medians over
+    the rounds; page faults, the load generator's CPU and the host's load are totals."""
+    per_round = scenario.messages
+    messages = per_round * len(rounds)
+    cpu_us = [r["cpu"] * 1e6 / per_round for r in rounds]
+    rates = [per_round / r["seconds"] for r in rounds]
+    seconds = sum(r["seconds"] for r in rounds)
+    busy, total = sum(r["busy"] for r in rounds), sum(r["total"] for r in rounds)
+    mib = scenario.length / MIB
     return {
         "messages": messages,
         "seconds": round(seconds, 4),
-        "msgs_per_s": messages / seconds,
-        "mib_per_s": messages * scenario.length / MIB / seconds,
-        "server_cpu_us_per_msg": (cpu1 - cpu0) * 1e6 / messages,
-        "server_cpu_ms_per_mib": (cpu1 - cpu0) * 1e3 / (messages * scenario.length / MIB),
-        "server_cpu_pct": (cpu1 - cpu0) * 100 / seconds,
-        "server_faults_per_msg": (faults1 - faults0) / messages,
-        "client_cpu_us_per_msg": (kids1 - kids0) * 1e6 / messages,
-        "peak_rss_kib": peak,
+        "msgs_per_s": statistics.median(rates),
+        "mib_per_s": statistics.median(rates) * mib,
+        "server_cpu_us_per_msg": statistics.median(cpu_us),
+        "server_cpu_ms_per_mib": statistics.median(cpu_us) / 1e3 / mib,
+        "server_cpu_pct": sum(r["cpu"] for r in rounds) * 100 / seconds,
+        "server_faults_per_msg": sum(r["faults"] for r in rounds) / messages,
+        "client_cpu_us_per_msg": sum(r["client_cpu"] for r in rounds) * 1e6 / messages,
+        "peak_rss_kib": peak_kib,
         "host_busy_pct": busy * 100 / total if total else 0.0,
-        "client_errors": client_errors,
+        "client_errors": sum(int(r["client_errors"]) for r in rounds),
+        "rounds_cpu_us_per_msg": [round(v, 2) for v in cpu_us],
     }
 
 
@@ -592,8 +652,9 @@ def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: li
     add = out.append
     add("# smtpgate benchmark results\n")
     add(f"Run {meta['date']} with `{meta['command']}`; {meta['reps']} repetition(s) per server and scenario,")
-    add("servers interleaved within each scenario (the order reversed in every second repetition).")
-    add("Cells are **median (min–max)** over the repetitions.\n")
+    add("each a fresh server process, warmed up by one round of the load and then sent the scenario's")
+    add("rounds interleaved with the other servers' (A B C, C B A, ...); a repetition's figure is the")
+    add("median over its rounds. Cells are **median (min–max)** over the repetitions.\n")
     if meta.get("pin", "none") != "none":
         where = "on CPU 0" if meta["pin"] == "same" else "server on CPU 0, load generator on CPU 1"
         add(f"Pinned with taskset (`--pin {meta['pin']}`): {where}.\n")
@@ -625,9 +686,9 @@ def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: li
     if table:
         add("## Paired ratios\n")
         add("Server CPU per message of each smtpgate variant ÷ a peer's, taken within each repetition")
-        add("(the two ran a minute or two apart), then median (min–max) and spread over the repetitions.")
-        add("A machine that drifts slowly moves both sides of a pair alike, so a wide spread here means")
-        add("noise from one minute to the next rather than drift. The targets above are judged on the")
+        add("(the two took turns round by round), then median (min–max) and spread over the repetitions.")
+        add("A machine that drifts moves both sides of a pair alike, so a wide spread here means noise")
+        add("from one round to the next rather than drift. The targets above are judged on the")
         add("medians; the paired median is shown beside them as a second estimate.\n")
         out.extend(table)
         add("")
@@ -636,7 +697,8 @@ def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: li
         add("## Run-to-run spread\n")
         add("(max − min) / median over the repetitions of each cell: server CPU per message (per")
         add("connection in the idle scenarios) / the scenario's main figure (msgs/s, MiB/s or KiB per")
-        add("connection). Bold: above the 15 % of issue 17. Each repetition is a fresh server process.\n")
+        add("connection). Bold: above the 15 % of issue 17. Each repetition is a fresh server process;")
+        add("in the send scenarios its figure is already the median over its rounds.\n")
         out.extend(table)
         add("")
     for scenario in scenarios:
@@ -647,7 +709,10 @@ def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: li
         if scenario.kind == "send":
             total = scenario.messages * scenario.rounds
             size = "1 MiB" if scenario.length == MIB else f"{scenario.length} B"
-            add(f"{total:,} messages of {size} payload per run, {scenario.sessions} parallel sessions.\n")
+            add(
+                f"{total:,} messages of {size} payload per repetition in {scenario.rounds} round(s) of "
+                f"{scenario.messages:,} (after one round of warm-up), {scenario.sessions} parallel sessions.\n"
+            )
             columns = SEND_COLUMNS
             if scenario.length >= MIB:
                 columns = [*SEND_COLUMNS[:3], ("server CPU ms/MiB", "server_cpu_ms_per_mib", 1), *SEND_COLUMNS[3:]]
@@ -807,8 +872,8 @@ def profile(args: argparse.Namespace) -> int:
             time.sleep(1.0)
         cpu0, split0, faults0 = cpu_seconds(proc.pid), user_system(proc.pid), minor_faults(proc.pid)
         start = time.monotonic()
-        for argv in clients_for(scenario, port, ""):
-            code, text = run_client(argv, logs / "client.log", timeout=600)
+        for _ in range(scenario.rounds):
+            code, text = run_client(client_for(scenario, port, ""), logs / "client.log", timeout=600)
             if code != 0:
                 raise RuntimeError(f"load generator failed: {text[-300:]}")
         seconds = time.monotonic() - start
@@ -1042,16 +1107,17 @@ def benchmark(args: argparse.Namespace, nofile: int) -> int:
     began = time.monotonic()
     for scenario in scenarios:
         for rep in range(1, reps + 1):
-            for server in run_order(servers, rep):
-                if (scenario.tls and not server.tls) or scenario.name in server.skip:
-                    continue
+            order = [s for s in run_order(servers, rep) if (s.tls or not scenario.tls) and scenario.name not in s.skip]
+            sent = measure_sends(scenario, order, logs) if scenario.kind == "send" else {}
+            for server in order:
                 record: dict[str, Any] = {"scenario": scenario.name, "server": server.name, "rep": rep,
                                           "result": None, "error": None}  # fmt: skip
                 try:
-                    if scenario.kind == "send":
-                        record["result"] = measure_send(scenario, server, logs)
+                    outcome = sent[server.name] if scenario.kind == "send" else measure_hold(scenario, server, logs)
+                    if isinstance(outcome, str):
+                        record["error"] = outcome
                     else:
-                        record["result"] = measure_hold(scenario, server, logs)
+                        record["result"] = outcome
                 except Exception as error:
                     record["error"] = str(error)[:300]
                 runs.append(record)
@@ -1088,17 +1154,16 @@ def ceiling_runs(scenario: Scenario, servers: list[Server], logs: Path, began: f
     sink = table["smtp-sink"]
     records = []
     plain = Scenario(scenario.name, "", "send", sessions=scenario.sessions, messages=scenario.messages,
-                     per_session=scenario.per_session)  # fmt: skip
+                     rounds=scenario.rounds, per_session=scenario.per_session)  # fmt: skip
     for label, load in (("ceiling: tlsload.py, no TLS → smtp-sink", "tlsload"),
                         ("ceiling: smtp-source → smtp-sink", "")):  # fmt: skip
         record: dict[str, Any] = {"scenario": scenario.name + "-ceiling", "server": "smtp-sink", "label": label,
                                   "rep": 1, "result": None, "error": None}  # fmt: skip
-        try:
-            if load == "":
-                plain.messages, plain.rounds = 2000, max(1, scenario.messages // 2000)
-            record["result"] = measure_send(plain, sink, logs, load=load)
-        except Exception as error:
-            record["error"] = str(error)[:300]
+        outcome = measure_sends(plain, [sink], logs, load=load)[sink.name]
+        if isinstance(outcome, str):
+            record["error"] = outcome
+        else:
+            record["result"] = outcome
         records.append(record)
         show(record, began)
     return records
