@@ -2,10 +2,10 @@
 
 Starts each server as its own process on 127.0.0.1, drives it with smtp-source (Postfix)
 or tlsload.py, and measures throughput, the server's CPU time and memory, the load
-generator's CPU time and how busy the host was. In each repetition of a scenario every
-server is started fresh and the load goes out in rounds, the servers taking turns (A B C,
-C B A, ...); a repetition's figure is the median over its rounds. Writes a markdown report
-and a JSON file of every run.
+generator's CPU time and how busy the host was. In a send scenario, every repetition of
+every server is a fresh process, all of them running side by side; the load goes out in
+rounds, the processes taking turns (A1 B1 A2 B2, B2 A2 B1 A1, ...), and a repetition's
+figure is the median over its rounds. Writes a markdown report and a JSON file of every run.
 
     bench/run                      # set-up, then the full run -> bench/RESULTS.md, bench/results.json
     bench/run --quick              # a short run for development -> bench/.work/quick/
@@ -119,7 +119,7 @@ def scenario_table(quick: bool) -> list[Scenario]:
         Scenario("conn", "1 KiB messages, one message per connection, 50 in parallel (smtp-source)", "send",
                  sessions=50, messages=500, rounds=2 if q else 10),
         Scenario("large", "1 MiB messages, 4 sessions (smtp-source -d)", "send",
-                 sessions=4, messages=40, rounds=1 if q else 5, length=MIB, per_session=10, metric="mib_per_s"),
+                 sessions=4, messages=20, rounds=2 if q else 10, length=MIB, per_session=5, metric="mib_per_s"),
         Scenario("tls", "1 KiB messages, 20 sessions of EHLO, STARTTLS, EHLO + 100 messages (tlsload.py)", "send",
                  sessions=20, messages=2000, rounds=2 if q else 10, per_session=100, tls=True),
         Scenario("idle", "idle plaintext connections held open (greeting + EHLO)", "hold",
@@ -443,12 +443,13 @@ def one_round(scenario: Scenario, live: Live, logs: Path, load: str) -> dict[str
     }
 
 
-def measure_sends(scenario: Scenario, servers: list[Server], logs: Path, load: str = "") -> dict[str, Any]:
-    """One repetition of a send scenario for every server: each is started fresh and warmed
-    up, then the rounds go out interleaved, round 1 to every server in turn, round 2 in the
-    reverse order, and so on. A server's figures are medians over its rounds, so that a dip
-    of the machine lasting a few seconds falls on every server alike and moves no median.
-    Returns each server's result, or the text of its error."""
+def measure_sends(scenario: Scenario, servers: list[Server], logs: Path, load: str = "") -> list[Any]:
+    """A send scenario for every entry of ``servers`` (a server may be listed once per
+    repetition): each entry is a fresh server process, warmed up, then the rounds go out
+    interleaved, round 1 to every entry in turn, round 2 in the reverse order, and so on.
+    An entry's figures are medians over its rounds, so that a dip of the machine lasting a
+    few seconds falls on every entry alike and moves no median, and a drift over minutes
+    moves every entry alike. Returns each entry's result, or the text of its error."""
     live: list[Live] = []
     try:
         for server in servers:
@@ -471,11 +472,11 @@ def measure_sends(scenario: Scenario, servers: list[Server], logs: Path, load: s
                     entry.rounds.append(one_round(scenario, entry, logs, load))
                 except Exception as error:
                     entry.error = str(error)[:300]
-        return {
-            entry.server.name: entry.error
+        return [
+            entry.error
             or summarise_rounds(scenario, entry.rounds, status_kib(entry.proc.pid, "VmHWM") if entry.proc else 0)
             for entry in live
-        }
+        ]
     finally:
         for entry in live:
             if entry.proc is not None:
@@ -652,9 +653,12 @@ def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: li
     add = out.append
     add("# smtpgate benchmark results\n")
     add(f"Run {meta['date']} with `{meta['command']}`; {meta['reps']} repetition(s) per server and scenario,")
-    add("each a fresh server process, warmed up by one round of the load and then sent the scenario's")
-    add("rounds interleaved with the other servers' (A B C, C B A, ...); a repetition's figure is the")
-    add("median over its rounds. Cells are **median (min–max)** over the repetitions.\n")
+    add("each a fresh server process. In the send scenarios every repetition's servers run side by")
+    add("side: each is warmed up by one round of the load, then the scenario's rounds go to all of")
+    add("them in turn (A1 B1 A2 B2, B2 A2 B1 A1, ...), and a repetition's figure is the median over")
+    add("its rounds: the spread between repetitions is between server processes, and a drift of the")
+    add("machine during the run falls on all of them alike (compare two runs to see the drift).")
+    add("Cells are **median (min–max)** over the repetitions.\n")
     if meta.get("pin", "none") != "none":
         where = "on CPU 0" if meta["pin"] == "same" else "server on CPU 0, load generator on CPU 1"
         add(f"Pinned with taskset (`--pin {meta['pin']}`): {where}.\n")
@@ -1106,22 +1110,23 @@ def benchmark(args: argparse.Namespace, nofile: int) -> int:
     runs: list[dict[str, Any]] = []
     began = time.monotonic()
     for scenario in scenarios:
-        for rep in range(1, reps + 1):
-            order = [s for s in run_order(servers, rep) if (s.tls or not scenario.tls) and scenario.name not in s.skip]
-            sent = measure_sends(scenario, order, logs) if scenario.kind == "send" else {}
-            for server in order:
-                record: dict[str, Any] = {"scenario": scenario.name, "server": server.name, "rep": rep,
-                                          "result": None, "error": None}  # fmt: skip
-                try:
-                    outcome = sent[server.name] if scenario.kind == "send" else measure_hold(scenario, server, logs)
-                    if isinstance(outcome, str):
-                        record["error"] = outcome
-                    else:
-                        record["result"] = outcome
-                except Exception as error:
-                    record["error"] = str(error)[:300]
-                runs.append(record)
-                show(record, began)
+        # (rep, server) in the order they take turns: every repetition's servers side by side
+        entries = [(rep, s) for rep in range(1, reps + 1) for s in run_order(servers, rep)
+                   if (s.tls or not scenario.tls) and scenario.name not in s.skip]  # fmt: skip
+        sent = measure_sends(scenario, [s for _, s in entries], logs) if scenario.kind == "send" else []
+        for index, (rep, server) in enumerate(entries):
+            record: dict[str, Any] = {"scenario": scenario.name, "server": server.name, "rep": rep,
+                                      "result": None, "error": None}  # fmt: skip
+            try:
+                outcome = sent[index] if sent else measure_hold(scenario, server, logs)
+                if isinstance(outcome, str):
+                    record["error"] = outcome
+                else:
+                    record["result"] = outcome
+            except Exception as error:
+                record["error"] = str(error)[:300]
+            runs.append(record)
+            show(record, began)
         if scenario.name == "tls" and not args.no_ceiling:
             runs.extend(ceiling_runs(scenario, servers, logs, began))
     results = {"meta": meta, "scenarios": [s.__dict__ for s in scenarios], "runs": runs}
@@ -1159,7 +1164,7 @@ def ceiling_runs(scenario: Scenario, servers: list[Server], logs: Path, began: f
                         ("ceiling: smtp-source → smtp-sink", "")):  # fmt: skip
         record: dict[str, Any] = {"scenario": scenario.name + "-ceiling", "server": "smtp-sink", "label": label,
                                   "rep": 1, "result": None, "error": None}  # fmt: skip
-        outcome = measure_sends(plain, [sink], logs, load=load)[sink.name]
+        outcome = measure_sends(plain, [sink], logs, load=load)[0]
         if isinstance(outcome, str):
             record["error"] = outcome
         else:
