@@ -157,10 +157,11 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the process, its live descendants and its waited-for children."""
+def cpu_seconds(pid: int, tree: list[int] | None = None) -> float:
+    """utime + stime of the process, its live descendants and its waited-for children
+    (``tree``: the process tree if the caller has read it already)."""
     total = 0
-    for member in process_tree(pid):
+    for member in tree or process_tree(pid):
         try:
             with open(f"/proc/{member}/stat") as f:
                 stat = f.read()
@@ -171,12 +172,12 @@ def cpu_seconds(pid: int) -> float:
     return total / TICK
 
 
-def cpu_ns(pid: int) -> int | None:
+def cpu_ns(pid: int, tree: list[int] | None = None) -> int | None:
     """Time on a CPU of every thread of the process tree, in ns (/proc/.../task/TID/schedstat).
     Much finer than the 10 ms ticks of /proc/PID/stat, which matters for short runs; None
     where the kernel has no schedstat."""
     total = 0
-    for member in process_tree(pid):
+    for member in tree or process_tree(pid):
         try:
             tasks = os.listdir(f"/proc/{member}/task")
         except OSError:
@@ -201,11 +202,11 @@ def cpu_delta(ticks: tuple[float, float], ns: tuple[int | None, int | None]) -> 
     return fine if fine >= coarse - 0.05 else coarse
 
 
-def minor_faults(pid: int) -> int:
+def minor_faults(pid: int, tree: list[int] | None = None) -> int:
     """Minor page faults of the process tree: a machine-independent sign of memory churn
     (e.g. a fresh mmap for every read, see profile.md "Why small is bimodal")."""
     total = 0
-    for member in process_tree(pid):
+    for member in tree or process_tree(pid):
         try:
             with open(f"/proc/{member}/stat") as f:
                 stat = f.read()
@@ -423,13 +424,17 @@ def one_round(scenario: Scenario, live: Live, logs: Path, load: str) -> dict[str
     """Send one round of the scenario to one server; its counters over that round."""
     assert live.proc is not None
     pid = live.proc.pid
-    cpu0, ns0, faults0, host0, kids0 = cpu_seconds(pid), cpu_ns(pid), minor_faults(pid), host_cpu(), children_cpu()
+    tree = process_tree(pid)  # (one walk of /proc for the three readings)
+    cpu0, ns0, faults0 = cpu_seconds(pid, tree), cpu_ns(pid, tree), minor_faults(pid, tree)
+    host0, kids0 = host_cpu(), children_cpu()
     start = time.monotonic()
     code, text = run_client(client_for(scenario, live.port, load), logs / "client.log", timeout=600)
     seconds = time.monotonic() - start
     if code != 0:
         raise RuntimeError(f"load generator failed ({code}): {text[-300:]}")
-    cpu1, ns1, faults1, host1, kids1 = cpu_seconds(pid), cpu_ns(pid), minor_faults(pid), host_cpu(), children_cpu()
+    tree = process_tree(pid)
+    cpu1, ns1, faults1 = cpu_seconds(pid, tree), cpu_ns(pid, tree), minor_faults(pid, tree)
+    host1, kids1 = host_cpu(), children_cpu()
     if live.proc.poll() is not None:
         raise RuntimeError(f"server exited with {live.proc.returncode}")
     return {
@@ -493,13 +498,14 @@ def summarise_rounds(scenario: Scenario, rounds: list[dict[str, float]], peak_ki
     seconds = sum(r["seconds"] for r in rounds)
     busy, total = sum(r["busy"] for r in rounds), sum(r["total"] for r in rounds)
     mib = scenario.length / MIB
+    rate, cpu = statistics.median(rates), statistics.median(cpu_us)
     return {
         "messages": messages,
         "seconds": round(seconds, 4),
-        "msgs_per_s": statistics.median(rates),
-        "mib_per_s": statistics.median(rates) * mib,
-        "server_cpu_us_per_msg": statistics.median(cpu_us),
-        "server_cpu_ms_per_mib": statistics.median(cpu_us) / 1e3 / mib,
+        "msgs_per_s": rate,
+        "mib_per_s": rate * mib,
+        "server_cpu_us_per_msg": cpu,
+        "server_cpu_ms_per_mib": cpu / 1e3 / mib,
         "server_cpu_pct": sum(r["cpu"] for r in rounds) * 100 / seconds,
         "server_faults_per_msg": sum(r["faults"] for r in rounds) / messages,
         "client_cpu_us_per_msg": sum(r["client_cpu"] for r in rounds) * 1e6 / messages,
@@ -1113,12 +1119,13 @@ def benchmark(args: argparse.Namespace, nofile: int) -> int:
         # (rep, server) in the order they take turns: every repetition's servers side by side
         entries = [(rep, s) for rep in range(1, reps + 1) for s in run_order(servers, rep)
                    if (s.tls or not scenario.tls) and scenario.name not in s.skip]  # fmt: skip
-        sent = measure_sends(scenario, [s for _, s in entries], logs) if scenario.kind == "send" else []
+        send = scenario.kind == "send"
+        sent = measure_sends(scenario, [s for _, s in entries], logs) if send else []
         for index, (rep, server) in enumerate(entries):
             record: dict[str, Any] = {"scenario": scenario.name, "server": server.name, "rep": rep,
                                       "result": None, "error": None}  # fmt: skip
             try:
-                outcome = sent[index] if sent else measure_hold(scenario, server, logs)
+                outcome = sent[index] if send else measure_hold(scenario, server, logs)
                 if isinstance(outcome, str):
                     record["error"] = outcome
                 else:
