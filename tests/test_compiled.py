@@ -146,3 +146,16 @@ def test_no_c_compiler_fails_when_compiled_is_required(tmp_path):
     result = _build_wheel(tmp_path, {"CC": "false", "LDSHARED": "false", "SMTPGATE_REQUIRE_COMPILED": "1"})
     assert result.returncode != 0
     assert "SMTPGATE_REQUIRE_COMPILED" in result.stderr + result.stdout
+
+
+@pytest.mark.slow
+def test_the_compiled_modules_type_check_without_the_runtime_dependencies(tmp_path):
+    """pip builds a wheel before it installs cryptography: mypyc must not need it."""
+    pytest.importorskip("mypy")
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
+    sources = [f"src/smtpgate/{path}" for path in compiled_list()]
+    command = [sys.executable, "-m", "mypy", "--python-executable", str(bare / "bin" / "python")]
+    command += ["--cache-dir", str(tmp_path / "cache"), *sources]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
