@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import compare
 import summary
 
 BENCH = Path(__file__).resolve().parent
@@ -654,7 +655,7 @@ def median_of(runs: list[dict[str, Any]], scenario: str, server: str, key: str) 
 
 
 def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: list[Scenario],
-                 servers: list[Server], path: Path) -> None:  # fmt: skip
+                 servers: list[Server], path: Path, other: dict[str, Any] | None = None) -> None:  # fmt: skip
     out: list[str] = []
     add = out.append
     add("# smtpgate benchmark results\n")
@@ -689,7 +690,7 @@ def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: li
         add(f"![Server CPU per message, per scenario and server]({CHART_FILE})\n")
     add("## Targets of issue 17\n")
     add("| server | target | measured | met |\n| --- | --- | --- | --- |")
-    for row in summary.issue17_targets(runs):
+    for row in summary.issue17_targets(runs, compare.worst_drifts(runs, other["runs"]) if other else None):
         add("| " + " | ".join(row) + " |")
     add("")
     table = summary.paired_table(runs, servers)
@@ -709,6 +710,20 @@ def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: li
         add("connection in the idle scenarios) / the scenario's main figure (msgs/s, MiB/s or KiB per")
         add("connection). Bold: above the 15 % of issue 17. Each repetition is a fresh server process;")
         add("in the send scenarios its figure is already the median over its rounds.\n")
+        out.extend(table)
+        add("")
+    table = compare.drift_table(runs, other["runs"]) if other else []
+    if other and table:
+        add("## Between two runs\n")
+        build = other["meta"]["versions"].get("smtpgate", "?")
+        same = f"smtpgate {build}"
+        if other["meta"].get("sources", 1) == meta.get("sources", 2) or build == meta["versions"].get("smtpgate"):
+            same = "the same build"
+        command = other["meta"]["command"].split(" --note ", 1)[0]
+        add(f"Medians of this run ({meta['date']}) → those of another run of {same}")
+        add(f"({other['meta']['date']}, `{command}`), and how far they moved: |a − b| / their mean,")
+        add("the same measure as the spread above. This holds the drift of the machine between the")
+        add("runs as well as the spread between server processes. Bold: above 15 %.\n")
         out.extend(table)
         add("")
     for scenario in scenarios:
@@ -1048,10 +1063,16 @@ def main() -> int:
         metavar="RESULTS_JSON",
         help="only write RESULTS.md again from a results.json (into --out or beside it)",
     )
+    parser.add_argument(
+        "--compare",
+        metavar="RESULTS_JSON",
+        help="another run's results.json: RESULTS.md gains how far every median moved between the runs",
+    )
     args = parser.parse_args()
 
     if args.render:
-        return render(caller_path(args.render), caller_path(args.out) if args.out else None)
+        other = caller_path(args.compare) if args.compare else None
+        return render(caller_path(args.render), caller_path(args.out) if args.out else None, other)
     global PIN
     PIN = PIN_CHOICES[args.pin]
     nofile = raise_nofile()
@@ -1097,6 +1118,7 @@ def benchmark(args: argparse.Namespace, nofile: int) -> int:
             sys.exit(f"unknown server(s): {', '.join(sorted(unknown))}")
         servers = [s for s in servers if s.name in wanted]
     reps = args.reps or (1 if args.quick else 3)
+    other = compare.load(caller_path(args.compare)) if args.compare else None  # read now, not after the run
     out = caller_path(args.out) if args.out else (WORK / "quick" if args.quick else BENCH)
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc)
@@ -1112,6 +1134,7 @@ def benchmark(args: argparse.Namespace, nofile: int) -> int:
         "pin": args.pin,
         "machine": machine_info(),
         "versions": versions(),
+        "sources": command_output([str(ROOT / "scripts" / "source-hash")]),  # what the build is made of
     }
     runs: list[dict[str, Any]] = []
     began = time.monotonic()
@@ -1138,12 +1161,12 @@ def benchmark(args: argparse.Namespace, nofile: int) -> int:
             runs.extend(ceiling_runs(scenario, servers, logs, began))
     results = {"meta": meta, "scenarios": [s.__dict__ for s in scenarios], "runs": runs}
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
-    write_report(meta, runs, scenarios, servers, out / "RESULTS.md")
+    write_report(meta, runs, scenarios, servers, out / "RESULTS.md", other)
     print(f"\nwrote {out / 'RESULTS.md'} and {out / 'results.json'} ({time.monotonic() - began:.0f} s)")
     return 0 if all(r["result"] for r in runs) else 1
 
 
-def render(source: Path, out: Path | None) -> int:
+def render(source: Path, out: Path | None, other: Path | None = None) -> int:
     data = json.loads(source.read_text())
     meta = data["meta"]
     meta["command"] = meta["command"].split(" --note ", 1)[0]
@@ -1154,7 +1177,7 @@ def render(source: Path, out: Path | None) -> int:
         scenarios.append(Scenario(**{**scenario.__dict__, **item}))
     target = (out or source.parent) / "RESULTS.md"
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_report(meta, data["runs"], scenarios, server_table(), target)
+    write_report(meta, data["runs"], scenarios, server_table(), target, compare.load(other) if other else None)
     print(f"wrote {target}")
     return 0
 
