@@ -11,15 +11,25 @@ from hypothesis import strategies as st
 from smtpgate import ProtocolConfig
 from smtpgate.protocol.addresses import (
     MAX_ADDRESS_LENGTH,
+    PLAIN_FROM,
+    PLAIN_TO,
     SyntaxProblem,
     _parse_mailbox_fully,
     parse_mailbox,
     parse_params,
+    plain_path,
     split_path_argument,
     xtext_decode,
 )
-from smtpgate.protocol.mail import Refusal, parse_mail, parse_rcpt
-from smtpgate.session import Envelope
+from smtpgate.protocol.mail import (
+    MailRequest,
+    Refusal,
+    _parse_mail_in_full,
+    _parse_rcpt_in_full,
+    parse_mail,
+    parse_rcpt,
+)
+from smtpgate.session import Address, Envelope
 
 CONFIG = ProtocolConfig(name="mx.test", size=1000)
 LENIENT = ProtocolConfig(name="mx.test", accept_unknown_params=True, max_recipients=3)
@@ -147,6 +157,48 @@ def test_the_fast_path_agrees_with_the_full_checks(text, allow_null, allow_postm
     """parse_mailbox decides the common mailbox in one match: always as the full checks do."""
     options = {"allow_null": allow_null, "allow_postmaster": allow_postmaster}
     assert outcome(parse_mailbox, text, **options) == outcome(_parse_mailbox_fully, text, **options)
+
+
+def decided(call, *args):
+    try:
+        result = call(*args)
+    except Refusal as refusal:
+        return ("refused", refusal.code, refusal.text, refusal.enhanced)
+    if isinstance(result, MailRequest):
+        return ("ok", result.address, result.body_type, result.smtp_utf8, result.require_tls, result.dsn)
+    return ("ok", result)
+
+
+HIDDEN = ProtocolConfig(name="mx.test", hide_dsn=True, max_recipients=1)
+FULL_ENVELOPE = Envelope(rcpt_to=[Address("a@b.test"), Address("C@D.test"), Address("x@y.test")])
+# Mostly the usual shape ("FROM:<mailbox>", "TO:<mailbox>"), with its near misses.
+whole_argument = st.one_of(
+    argument_text,
+    st.tuples(
+        st.sampled_from(["FROM", "from", "FrOm", "TO", "to", "tO", "FROM ", "TO\u017f", "\u017fTO", " TO", "T\u0130"]),
+        st.sampled_from([":<", ":<", ":<", ":<", ": <", "<", ":"]),
+        st.one_of(mailbox_text, st.sampled_from(["a@b.test", "c@d.test", "X@Y.TEST", "n@new.test", ""])),
+        st.sampled_from([">", ">", ">", ">", "> SIZE=10", "> NOTIFY=NEVER", ">x", "", "> ", ">>", "\r\n>"]),
+    ).map("".join),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(whole_argument)
+def test_the_whole_argument_fast_path_agrees_with_the_full_parse(argument):
+    """MAIL and RCPT decide "FROM:<plain mailbox>" in one match: always as the full parse does."""
+    for config in (CONFIG, LENIENT, HIDDEN):
+        assert decided(parse_mail, argument, config) == decided(_parse_mail_in_full, argument, config, False)
+        for envelope in (Envelope(), FULL_ENVELOPE):
+            fast = decided(parse_rcpt, argument, config, envelope)
+            assert fast == decided(_parse_rcpt_in_full, argument, config, envelope)
+
+
+def test_the_usual_arguments_take_the_whole_argument_fast_path():
+    assert plain_path("FROM:<a@bench.local>", PLAIN_FROM) == "a@bench.local"
+    assert plain_path("to:<first.last+tag@mail-1.example.com>", PLAIN_TO) == "first.last+tag@mail-1.example.com"
+    for other in ["FROM: <a@b.test>", "FROM:<a@b.test> SIZE=1", "FROM:<>", "FROM:<a@-b.test>", "TO:<a@b.test>"]:
+        assert plain_path(other, PLAIN_FROM) is None, other
 
 
 def split_with_the_pattern_only(argument: str, keyword: str):

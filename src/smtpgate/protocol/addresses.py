@@ -15,6 +15,9 @@ __all__ = [
     "SyntaxProblem",
     "split_path_argument",
     "parse_mailbox",
+    "plain_path",
+    "PLAIN_FROM",
+    "PLAIN_TO",
     "parse_params",
     "xtext_decode",
 ]
@@ -33,7 +36,12 @@ _FORBIDDEN: Final = re.compile("[\x00-\x1f\x7f-\x9f\u200b\u2060\ufeff]")
 # The common mailbox: ASCII atext and dots, "@", an ASCII host name. One match of plain
 # character runs (no backtracking), then `_is_plain_mailbox` checks the dots and hyphens.
 # All it accepts the full checks accept as it is; the rest goes to them.
-_PLAIN_MAILBOX: Final = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]+@[A-Za-z0-9.\-]+")
+_PLAIN_MAILBOX_TEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]+@[A-Za-z0-9.\-]+"
+_PLAIN_MAILBOX: Final = re.compile(_PLAIN_MAILBOX_TEXT)
+# The usual whole argument, "FROM:<mailbox>" or "TO:<mailbox>" and nothing else: one match
+# instead of splitting the argument and matching the mailbox (ASCII keywords, no spaces).
+PLAIN_FROM: Final = re.compile(rf"[Ff][Rr][Oo][Mm]:<({_PLAIN_MAILBOX_TEXT})>")
+PLAIN_TO: Final = re.compile(rf"[Tt][Oo]:<({_PLAIN_MAILBOX_TEXT})>")
 
 
 _PATH_HEADS: dict[str, re.Pattern[str]] = {}
@@ -104,9 +112,25 @@ def parse_mailbox(path: str, *, allow_null: bool, allow_postmaster: bool) -> str
     return _parse_mailbox_fully(path, allow_null=allow_null, allow_postmaster=allow_postmaster)
 
 
+def plain_path(argument: str, pattern: re.Pattern[str]) -> str | None:
+    """The mailbox of a whole argument ``PLAIN_FROM`` or ``PLAIN_TO`` matches, if it is
+    plain (see `parse_mailbox`); None for anything else, which the full parse decides."""
+    match = pattern.fullmatch(argument)
+    if match is None:
+        return None
+    path: str = match[1]
+    return path if _has_plain_shape(path) else None
+
+
 def _is_plain_mailbox(path: str) -> bool:
     """A dot-atom at a host name, all ASCII, within the length limit (the common case)."""
-    if len(path) > MAX_ADDRESS_LENGTH or _PLAIN_MAILBOX.fullmatch(path) is None:
+    return len(path) <= MAX_ADDRESS_LENGTH and _PLAIN_MAILBOX.fullmatch(path) is not None and _has_plain_shape(path)
+
+
+def _has_plain_shape(path: str) -> bool:
+    """For a path of ``_PLAIN_MAILBOX``'s characters: no empty atom or label, no hyphen at
+    a label's end, labels of at most 63 and the whole within the length limit."""
+    if len(path) > MAX_ADDRESS_LENGTH:
         return False
     if path[0] == "." or path[-1] == "." or ".." in path or ".@" in path or "@." in path:
         return False  # an empty atom or label

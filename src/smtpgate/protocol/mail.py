@@ -7,11 +7,10 @@ the reply to send.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from ..session import Address, Envelope
-from .addresses import SyntaxProblem, parse_mailbox, parse_params, split_path_argument
+from .addresses import PLAIN_FROM, PLAIN_TO, SyntaxProblem, parse_mailbox, parse_params, plain_path, split_path_argument
 from .replies import SIZE_EXCEEDED_CODE, size_exceeded_text
 
 if TYPE_CHECKING:
@@ -34,19 +33,30 @@ class Refusal(Exception):
         self.enhanced = enhanced
 
 
-@dataclass
 class MailRequest:
-    """A MAIL FROM that passed every check."""
+    """A MAIL FROM that passed every check. (A plain class: a dataclass's ``__init__``
+    would run interpreted, once per message.)"""
 
-    address: Address
-    body_type: str = "7bit"
-    smtp_utf8: bool = False
-    require_tls: bool = False
-    dsn: dict[str, str | None] | None = None
+    __slots__ = ("address", "body_type", "smtp_utf8", "require_tls", "dsn")
+
+    def __init__(self, address: Address, dsn: dict[str, str | None] | None = None) -> None:
+        self.address = address
+        self.body_type = "7bit"
+        self.smtp_utf8 = False
+        self.require_tls = False
+        self.dsn = dsn
 
 
 def parse_mail(argument: str, config: ProtocolConfig, *, secure: bool = False) -> MailRequest:
     """Check ``FROM:<path> [params]`` against the server's configuration."""
+    mailbox = plain_path(argument, PLAIN_FROM)
+    if mailbox is None:
+        return _parse_mail_in_full(argument, config, secure)
+    # The usual "FROM:<a@b.example>": a plain mailbox and no parameters, nothing to check.
+    return MailRequest(Address(mailbox, {}), dsn=None if config.hide_dsn else {"ret": None, "envid": None})
+
+
+def _parse_mail_in_full(argument: str, config: ProtocolConfig, secure: bool) -> MailRequest:
     try:
         path, rest = split_path_argument(argument, "FROM")
         mailbox = parse_mailbox(path, allow_null=True, allow_postmaster=False)
@@ -100,6 +110,27 @@ def parse_mail(argument: str, config: ProtocolConfig, *, secure: bool = False) -
 
 def parse_rcpt(argument: str, config: ProtocolConfig, envelope: Envelope) -> Address:
     """Check ``TO:<path> [params]`` against the configuration and the transaction so far."""
+    mailbox = plain_path(argument, PLAIN_TO)
+    if mailbox is None:
+        return _parse_rcpt_in_full(argument, config, envelope)
+    # The usual "TO:<a@b.example>": a plain mailbox and no parameters.
+    _check_room(mailbox, config, envelope)
+    address = Address(mailbox, {})
+    if not config.hide_dsn:
+        address.dsn = {"notify": None, "orcpt": None}
+    return address
+
+
+def _check_room(mailbox: str, config: ProtocolConfig, envelope: Envelope) -> None:
+    """``max_recipients``: a recipient already in the envelope still counts as one."""
+    limit = config.max_recipients
+    if limit and len(envelope.rcpt_to) >= limit:
+        key = mailbox.lower()
+        if not any(r.address.lower() == key for r in envelope.rcpt_to):
+            raise Refusal(452, "Error: too many recipients", "4.5.3")
+
+
+def _parse_rcpt_in_full(argument: str, config: ProtocolConfig, envelope: Envelope) -> Address:
     try:
         path, rest = split_path_argument(argument, "TO")
         mailbox = parse_mailbox(path, allow_null=False, allow_postmaster=True)
@@ -124,11 +155,7 @@ def parse_rcpt(argument: str, config: ProtocolConfig, envelope: Envelope) -> Add
             raise Refusal(555, f"Error: unsupported parameter {key}", "5.5.4")
     if not envelope.smtp_utf8 and not mailbox.isascii():
         raise Refusal(553, "Error: non-ASCII address needs the SMTPUTF8 parameter on MAIL", "5.6.7")
-    limit = config.max_recipients
-    if limit and len(envelope.rcpt_to) >= limit:
-        key = mailbox.lower()
-        if not any(r.address.lower() == key for r in envelope.rcpt_to):
-            raise Refusal(452, "Error: too many recipients", "4.5.3")
+    _check_room(mailbox, config, envelope)
     address = Address(mailbox, params)
     if not config.hide_dsn:
         address.dsn = {"notify": notify, "orcpt": orcpt}
