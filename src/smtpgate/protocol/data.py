@@ -48,10 +48,16 @@ class DataDecoder:
         caller removes those and calls again with more input. After the terminator,
         ``ended`` is true and the bytes after it are left unconsumed (pipelined commands).
         """
+        if not buf:
+            return b"", 0
         if isinstance(buf, bytearray):
-            # Slices of a view are not copies: the output is copied once, by bytes().
-            with memoryview(buf) as view:
+            # Slices of a view are not copies: the output is copied once, by bytes(). (No
+            # ``with``: compiled, its __enter__ and __exit__ are looked up on every call.)
+            view = memoryview(buf)
+            try:
                 return self._decode(buf, view)
+            finally:
+                view.release()
         return self._decode(buf, buf)
 
     def _decode(self, buf: bytes | bytearray, data: bytes | memoryview) -> tuple[bytes, int]:
