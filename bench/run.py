@@ -514,6 +514,7 @@ def summarise_rounds(scenario: Scenario, rounds: list[dict[str, float]], peak_ki
         "host_busy_pct": busy * 100 / total if total else 0.0,
         "client_errors": sum(int(r["client_errors"]) for r in rounds),
         "rounds_cpu_us_per_msg": [round(v, 2) for v in cpu_us],
+        "rounds_msgs_per_s": [round(v, 1) for v in rates],
     }
 
 
