@@ -69,9 +69,12 @@ def worst_drifts(this: Runs, other: Runs) -> dict[str, tuple[float, str]]:
     return worst
 
 
-def drift_table(this: Runs, other: Runs) -> list[str]:
-    """Scenarios as rows, servers as columns; a cell is 'this → other, drift' per figure."""
+def drift_table(this: Runs, other: Runs, order: list[str] | None = None) -> list[str]:
+    """Scenarios as rows, servers as columns (in ``order`` if given); a cell is
+    'this → other, drift' per figure."""
     names = [name for name in servers_in(this) if name in servers_in(other)]
+    if order:
+        names.sort(key=lambda name: order.index(name) if name in order else len(order))
     rows = []
     for scenario, keys in KEYS.items():
         cells = []

@@ -713,7 +713,7 @@ def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: li
         add("in the send scenarios its figure is already the median over its rounds.\n")
         out.extend(table)
         add("")
-    table = compare.drift_table(runs, other["runs"]) if other else []
+    table = compare.drift_table(runs, other["runs"], [s.name for s in servers]) if other else []
     if other and table:
         add("## Between two runs\n")
         build = other["meta"]["versions"].get("smtpgate", "?")
