@@ -1044,6 +1044,7 @@ def main() -> int:
         "aiosmtpd,aiosmtpd-uvloop,node,node-nodelay,smtp-sink (default: all)",
     )
     parser.add_argument("--out", help="directory for RESULTS.md and results.json")
+    parser.add_argument("--rounds", type=int, help="rounds per repetition of every send scenario (default 10, quick 2)")
     parser.add_argument("--note", default="", help="a line shown at the top of the report")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the load generator ceiling runs")
     parser.add_argument(
@@ -1105,6 +1106,8 @@ def run_order(servers: list[Server], rep: int) -> list[Server]:
 
 def benchmark(args: argparse.Namespace, nofile: int) -> int:
     scenarios = scenario_table(args.quick)
+    if args.rounds:
+        scenarios = [Scenario(**{**s.__dict__, "rounds": args.rounds}) if s.kind == "send" else s for s in scenarios]
     servers = server_table()
     if args.scenarios:
         wanted = args.scenarios.split(",")
