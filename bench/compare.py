@@ -69,23 +69,37 @@ def worst_drifts(this: Runs, other: Runs) -> dict[str, tuple[float, str]]:
     return worst
 
 
+def same_build(this: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Whether two runs' ``meta`` name the same build: the hash of the sources where both
+    recorded one, else the same version string (which holds the git revision)."""
+    mine, theirs = this.get("sources", "?"), other.get("sources", "?")
+    if "?" not in (mine, theirs):
+        return bool(mine == theirs)
+    return bool(this["versions"].get("smtpgate") == other["versions"].get("smtpgate"))
+
+
 def drift_table(this: Runs, other: Runs, order: list[str] | None = None) -> list[str]:
     """Scenarios as rows, servers as columns (in ``order`` if given); a cell is
     'this → other, drift' per figure."""
-    names = [name for name in servers_in(this) if name in servers_in(other)]
+    theirs = set(servers_in(other))
+    names = [name for name in servers_in(this) if name in theirs]
     if order:
         names.sort(key=lambda name: order.index(name) if name in order else len(order))
+    found = {
+        (name, scenario, key): (a, b, moved)
+        for name in names
+        for scenario, key, a, b, moved in drifts(this, other, name)
+    }
     rows = []
     for scenario, keys in KEYS.items():
         cells = []
         for name in names:
             parts = []
             for key in keys:
-                mine, theirs = median_of(this, scenario, name, key), median_of(other, scenario, name, key)
-                moved = drift(mine, theirs)
-                if moved is None or mine is None or theirs is None:
+                if (name, scenario, key) not in found:
                     continue
-                text = f"{number(mine)} → {number(theirs)}, {moved * 100:.0f}%"
+                mine, their, moved = found[name, scenario, key]
+                text = f"{number(mine)} → {number(their)}, {moved * 100:.0f}%"
                 parts.append(f"**{text}**" if moved > SPREAD_LIMIT else text)
             cells.append("<br>".join(parts) or "–")
         if any(c != "–" for c in cells):

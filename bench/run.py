@@ -717,9 +717,7 @@ def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: li
     if other and table:
         add("## Between two runs\n")
         build = other["meta"]["versions"].get("smtpgate", "?")
-        same = f"smtpgate {build}"
-        if other["meta"].get("sources", 1) == meta.get("sources", 2) or build == meta["versions"].get("smtpgate"):
-            same = "the same build"
+        same = "the same build" if compare.same_build(meta, other["meta"]) else f"smtpgate {build}"
         command = other["meta"]["command"].split(" --note ", 1)[0]
         add(f"Medians of this run ({meta['date']}) → those of another run of {same}")
         add(f"({other['meta']['date']}, `{command}`), and how far they moved: |a − b| / their mean,")

@@ -141,7 +141,7 @@ def spread_table(runs: Runs, scenarios: list[Any], servers: list[Any]) -> list[s
 def issue17_targets(runs: Runs, drifts: dict[str, tuple[float, str]] | None = None) -> list[tuple[str, str, str, str]]:
     """Issue 17's targets for each smtpgate variant present: (server, target, measured, met).
     ``drifts``: per server, the worst move of a median from another run of the same build and
-    where (compare.worst_drift), judged against the same 15 % as the spread."""
+    where (compare.worst_drifts), judged against the same 15 % as the spread."""
     rows: list[tuple[str, str, str, str]] = []
 
     def med(scenario: str, server: str, key: str) -> float | None:

@@ -124,7 +124,7 @@ def plain_path(argument: str, pattern: re.Pattern[str]) -> str | None:
 
 def _is_plain_mailbox(path: str) -> bool:
     """A dot-atom at a host name, all ASCII, within the length limit (the common case)."""
-    return len(path) <= MAX_ADDRESS_LENGTH and _PLAIN_MAILBOX.fullmatch(path) is not None and _has_plain_shape(path)
+    return _PLAIN_MAILBOX.fullmatch(path) is not None and _has_plain_shape(path)
 
 
 def _has_plain_shape(path: str) -> bool:
