@@ -58,8 +58,8 @@ def start(spec: str, port: int) -> subprocess.Popen[str]:
 
 def load(port: int, messages: int, tls: bool, tlsload: bool = False, length: int = 1024) -> None:
     if tls or tlsload:
-        argv = [PYTHON, "tlsload.py", f"127.0.0.1:{port}", "-s", "20", "-m", str(messages), "-l", str(length)]
-        argv += ["--per-session", "100"] + (["--tls"] if tls else [])
+        argv = [str(BENCH / ".work" / "tlsload"), f"127.0.0.1:{port}", "-s", "20", "-m", str(messages)]
+        argv += ["-l", str(length), "--per-session", "100"] + (["--tls"] if tls else [])
     else:
         argv = ["smtp-source", "-s", "20", "-m", str(messages), "-l", str(length), "-d", "-M", "bench.local"]
         argv += ["-f", "a@bench.local", "-t", "b@bench.local", f"127.0.0.1:{port}"]
@@ -69,9 +69,9 @@ def load(port: int, messages: int, tls: bool, tlsload: bool = False, length: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("variants", nargs="+", help="NAME=DIR[:LOOP], NAME=node or NAME=node-nodelay")
-    parser.add_argument("--tls", action="store_true", help="STARTTLS sessions (tlsload.py) instead of smtp-source")
+    parser.add_argument("--tls", action="store_true", help="STARTTLS sessions (tlsload) instead of smtp-source")
     parser.add_argument("--tlsload", action="store_true",
-                        help="tlsload.py without TLS: the tls scenario's load pattern in plain text")  # fmt: skip
+                        help="tlsload without TLS: the tls scenario's load pattern in plain text")  # fmt: skip
     parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions (default 5)")
     parser.add_argument("--messages", type=int, default=10_000, help="messages per repetition (default 10,000)")
     parser.add_argument("--length", type=int, default=1024, help="bytes per message (default 1024)")

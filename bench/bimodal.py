@@ -283,7 +283,7 @@ def main() -> int:
     parser.add_argument("--server", default="smtpgate", help="a server of bench/run (default smtpgate)")
     parser.add_argument("--pin", choices=("none", "same", "split"), default="none",
                         help="taskset: same = server and smtp-source on CPU 0; split = server 0, client 1")  # fmt: skip
-    parser.add_argument("--tls", action="store_true", help="the tls scenario's load (tlsload.py --tls) instead")
+    parser.add_argument("--tls", action="store_true", help="the tls scenario's load (tlsload --tls) instead")
     parser.add_argument("--hashseed", type=int, help="PYTHONHASHSEED for the server")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="set in the server's environment, e.g. MALLOC_MMAP_THRESHOLD_=1048576")  # fmt: skip

@@ -1,7 +1,7 @@
 """The smtpgate benchmark runner (standard library only).
 
 Starts each server as its own process on 127.0.0.1, drives it with smtp-source (Postfix)
-or tlsload.py, and measures throughput, the server's CPU time and memory, the load
+or tlsload (tlsload.c, for STARTTLS), and measures throughput, the server's CPU time and memory, the load
 generator's CPU time and how busy the host was. In a send scenario, every repetition of
 every server is a fresh process, all of them running side by side; the load goes out in
 rounds, the processes taking turns (A1 B1 A2 B2, B2 A2 B1 A1, ...), and a repetition's
@@ -41,6 +41,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 WORK = BENCH / ".work"
 PY = sys.executable
+TLSLOAD = WORK / "tlsload"  # built by bench/run from tlsload.c
 KIB = 1024
 MIB = 1024 * 1024
 TICK = os.sysconf("SC_CLK_TCK")
@@ -121,7 +122,7 @@ def scenario_table(quick: bool) -> list[Scenario]:
                  sessions=50, messages=500, rounds=2 if q else 10),
         Scenario("large", "1 MiB messages, 4 sessions (smtp-source -d)", "send",
                  sessions=4, messages=20, rounds=2 if q else 10, length=MIB, per_session=5, metric="mib_per_s"),
-        Scenario("tls", "1 KiB messages, 20 sessions of EHLO, STARTTLS, EHLO + 100 messages (tlsload.py)", "send",
+        Scenario("tls", "1 KiB messages, 20 sessions of EHLO, STARTTLS, EHLO + 100 messages (tlsload)", "send",
                  sessions=20, messages=2000, rounds=2 if q else 10, per_session=100, tls=True),
         Scenario("idle", "idle plaintext connections held open (greeting + EHLO)", "hold",
                  hold=2000 if q else 10000, metric="kib_per_conn"),
@@ -362,7 +363,9 @@ def smtp_source(port: int, sessions: int, messages: int, length: int, keep: bool
 
 
 def tlsload(port: int, sessions: int, messages: int, length: int, per_session: int, tls: bool) -> list[str]:
-    argv = [PY, "tlsload.py", f"127.0.0.1:{port}", "-s", str(sessions), "-m", str(messages), "-l", str(length)]
+    if not TLSLOAD.exists():
+        raise RuntimeError(f"{TLSLOAD} is missing: bench/run builds it from tlsload.c")
+    argv = [str(TLSLOAD), f"127.0.0.1:{port}", "-s", str(sessions), "-m", str(messages), "-l", str(length)]
     argv += ["--per-session", str(per_session or 1)]
     return argv + (["--tls"] if tls else [])
 
@@ -519,7 +522,7 @@ def summarise_rounds(scenario: Scenario, rounds: list[dict[str, float]], peak_ki
 
 
 def tlsload_errors(text: str) -> int:
-    """Sessions tlsload.py had to retry (e.g. a stalled TLS handshake)."""
+    """Sessions tlsload had to retry (e.g. a stalled TLS handshake)."""
     for line in text.splitlines():
         if line.startswith("{"):
             try:
@@ -536,7 +539,7 @@ def measure_hold(scenario: Scenario, server: Server, logs: Path) -> dict[str, An
         time.sleep(0.5)
         before = status_kib(proc.pid, "VmRSS")
         cpu0, host0, ns0 = cpu_seconds(proc.pid), host_cpu(), cpu_ns(proc.pid)
-        argv = [PY, "tlsload.py", f"127.0.0.1:{port}", "--hold", str(scenario.hold)]
+        argv = [PY, "holdload.py", f"127.0.0.1:{port}", "--hold", str(scenario.hold)]
         if scenario.tls:
             argv.append("--tls")
         if PIN[1] is not None:
@@ -760,7 +763,7 @@ def write_report(meta: dict[str, Any], runs: list[dict[str, Any]], scenarios: li
         if ceilings:
             add("")
             add("The *ceiling* rows drive smtp-sink (far faster than any load generator here) without TLS:")
-            add("tlsload.py's own limit next to smtp-source's. A server row near the tlsload.py ceiling is")
+            add("tlsload's own limit next to smtp-source's. A server row near the tlsload ceiling is")
             add("limited by the load generator, not by the server. (smtp-sink has no STARTTLS, so there is no")
             add("TLS ceiling row; the client CPU column shows what TLS costs the generator.)")
             add("")
@@ -1185,14 +1188,14 @@ def render(source: Path, out: Path | None, other: Path | None = None) -> int:
 
 
 def ceiling_runs(scenario: Scenario, servers: list[Server], logs: Path, began: float) -> list[dict[str, Any]]:
-    """How fast can tlsload.py go? Plaintext tlsload against smtp-sink (far faster than the
+    """How fast can tlsload go? Plaintext tlsload against smtp-sink (far faster than the
     generator), next to smtp-source against smtp-sink: the generator's own ceiling."""
     table = {s.name: s for s in server_table()}
     sink = table["smtp-sink"]
     records = []
     plain = Scenario(scenario.name, "", "send", sessions=scenario.sessions, messages=scenario.messages,
                      rounds=scenario.rounds, per_session=scenario.per_session)  # fmt: skip
-    for label, load in (("ceiling: tlsload.py, no TLS → smtp-sink", "tlsload"),
+    for label, load in (("ceiling: tlsload, no TLS → smtp-sink", "tlsload"),
                         ("ceiling: smtp-source → smtp-sink", "")):  # fmt: skip
         record: dict[str, Any] = {"scenario": scenario.name + "-ceiling", "server": "smtp-sink", "label": label,
                                   "rep": 1, "result": None, "error": None}  # fmt: skip
