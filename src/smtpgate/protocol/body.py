@@ -85,14 +85,20 @@ class BodyReceiver:
         assert decoder is not None
         if not decoder.ended:
             input = self._input
-            input.compact()
-            buf = input.data
-            chunk, used = decoder.decode(buf)
-            if used:
-                if used == len(buf):
-                    buf.clear()
-                else:
-                    del buf[:used]
+            held = input.held
+            if held is not None:  # the bytes came in one piece: decoded as they came
+                chunk, used = decoder.decode(held)
+                if used:
+                    input.held = held[used:] or None
+            else:
+                input.compact()
+                buf = input.data
+                chunk, used = decoder.decode(buf)
+                if used:
+                    if used == len(buf):
+                        buf.clear()
+                    else:
+                        del buf[:used]
             if chunk and not (decoder.bare_lf_seen and self._config.bare_lf == "reject"):
                 return DataChunk(chunk)
         if decoder.ended:
