@@ -242,7 +242,10 @@ static int advance(struct session *s, int code) {
         next_message(s);
         break;
     case QUIT:
-        if (s->ssl) SSL_shutdown(s->ssl); /* one close_notify, not waited for */
+        if (s->ssl) {
+            SSL_shutdown(s->ssl); /* one close_notify, not waited for */
+            ERR_clear_error();    /* (whatever it met must not look like the next call's error) */
+        }
         close_session(s);
         start_session(s);
         return 0;
