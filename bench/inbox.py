@@ -58,9 +58,13 @@ def small_message(number: int) -> bytes:
     word = WORDS[number % len(WORDS)]
     body = (f"Message {number} about {word}. " * 30).encode()
     return (
-        f"From: Sender {number % 50} <sender{number % 50}@bench.test>\r\nTo: user{number % 20}@bench.test\r\n"
-        f"Subject: {word} report {number}\r\nMessage-ID: <{number}@bench.test>\r\n\r\n"
-    ).encode() + body + b"\r\n"
+        (
+            f"From: Sender {number % 50} <sender{number % 50}@bench.test>\r\nTo: user{number % 20}@bench.test\r\n"
+            f"Subject: {word} report {number}\r\nMessage-ID: <{number}@bench.test>\r\n\r\n"
+        ).encode()
+        + body
+        + b"\r\n"
+    )
 
 
 class Server:
@@ -102,35 +106,37 @@ class Server:
             self.process.wait(10)
 
 
+async def read_reply(reader: asyncio.StreamReader) -> bytes:
+    """The last line of the next reply."""
+    while True:
+        line = await reader.readline()
+        if not line:
+            raise ConnectionError("server closed the connection")
+        if line[3:4] != b"-":
+            return line
+
+
 async def smtp_client(port: int, numbers: list[int], per_connection: int) -> None:
     """Send the messages with plain SMTP, ``per_connection`` per session."""
     for first in range(0, len(numbers), per_connection):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
 
-        async def reply() -> bytes:
-            while True:
-                line = await reader.readline()
-                if not line:
-                    raise ConnectionError("server closed the connection")
-                if line[3:4] != b"-":
-                    return line
-
-        await reply()
+        await read_reply(reader)
         writer.write(b"EHLO bench.test\r\n")
-        await reply()
+        await read_reply(reader)
         for number in numbers[first : first + per_connection]:
             writer.write(b"MAIL FROM:<a@bench.test>\r\n")
-            await reply()
+            await read_reply(reader)
             writer.write(b"RCPT TO:<b@bench.test>\r\n")
-            await reply()
+            await read_reply(reader)
             writer.write(b"DATA\r\n")
-            await reply()
+            await read_reply(reader)
             writer.write(small_message(number) + b".\r\n")
-            answer = await reply()
+            answer = await read_reply(reader)
             if not answer.startswith(b"250"):
                 raise RuntimeError(f"message refused: {answer!r}")
         writer.write(b"QUIT\r\n")
-        await reply()
+        await read_reply(reader)
         writer.close()
 
 
@@ -234,7 +240,9 @@ def large_memory(work: Path) -> tuple[float, float]:
         import smtplib
 
         with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=600) as smtp:
-            smtp.sendmail("a@bench.test", ["b@bench.test"], head + line * (100 * 1024 * 1024 // len(line)) + b"--B--\r\n")
+            smtp.sendmail(
+                "a@bench.test", ["b@bench.test"], head + line * (100 * 1024 * 1024 // len(line)) + b"--B--\r\n"
+            )
         connection = http.client.HTTPConnection("127.0.0.1", http_port, timeout=600)
         connection.request("GET", "/api/v1/message/latest/part/1")
         response = connection.getresponse()
