@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import run as bench  # bench/run.py: process handling, smtp-source command lines
+from procstat import user_system
 
 SYSCALLS = ("epoll_wait", "epoll_pwait", "sendto", "recvfrom", "brk", "mmap", "munmap", "madvise", "mremap")
 
@@ -42,11 +43,6 @@ def stat_fields(pid: int) -> list[str]:
     with open(f"/proc/{pid}/stat") as f:
         text = f.read()
     return text[text.rindex(")") + 2 :].split()  # fields from 3 (state) on
-
-
-def cpu_split(pid: int) -> tuple[float, float]:
-    fields = stat_fields(pid)
-    return int(fields[11]) / bench.TICK, int(fields[12]) / bench.TICK  # utime, stime
 
 
 def minor_faults(pid: int) -> int:
@@ -173,7 +169,7 @@ def one_run(args: argparse.Namespace, index: int, logs: Path, use_perf: bool) ->
         perf = start_perf(proc.pid, perf_out) if use_perf else None
         time.sleep(0.3 if perf else 0)
         loop0 = loop_stats(proc, stats_path)
-        user0, sys0 = cpu_split(proc.pid)
+        user0, sys0 = user_system(proc.pid)
         ns0 = bench.cpu_ns(proc.pid)
         vol0, inv0 = switches(proc.pid)
         flt0 = minor_faults(proc.pid)
@@ -198,7 +194,7 @@ def one_run(args: argparse.Namespace, index: int, logs: Path, use_perf: bool) ->
             if client.returncode != 0:
                 raise RuntimeError(f"smtp-source failed: {out[-200:]!r}")
         seconds = time.monotonic() - start
-        user1, sys1 = cpu_split(proc.pid)
+        user1, sys1 = user_system(proc.pid)
         ns1 = bench.cpu_ns(proc.pid)
         vol1, inv1 = switches(proc.pid)
         flt1 = minor_faults(proc.pid)

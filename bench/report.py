@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import compare
 import summary
-
-if TYPE_CHECKING:
-    from run import Scenario, Server
+from lineup import Scenario, Server
 
 MIB = 1024 * 1024
 CHART_FILE = "cpu-per-message.svg"

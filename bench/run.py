@@ -21,11 +21,9 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import signal
 import socket
-import ssl
 import statistics
 import subprocess
 import sys
@@ -35,6 +33,20 @@ from pathlib import Path
 from typing import Any
 
 import compare
+from lineup import MIB, Scenario, Server, scenario_table, server_table
+from machine import caller_path, command_output, machine_info, versions
+from procstat import (  # (also what bimodal.py and noise.py read through this module)
+    children_cpu,
+    cpu_delta,
+    cpu_ns,
+    cpu_seconds,
+    host_cpu,
+    minor_faults,
+    process_tree,
+    status_kib,
+    user_system,
+)
+from pyspy import summarize_raw
 from report import write_report
 
 BENCH = Path(__file__).resolve().parent
@@ -42,207 +54,7 @@ ROOT = BENCH.parent
 WORK = BENCH / ".work"
 PY = sys.executable
 TLSLOAD = WORK / "tlsload"  # built by bench/run from tlsload.c
-KIB = 1024
-MIB = 1024 * 1024
-TICK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 SENDER, RECIPIENT = "a@bench.local", "b@bench.local"
-
-# ----------------------------------------------------------------------------- servers
-
-
-@dataclass
-class Server:
-    name: str
-    label: str
-    argv: list[str]  # "{port}", "{cert}", "{key}" are filled in
-    tls: bool = True
-    python: bool = False
-    skip: tuple[str, ...] = ()  # scenarios it sits out
-    env: dict[str, str] | None = None  # added to the environment
-
-
-def server_table() -> list[Server]:
-    cert = ["--cert", "{cert}", "--key", "{key}"]
-    return [
-        Server("smtpgate", "smtpgate (asyncio)",
-               [PY, "servers/smtpgate_sink.py", "--port", "{port}", "--loop", "asyncio", *cert], python=True),
-        Server("smtpgate-uvloop", "smtpgate (uvloop)",
-               [PY, "servers/smtpgate_sink.py", "--port", "{port}", "--loop", "uvloop", *cert], python=True),
-        Server("smtpgate-defaults", "smtpgate defaults (asyncio)",
-               [PY, "servers/smtpgate_sink.py", "--port", "{port}", "--loop", "asyncio", "--defaults", *cert],
-               python=True),
-        Server("smtpgate-defaults-uvloop", "smtpgate defaults (uvloop)",
-               [PY, "servers/smtpgate_sink.py", "--port", "{port}", "--loop", "uvloop", "--defaults", *cert],
-               python=True),
-        # The checkout's sources first on the path: the same defaults, not compiled (what an
-        # editable install or a machine without a C compiler runs).
-        Server("smtpgate-pure", "smtpgate defaults, pure Python (asyncio)",
-               [PY, "servers/smtpgate_sink.py", "--port", "{port}", "--loop", "asyncio", "--defaults", *cert],
-               python=True, env={"PYTHONPATH": str(ROOT / "src")}),
-        Server("aiosmtpd", "aiosmtpd (asyncio)",
-               [PY, "servers/aiosmtpd_sink.py", "--port", "{port}", "--loop", "asyncio", *cert], python=True),
-        Server("aiosmtpd-uvloop", "aiosmtpd (uvloop)",
-               [PY, "servers/aiosmtpd_sink.py", "--port", "{port}", "--loop", "uvloop", *cert], python=True),
-        Server("node", "Node smtp-server", ["node", "node/sink.js", "--port", "{port}", *cert]),
-        Server("node-nodelay", "Node smtp-server, no 100 ms greeting delay",
-               ["node", "node/sink.js", "--port", "{port}", "--no-greeting-delay", *cert], skip=("idle", "idle-tls")),
-        Server("smtp-sink", "Postfix smtp-sink (C)",
-               ["smtp-sink", "-u", "nobody", "-m", "30000", "127.0.0.1:{port}", "4096"], tls=False),
-    ]  # fmt: skip
-
-
-# ----------------------------------------------------------------------------- scenarios
-
-
-@dataclass
-class Scenario:
-    name: str
-    title: str
-    kind: str  # "send" or "hold"
-    sessions: int = 0
-    messages: int = 0  # per round
-    rounds: int = 1  # each repetition's figures are medians over its rounds (measure_sends)
-    length: int = 1024
-    per_session: int = 0  # 0: one message per connection
-    tls: bool = False
-    hold: int = 0
-    metric: str = "msgs_per_s"  # what the ratio table compares
-    notes: str = ""
-
-
-def scenario_table(quick: bool) -> list[Scenario]:
-    q = quick
-    return [
-        Scenario("small", "1 KiB messages, 20 sessions of 100 messages each (smtp-source -d)", "send",
-                 sessions=20, messages=2000, rounds=2 if q else 10, per_session=100),
-        Scenario("conn", "1 KiB messages, one message per connection, 50 in parallel (smtp-source)", "send",
-                 sessions=50, messages=500, rounds=2 if q else 10),
-        Scenario("large", "1 MiB messages, 4 sessions (smtp-source -d)", "send",
-                 sessions=4, messages=20, rounds=2 if q else 10, length=MIB, per_session=5, metric="mib_per_s"),
-        Scenario("tls", "1 KiB messages, 20 sessions of EHLO, STARTTLS, EHLO + 100 messages (tlsload)", "send",
-                 sessions=20, messages=2000, rounds=2 if q else 10, per_session=100, tls=True),
-        Scenario("idle", "idle plaintext connections held open (greeting + EHLO)", "hold",
-                 hold=2000 if q else 10000, metric="kib_per_conn"),
-        Scenario("idle-tls", "idle connections held open after EHLO, STARTTLS, EHLO", "hold",
-                 hold=400 if q else 2000, tls=True, metric="kib_per_conn"),
-    ]  # fmt: skip
-
-
-# ----------------------------------------------------------------------------- /proc
-
-
-def proc_children() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    return children
-
-
-def process_tree(pid: int) -> list[int]:
-    children = proc_children()
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, []))
-    return found
-
-
-def cpu_seconds(pid: int, tree: list[int] | None = None) -> float:
-    """utime + stime of the process, its live descendants and its waited-for children
-    (``tree``: the process tree if the caller has read it already)."""
-    total = 0
-    for member in tree or process_tree(pid):
-        try:
-            with open(f"/proc/{member}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-    return total / TICK
-
-
-def cpu_ns(pid: int, tree: list[int] | None = None) -> int | None:
-    """Time on a CPU of every thread of the process tree, in ns (/proc/.../task/TID/schedstat).
-    Much finer than the 10 ms ticks of /proc/PID/stat, which matters for short runs; None
-    where the kernel has no schedstat."""
-    total = 0
-    for member in tree or process_tree(pid):
-        try:
-            tasks = os.listdir(f"/proc/{member}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                with open(f"/proc/{member}/task/{task}/schedstat") as f:
-                    total += int(f.read().split()[0])
-            except (OSError, ValueError, IndexError):
-                return None
-    return total
-
-
-def cpu_delta(ticks: tuple[float, float], ns: tuple[int | None, int | None]) -> float:
-    """Seconds of server CPU between two readings: the ns clock when it is there and agrees
-    with the tick count (a thread that exited in between takes its time with it; then the
-    ticks, which keep the time of waited-for children, are used)."""
-    coarse = ticks[1] - ticks[0]
-    if ns[0] is None or ns[1] is None:
-        return coarse
-    fine = (ns[1] - ns[0]) / 1e9
-    return fine if fine >= coarse - 0.05 else coarse
-
-
-def minor_faults(pid: int, tree: list[int] | None = None) -> int:
-    """Minor page faults of the process tree: a machine-independent sign of memory churn
-    (e.g. a fresh mmap for every read, see profile.md "Why small is bimodal")."""
-    total = 0
-    for member in tree or process_tree(pid):
-        try:
-            with open(f"/proc/{member}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        total += int(stat[stat.rindex(")") + 2 :].split()[7])  # minflt
-    return total
-
-
-def status_kib(pid: int, key: str) -> int:
-    """VmHWM / VmRSS in KiB, summed over the process tree."""
-    total = 0
-    for member in process_tree(pid):
-        try:
-            with open(f"/proc/{member}/status") as f:
-                for line in f:
-                    if line.startswith(key + ":"):
-                        total += int(line.split()[1])
-        except OSError:
-            continue
-    return total
-
-
-def host_cpu() -> tuple[int, int]:
-    """(busy, total) jiffies of all CPUs."""
-    with open("/proc/stat") as f:
-        values = [int(x) for x in f.readline().split()[1:]]
-    idle = values[3] + values[4]
-    total = sum(values[:8])
-    return total - idle, total
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
 
 # ----------------------------------------------------------------------------- processes
 
@@ -595,77 +407,6 @@ def measure_hold(scenario: Scenario, server: Server, logs: Path) -> dict[str, An
     }
 
 
-# ----------------------------------------------------------------------------- metadata
-
-
-def command_output(argv: list[str]) -> str:
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=10, cwd=BENCH).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-
-
-def package_version(name: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def machine_info() -> dict[str, str]:
-    model = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as f:
-        memory = int(f.readline().split()[1]) // 1024
-    return {
-        "CPUs (nproc)": str(os.cpu_count()),
-        "CPU model": model,
-        "memory": f"{memory:,} MiB",
-        "kernel": platform.release(),
-        "OS": command_output(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
-    }
-
-
-def caller_path(path: str) -> Path:
-    """A path given on the command line, relative to where ``bench/run`` was called from
-    (the wrapper changes into bench/ and says where that was in ``BENCH_CALLER_CWD``)."""
-    return Path(os.environ.get("BENCH_CALLER_CWD", ".")) / path
-
-
-def smtpgate_build() -> str:
-    """Whether the installed smtpgate (every variant but smtpgate-pure) runs compiled."""
-    try:
-        from smtpgate.compiled import is_compiled
-    except ImportError:
-        return "build unknown"
-    return "compiled with mypyc" if is_compiled() else "pure Python"
-
-
-def versions() -> dict[str, str]:
-    commit = command_output(["git", "-C", str(ROOT), "describe", "--always", "--dirty"])
-    smtp_server = "?"
-    try:
-        smtp_server = json.loads((BENCH / "node/node_modules/smtp-server/package.json").read_text())["version"]
-    except (OSError, ValueError, KeyError):
-        pass
-    return {
-        "Python": platform.python_version(),
-        "smtpgate": f"{package_version('smtpgate')} (git {commit}), {smtpgate_build()}",
-        "uvloop": package_version("uvloop"),
-        "aiosmtpd": package_version("aiosmtpd"),
-        "Node": command_output(["node", "--version"]),
-        "smtp-server (npm)": smtp_server,
-        "Postfix (smtp-source, smtp-sink)": command_output(["dpkg-query", "-W", "-f", "${Version}", "postfix"]),
-        "OpenSSL (Python)": ssl.OPENSSL_VERSION,
-    }
-
-
 # ----------------------------------------------------------------------------- profile
 
 
@@ -728,100 +469,6 @@ def profile(args: argparse.Namespace) -> int:
     (logs / f"profile-{scenario.name}.txt").write_text(report)
     print(report)
     return 0
-
-
-def user_system(pid: int) -> tuple[float, float]:
-    """utime and stime of the process, seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        stat = f.read()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[11]) / TICK, int(fields[12]) / TICK
-
-
-# Where a sample's leaf frame goes in the per-message breakdown (profile.md). The frames that
-# make a system call are named on their own: py-spy charges the call's time (kernel included)
-# to the Python frame that made it.
-SYSCALL_FRAMES = {
-    "asyncio/selector_events.py:_SelectorSocketTransport.write": "send() of a reply",
-    "asyncio/selector_events.py:_SelectorSocketTransport._read_ready__data_received": "recv() (+ asyncio's callback)",
-    "selectors.py:EpollSelector.select": "epoll_wait() (py-spy also counts some waiting here as busy)",
-}
-
-
-def category(frame: str) -> str:
-    where = frame.rsplit(":", 1)[0]
-    if frame in SYSCALL_FRAMES:
-        return "transport/socket system calls"
-    if where.startswith("asyncio/") or where == "selectors.py":
-        return "asyncio loop and transport (Python)"
-    if where == "smtpgate/protocol/replies.py":
-        return "reply formatting"
-    if where.startswith("smtpgate/protocol/"):
-        return "protocol core parsing"
-    if where.startswith("smtpgate/") or where.endswith("smtpgate_sink.py"):
-        return "handler/stream machinery (connection.py, stream.py, on_data)"
-    return "other (" + where.split("/", 1)[0].removesuffix(".py") + ")"
-
-
-def summarize_raw(raw: Path, top: int, cpu_us: float = 0.0) -> str:
-    """Self and inclusive shares per function from py-spy's collapsed stacks; with the
-    CPU per message, a breakdown of it by category (self time of the leaf frame)."""
-    self_counts: dict[str, int] = {}
-    incl_counts: dict[str, int] = {}
-    total = 0
-    for line in raw.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack:
-            continue
-        count = int(count_text)
-        total += count
-        frames = []
-        for frame in stack.split(";"):
-            name, _, where = frame.partition(" (")
-            path = where.rsplit(":", 1)[0]
-            for marker in ("/site-packages/", "/src/", "/lib/python3"):
-                if marker in path:
-                    path = path.split(marker, 1)[1]
-                    break
-            frames.append(f"{path}:{name}")
-        if not frames:
-            continue
-        self_counts[frames[-1]] = self_counts.get(frames[-1], 0) + count
-        for frame in set(frames):
-            incl_counts[frame] = incl_counts.get(frame, 0) + count
-    if not total:
-        return "no samples\n"
-    by_file: dict[str, int] = {}
-    for name, count in self_counts.items():
-        where = name.rsplit(":", 1)[0]
-        group = where if where.startswith("smtpgate/") else where.split("/", 1)[0].removesuffix(".py")
-        by_file[group] = by_file.get(group, 0) + count
-    lines = [f"{total} samples of the busy server (idle time excluded)\n"]
-    groups: dict[str, int] = {}
-    calls: dict[str, int] = {}
-    for name, count in self_counts.items():
-        groups[category(name)] = groups.get(category(name), 0) + count
-        if name in SYSCALL_FRAMES:
-            calls[SYSCALL_FRAMES[name]] = calls.get(SYSCALL_FRAMES[name], 0) + count
-    lines.append("Per message, by category (self time of the leaf frame" + (", µs from the CPU above):" if cpu_us
-                                                                             else "):"))  # fmt: skip
-    for name, count in sorted(groups.items(), key=lambda kv: -kv[1]):
-        share = count / total
-        lines.append(f"  {share * 100:5.1f}%" + (f"  {share * cpu_us:6.1f} µs" if cpu_us else "") + f"  {name}")
-        if name == "transport/socket system calls":
-            for call, n in sorted(calls.items(), key=lambda kv: -kv[1]):
-                lines.append(f"  {'':5} " + (f"  {n / total * cpu_us:6.1f} µs" if cpu_us else "") + f"    {call}")
-    lines.append("\nSelf time by file (smtpgate) or module:")
-    for name, count in sorted(by_file.items(), key=lambda kv: -kv[1])[:top]:
-        lines.append(f"  {count * 100 / total:5.1f}%  {name}")
-    lines.append(f"\nTop {top} functions by self time:")
-    for name, count in sorted(self_counts.items(), key=lambda kv: -kv[1])[:top]:
-        lines.append(f"  {count * 100 / total:5.1f}%  {name}")
-    lines.append(f"\nTop {top} by inclusive time (smtpgate and asyncio frames):")
-    ranked = sorted(incl_counts.items(), key=lambda kv: -kv[1])
-    for name, count in [kv for kv in ranked if "smtpgate" in kv[0] or "asyncio" in kv[0]][:top]:
-        lines.append(f"  {count * 100 / total:5.1f}%  {name}")
-    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------- main
