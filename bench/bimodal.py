@@ -34,15 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import run as bench  # bench/run.py: process handling, smtp-source command lines
-from procstat import user_system
+from procstat import stat_fields, user_system
 
 SYSCALLS = ("epoll_wait", "epoll_pwait", "sendto", "recvfrom", "brk", "mmap", "munmap", "madvise", "mremap")
-
-
-def stat_fields(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/stat") as f:
-        text = f.read()
-    return text[text.rindex(")") + 2 :].split()  # fields from 3 (state) on
 
 
 def minor_faults(pid: int) -> int:

@@ -9,18 +9,22 @@ import resource
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat from field 3 (state) on; empty if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return []
+    return stat[stat.rindex(")") + 2 :].split()
+
+
 def proc_children() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
+        fields = stat_fields(int(entry)) if entry.isdigit() else []
+        if fields:
+            children.setdefault(int(fields[1]), []).append(int(entry))  # by ppid
     return children
 
 
@@ -39,13 +43,9 @@ def cpu_seconds(pid: int, tree: list[int] | None = None) -> float:
     (``tree``: the process tree if the caller has read it already)."""
     total = 0
     for member in tree or process_tree(pid):
-        try:
-            with open(f"/proc/{member}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+        fields = stat_fields(member)
+        if fields:
+            total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
     return total / TICK
 
 
@@ -84,12 +84,9 @@ def minor_faults(pid: int, tree: list[int] | None = None) -> int:
     (e.g. a fresh mmap for every read, see profile.md "Why small is bimodal")."""
     total = 0
     for member in tree or process_tree(pid):
-        try:
-            with open(f"/proc/{member}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        total += int(stat[stat.rindex(")") + 2 :].split()[7])  # minflt
+        fields = stat_fields(member)
+        if fields:
+            total += int(fields[7])  # minflt
     return total
 
 
@@ -123,7 +120,7 @@ def children_cpu() -> float:
 
 def user_system(pid: int) -> tuple[float, float]:
     """utime and stime of the process, seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        stat = f.read()
-    fields = stat[stat.rindex(")") + 2 :].split()
+    fields = stat_fields(pid)
+    if not fields:
+        raise ProcessLookupError(pid)
     return int(fields[11]) / TICK, int(fields[12]) / TICK

@@ -21,14 +21,7 @@ def med(values: list[float]) -> tuple[float, float, float]:
     return statistics.median(values), min(values), max(values)
 
 
-def fmt(value: float) -> str:
-    if value >= 1000:
-        return f"{value:,.0f}"
-    if value >= 100:
-        return f"{value:.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
+fmt = summary.number  # (one way of writing a figure, in every table)
 
 
 def cell(values: list[float]) -> str:
