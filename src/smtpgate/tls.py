@@ -10,7 +10,8 @@ import os
 import re
 import ssl
 import tempfile
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal, TypedDict
 
@@ -331,9 +332,10 @@ class TLSContexts:
                     raise TypeError(f"sni_options[{host!r}] must be a mapping of TLS options")
                 check_tls_options(entry, f"sni_options[{str(host)!r}]")
                 sni[normalize_servername(str(host))] = build_context(entry)
-        context.sni_callback = self._choose
+        choose = _sni_callback(weakref.ref(self))
+        context.sni_callback = choose
         for sni_context in sni.values():
-            sni_context.sni_callback = self._choose
+            sni_context.sni_callback = choose
         self.default_options = options
         self.sni_given = sni_options
         self._sni = sni
@@ -354,6 +356,18 @@ class TLSContexts:
             if chosen is not None and chosen is not context:
                 ssl_object.context = chosen
         return None
+
+
+def _sni_callback(contexts: weakref.ref[TLSContexts]) -> Callable[[Any, str | None, ssl.SSLContext], None]:
+    """The SNI callback of a set of contexts, holding the set weakly: a context holding its
+    owner's bound method would make a reference cycle, left for the garbage collector."""
+
+    def choose(ssl_object: Any, servername: str | None, context: ssl.SSLContext) -> None:
+        owner = contexts()
+        if owner is not None:
+            owner._choose(ssl_object, servername, context)
+
+    return choose
 
 
 def tls_info(ssl_object: Any) -> TLSInfo:

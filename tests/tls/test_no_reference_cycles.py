@@ -8,9 +8,12 @@ from __future__ import annotations
 import collections
 import gc
 import time
+import weakref
 
 import pytest
-from tls_support import client_context, send_message, starttls
+from tls_support import client_context, send_message, starttls, tls_pair
+
+from smtpgate.tls import TLSContexts, TLSOptions
 
 SESSIONS = 10
 
@@ -75,3 +78,16 @@ def test_a_client_that_vanishes_leaves_no_cycles(start_server, raw_client, mx):
             client.close()  # gone mid-session, without QUIT
 
     assert smtpgate_garbage(running, sessions) == collections.Counter()
+
+
+def test_tls_contexts_are_freed_without_the_collector(certs, mx):
+    """The contexts' SNI callback holds its owner weakly: no cycle through the SSLContext."""
+    contexts = TLSContexts(TLSOptions(**mx), {"a.example": tls_pair(certs.server["a.example"])}, "mx.test")
+    assert contexts.context.sni_callback is not None
+    gone = weakref.ref(contexts)
+    gc.disable()
+    try:
+        del contexts
+        assert gone() is None
+    finally:
+        gc.enable()
