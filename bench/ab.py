@@ -25,6 +25,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import run as bench  # bench/run.py: the load generators' command lines
+
 BENCH = Path(__file__).resolve().parent
 PYTHON = str(BENCH / ".venv" / "bin" / "python")
 CERT = ["--cert", str(BENCH / ".work" / "cert.pem"), "--key", str(BENCH / ".work" / "key.pem")]
@@ -58,11 +60,9 @@ def start(spec: str, port: int) -> subprocess.Popen[str]:
 
 def load(port: int, messages: int, tls: bool, tlsload: bool = False, length: int = 1024) -> None:
     if tls or tlsload:
-        argv = [str(BENCH / ".work" / "tlsload"), f"127.0.0.1:{port}", "-s", "20", "-m", str(messages)]
-        argv += ["-l", str(length), "--per-session", "100"] + (["--tls"] if tls else [])
+        argv = bench.tlsload(port, 20, messages, length, 100, tls)
     else:
-        argv = ["smtp-source", "-s", "20", "-m", str(messages), "-l", str(length), "-d", "-M", "bench.local"]
-        argv += ["-f", "a@bench.local", "-t", "b@bench.local", f"127.0.0.1:{port}"]
+        argv = bench.smtp_source(port, 20, messages, length, keep=True)
     subprocess.run(argv, cwd=BENCH, check=True, stdout=subprocess.DEVNULL, timeout=600)
 
 

@@ -42,6 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from smtpreply import read_reply  # noqa: E402
+
 from smtpgate.inbox import InboxStore  # noqa: E402
 from smtpgate.sinks import MessageInfo  # noqa: E402
 
@@ -104,16 +106,6 @@ class Server:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
-
-
-async def read_reply(reader: asyncio.StreamReader) -> bytes:
-    """The last line of the next reply."""
-    while True:
-        line = await reader.readline()
-        if not line:
-            raise ConnectionError("server closed the connection")
-        if line[3:4] != b"-":
-            return line
 
 
 async def smtp_client(port: int, numbers: list[int], per_connection: int) -> None:

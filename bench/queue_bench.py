@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from smtpreply import read_reply
+
 BODY = (
     b"From: bench@example.org\r\nTo: app@example.test\r\nSubject: queue benchmark\r\n\r\n" + b"x" * 76 + b"\r\n"
 ) * 20  # about 2 KiB
@@ -92,33 +94,24 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-async def _reply(reader: asyncio.StreamReader) -> bytes:
-    while True:
-        line = await reader.readline()
-        if not line:
-            raise ConnectionError("server closed the connection")
-        if line[3:4] != b"-":
-            return line
-
-
 async def _session(port: int, count: int) -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     accepted = 0
     try:
-        await _reply(reader)
+        await read_reply(reader)
         writer.write(b"EHLO bench.test\r\n")
-        await _reply(reader)
+        await read_reply(reader)
         for _ in range(count):
             writer.write(b"MAIL FROM:<bench@example.org>\r\nRCPT TO:<app@example.test>\r\nDATA\r\n")
-            await _reply(reader)
-            await _reply(reader)
-            if not (await _reply(reader)).startswith(b"354"):
+            await read_reply(reader)
+            await read_reply(reader)
+            if not (await read_reply(reader)).startswith(b"354"):
                 continue
             writer.write(BODY + b".\r\n")
-            if (await _reply(reader)).startswith(b"250"):
+            if (await read_reply(reader)).startswith(b"250"):
                 accepted += 1
         writer.write(b"QUIT\r\n")
-        await _reply(reader)
+        await read_reply(reader)
     finally:
         writer.close()
     return accepted

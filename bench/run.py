@@ -1,8 +1,8 @@
 """The smtpgate benchmark runner (standard library only).
 
 Starts each server as its own process on 127.0.0.1, drives it with smtp-source (Postfix)
-or tlsload (tlsload.c, for STARTTLS), and measures throughput, the server's CPU time and memory, the load
-generator's CPU time and how busy the host was. In a send scenario, every repetition of
+or tlsload (tlsload.c, for STARTTLS), and measures throughput, the server's CPU time and
+memory, the load generator's CPU time and how busy the host was. In a send scenario, every repetition of
 every server is a fresh process, all of them running side by side; the load goes out in
 rounds, the processes taking turns (A1 B1 A2 B2, B2 A2 B1 A1, ...), and a repetition's
 figure is the median over its rounds. Writes a markdown report and a JSON file of every run.

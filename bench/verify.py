@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "verify"))
 from dnsserver import KnotServer, free_port, txt, zone
+from smtpreply import read_reply
 
 from smtpgate.verify import Resolver, Verifier, sign
 
@@ -66,30 +67,22 @@ def cpu_seconds(pid: int) -> float:
 async def session(port: int, messages: list[bytes]) -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
 
-    async def reply() -> bytes:
-        while True:
-            line = await reader.readline()
-            if not line:
-                raise ConnectionError("closed")
-            if line[3:4] != b"-":
-                return line
-
-    await reply()
+    await read_reply(reader)
     writer.write(b"EHLO client.sender.test\r\n")
-    await reply()
+    await read_reply(reader)
     sent = 0
     for data in messages:
         writer.write(b"MAIL FROM:<bounce@sender.test>\r\n")
-        await reply()
+        await read_reply(reader)
         writer.write(b"RCPT TO:<bob@mx.test>\r\n")
-        await reply()
+        await read_reply(reader)
         writer.write(b"DATA\r\n")
-        await reply()
+        await read_reply(reader)
         writer.write(data + b".\r\n")
-        if (await reply()).startswith(b"250"):
+        if (await read_reply(reader)).startswith(b"250"):
             sent += 1
     writer.write(b"QUIT\r\n")
-    await reply()
+    await read_reply(reader)
     writer.close()
     return sent
 
